@@ -1,0 +1,45 @@
+"""In-memory ports, for tests and for ``ipv6gate evaluate --tenants FILE``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from ipv6gate.ports import MessageStoreError
+from ipv6gate.tenants import Tenant
+
+from ipv6gate.adapters.dynamodb import tenant_from_plain
+
+
+class InMemoryTenants:
+    def __init__(self, tenants: Iterable[Tenant] = ()) -> None:
+        self.tenants = {t.domain: t for t in tenants}
+        self.lookups = 0
+
+    def get_many(self, domains: Iterable[str]) -> dict[str, Tenant]:
+        self.lookups += 1
+        return {d: self.tenants[d] for d in domains if d in self.tenants}
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> InMemoryTenants:
+        """A JSON list of items shaped like the DynamoDB table's (``domain``, ``ipv6_inbound``, ...)."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
+            raise ValueError("tenants file must be a JSON list of objects")
+        return cls(tenant_from_plain(item) for item in data)
+
+
+class InMemoryMessages:
+    def __init__(self, messages: Mapping[str, bytes] | None = None) -> None:
+        self.messages = dict(messages or {})
+        self.fetches = 0
+
+    def fetch(self, message_id: str, max_bytes: int) -> bytes:
+        self.fetches += 1
+        raw = self.messages.get(message_id)
+        if raw is None:
+            raise MessageStoreError(f"no stored message {message_id!r}", missing=True)
+        if len(raw) > max_bytes:
+            raise MessageStoreError(f"message is {len(raw)} bytes, over the {max_bytes} limit")
+        return raw

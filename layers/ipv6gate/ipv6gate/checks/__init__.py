@@ -1,0 +1,1 @@
+"""The three checks. Each takes a DNS session and values, and returns one ``CheckResult``."""

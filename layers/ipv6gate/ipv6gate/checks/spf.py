@@ -1,0 +1,105 @@
+"""SPF (RFC 7208) through pyspf, with every query asked through the project's DNS session.
+
+pyspf reads DNS through the module global ``spf.DNSLookup``; we install one dispatcher that
+answers from the session of the check running in the current thread (a ContextVar), so concurrent
+decisions never share state. We also replace pyspf's void-lookup counting: an empty AAAA answer
+for a host that has A records (or the reverse) is not "void" for our purpose, since it is only the
+client's address family that the host lacks (REFERENCE §3, the IPv6 trap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+import spf
+
+from ipv6gate.dns import DnsNameError, DnsSession, DnsTempError, Status
+from ipv6gate.results import CheckResult, Result
+from ipv6gate.source import IPAddress
+
+METHOD = "spf"
+_current: ContextVar[DnsSession] = ContextVar("ipv6gate_spf_dns")
+_RESULTS = {r.value: r for r in Result}
+_OTHER_FAMILY = {"A": "AAAA", "AAAA": "A"}
+
+
+def _lookup(name: str, qtype: str, strict: object = True, timeout: float = 0) -> Iterator[tuple[tuple[str, str], Any]]:
+    """pyspf's DNS hook: ((name, qtype), value) pairs in the shapes pyspf's own dnspython driver yields."""
+    session = _current.get()
+    try:
+        answer = session.query(name, qtype)
+    except DnsTempError as exc:
+        raise spf.TempError(f"DNS {exc}") from None
+    except DnsNameError:
+        return iter(())  # RFC 7208 §4.3: a malformed domain yields no record
+    out: list[tuple[tuple[str, str], Any]] = []
+    for rd in answer.records:
+        if qtype in ("A", "AAAA"):
+            value: Any = rd.address  # type: ignore[attr-defined]
+        elif qtype == "MX":
+            value = (rd.preference, rd.exchange.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
+        elif qtype == "PTR":
+            value = rd.target.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
+        else:  # TXT or SPF: the strings of one record, pyspf joins them
+            value = tuple(rd.strings)  # type: ignore[attr-defined]
+        out.append(((name, qtype), value))
+    return iter(out)
+
+
+spf.DNSLookup = _lookup
+
+
+class _GateQuery(spf.query):  # type: ignore[misc]
+    """pyspf's query with a configurable void limit that ignores family-only gaps."""
+
+    def __init__(self, *args: Any, void_limit: int, session: DnsSession, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._void_limit = void_limit
+        self._session = session
+
+    def dns(self, name: str, qtype: str, cnames: Any = None, ignore_void: bool = False) -> list[Any]:
+        result: list[Any] = super().dns(name, qtype, cnames=cnames, ignore_void=True)
+        if result or ignore_void or self._has_other_family(name, qtype):
+            return result
+        self.void_lookups += 1
+        if self.void_lookups > self._void_limit:
+            raise spf.PermError(f"Void lookup limit of {self._void_limit} exceeded")
+        return result
+
+    def _has_other_family(self, name: str, qtype: str) -> bool:
+        other = _OTHER_FAMILY.get(qtype)
+        if other is None:
+            return False
+        try:
+            return self._session.query(name, other).status is Status.OK
+        except (DnsTempError, DnsNameError):
+            return False  # unknown: count it as void, as pyspf would
+
+
+def check_spf(
+    dns_session: DnsSession, ip: IPAddress, mail_from: str, helo: str, *, void_limit: int
+) -> CheckResult:
+    """Check MAIL FROM, or ``postmaster@<helo>`` for the null sender (RFC 7208 §2.4)."""
+    if mail_from:
+        identity, props = mail_from, {"smtp.mailfrom": mail_from}
+    else:
+        identity, props = f"postmaster@{helo}", {"smtp.helo": helo}
+    budget = dns_session.deadline.remaining()
+    if budget <= 0:
+        return CheckResult(METHOD, Result.TEMPERROR, "decision time budget spent before SPF", props)
+    token = _current.set(dns_session)
+    try:
+        query = _GateQuery(
+            i=str(ip), s=identity, h=helo, querytime=budget, timeout=budget,
+            void_limit=void_limit, session=dns_session,
+        )
+        outcome, _code, explanation = query.check()
+    except Exception as exc:  # pyspf on hostile input: never let it reject or crash the decision
+        return CheckResult(METHOD, Result.TEMPERROR, f"SPF evaluation error: {exc.__class__.__name__}", props)
+    finally:
+        _current.reset(token)
+    result = _RESULTS.get(str(outcome), Result.PERMERROR)
+    domain = identity.rpartition("@")[2]
+    return CheckResult(METHOD, result, f"{domain}: {explanation}" if explanation else domain, props)

@@ -1,0 +1,94 @@
+"""``ipv6gate``: evaluate SES events the way the Lambda function would, from a shell.
+
+Errors in input are one line on stderr naming the file, and a non-zero exit; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ipv6gate.event import EventError, parse_event
+from ipv6gate.settings import Settings, SettingsError
+
+EXIT_INPUT = 1
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ipv6gate", description=__doc__.splitlines()[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", required=True)
+    ev = commands.add_parser("evaluate", help="decide SES receipt events; one JSON line per event")
+    ev.add_argument("events", nargs="+", type=Path, metavar="EVENT.json")
+    ev.add_argument("--message", type=Path, metavar="RAW.eml",
+                    help="the raw message for DKIM (default: fetched from MESSAGE_BUCKET like the function)")
+    ev.add_argument("--tenants", type=Path, metavar="TENANTS.json",
+                    help="tenants from a JSON list instead of the TENANTS_TABLE DynamoDB table")
+    args = parser.parse_args(argv)
+    return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ipv6gate.wiring import build_gate
+
+    try:
+        settings = Settings.from_env(os.environ)
+        raw = _read_bytes(args.message) if args.message else None
+        tenants = None
+        if args.tenants:
+            from ipv6gate.adapters.memory import InMemoryTenants
+
+            try:
+                tenants = InMemoryTenants.from_json_file(args.tenants)
+            except (OSError, ValueError) as exc:
+                raise _InputError(f"{args.tenants}: {_reason(exc)}") from None
+        gate = build_gate(settings, tenants=tenants)
+    except SettingsError as exc:
+        print(f"ipv6gate: configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except _InputError as exc:
+        print(f"ipv6gate: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+
+    status = 0
+    for path in args.events:
+        try:
+            mail = parse_event(json.loads(_read_bytes(path)))
+        except _InputError as exc:
+            print(f"ipv6gate: {exc}", file=sys.stderr)
+            status = EXIT_INPUT
+            continue
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            print(f"ipv6gate: {path}: invalid JSON: {_reason(exc)}", file=sys.stderr)
+            status = EXIT_INPUT
+            continue
+        except EventError as exc:
+            print(f"ipv6gate: {path}: {exc}", file=sys.stderr)
+            status = EXIT_INPUT
+            continue
+        decision = gate.evaluate(mail, raw_message=raw)
+        print(json.dumps({"event": str(path), **decision.to_dict()}, ensure_ascii=False), flush=True)
+    return status
+
+
+class _InputError(Exception):
+    pass
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _InputError(f"{path}: cannot read: {exc.strerror or exc.__class__.__name__}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or exc.__class__.__name__
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

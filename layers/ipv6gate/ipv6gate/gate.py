@@ -1,0 +1,159 @@
+"""Orchestration: SES mail -> source and recipients -> tenants -> checks (concurrently) -> decision.
+
+The Lambda handler and the CLI both call ``Gate.evaluate``, so what ``ipv6gate evaluate`` prints is
+what the function decides. Faults in DNS or AWS never reject silently: they become ``temperror``
+results or notes, and the decision says what happened.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ipv6gate.checks.iprev import check_iprev
+from ipv6gate.dns import Deadline, DnsResolver, DnsSession
+from ipv6gate.domains import DomainError, recipient_domain
+from ipv6gate.event import Mail
+from ipv6gate.policy import Checks, Disposition, Recipient, RecipientVerdict, decide, disposition, needs_checks
+from ipv6gate.ports import MessageStore, MessageStoreError, TenantDirectory, TenantLookupError
+from ipv6gate.results import CheckResult, Result, skipped
+from ipv6gate.settings import Settings
+from ipv6gate.source import Source, Unknown, find_source
+from ipv6gate.tenants import Tenant
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    message_id: str
+    source: Source | Unknown
+    disposition: Disposition
+    verdicts: list[RecipientVerdict]
+    checks: Checks
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    dns_queries: int = 0
+    elapsed_ms: float = 0.0
+
+    @property
+    def client_ip(self) -> str | None:
+        return str(self.source.ip) if isinstance(self.source, Source) else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "message_id": self.message_id,
+            "client_ip": self.client_ip,
+            "ip_version": self.source.version if isinstance(self.source, Source) else None,
+            "helo": self.source.helo if isinstance(self.source, Source) else None,
+            "disposition": self.disposition.value,
+            "recipients": [v.to_dict() for v in self.verdicts],
+            "checks": {c.method: c.to_dict() for c in (self.checks.iprev, self.checks.spf, self.checks.dkim)},
+            "notes": list(self.notes),
+            "dns_queries": self.dns_queries,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }
+
+
+class Gate:
+    """Long-lived (one per cold start): settings, the DNS layer and the ports, plus a small thread pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        dns: DnsResolver,
+        tenants: TenantDirectory,
+        messages: MessageStore | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.dns = dns
+        self.tenants = tenants
+        self.messages = messages
+        self.clock = clock
+        self._pool = cf.ThreadPoolExecutor(max_workers=3, thread_name_prefix="ipv6gate-check")
+
+    def evaluate(self, mail: Mail, raw_message: bytes | None = None) -> Decision:
+        started = self.clock()
+        notes: list[str] = []
+        source = find_source(mail.headers, self.settings.trusted_receivers)
+        recipients = self._recipients(mail, source, notes)
+        session: DnsSession | None = None
+        if needs_checks(source, recipients):
+            assert isinstance(source, Source)
+            session = self.dns.session(Deadline(self.settings.decision_budget_seconds, self.clock))
+            checks = self._run_checks(mail, source, session, raw_message)
+        else:
+            why = "not needed: IPv4, unknown client, or no opted-in recipient"
+            checks = Checks(skipped("iprev", why), skipped("spf", why), skipped("dkim", why))
+        verdicts = decide(source, recipients, checks, self.settings.temperror_action)
+        return Decision(
+            message_id=mail.message_id,
+            source=source,
+            disposition=disposition(verdicts),
+            verdicts=verdicts,
+            checks=checks,
+            tenants={r.domain: r.tenant for r in recipients if r.domain and r.tenant},
+            notes=tuple(notes),
+            dns_queries=session.queries if session else 0,
+            elapsed_ms=(self.clock() - started) * 1000,
+        )
+
+    def _recipients(self, mail: Mail, source: Source | Unknown, notes: list[str]) -> list[Recipient]:
+        domains: dict[str, str | None] = {}
+        for address in mail.recipients:
+            try:
+                domains[address] = recipient_domain(address)
+            except DomainError as exc:
+                domains[address] = None
+                notes.append(f"recipient {address[:80]!r} ignored: {exc}")
+        tenants: dict[str, Tenant] = {}
+        if isinstance(source, Source) and source.version == 6:
+            wanted = sorted({d for d in domains.values() if d})
+            try:
+                tenants = self.tenants.get_many(wanted) if wanted else {}
+            except TenantLookupError as exc:
+                # Fail open: without tenant data nobody can be said to have opted in. Say so loudly.
+                notes.append(f"tenant lookup failed, every recipient accepted: {exc}")
+                return [Recipient(a, None, None) for a in mail.recipients]
+        return [Recipient(a, d, tenants.get(d) if d else None) for a, d in domains.items()]
+
+    def _run_checks(self, mail: Mail, source: Source, session: DnsSession, raw: bytes | None) -> Checks:
+        s = self.settings
+        # Imported here so an IPv4 decision never pays for pyspf and dkimpy (cold start).
+        from ipv6gate.checks.spf import check_spf
+
+        tasks: dict[str, Callable[[], CheckResult]] = {
+            "iprev": lambda: check_iprev(session, source.ip, s.ptr_mode),
+            "spf": lambda: check_spf(session, source.ip, mail.mail_from, source.helo,
+                                     void_limit=s.spf_void_lookup_limit),
+            "dkim": lambda: self._dkim(mail, session, raw),
+        }
+        futures = {name: self._pool.submit(task) for name, task in tasks.items()}
+        # A small grace beyond the DNS budget for CPU work (hashing a large body).
+        cf.wait(futures.values(), timeout=max(0.0, session.deadline.remaining()) + 2.0)
+        results = {name: _outcome(name, future) for name, future in futures.items()}
+        return Checks(results["iprev"], results["spf"], results["dkim"])
+
+    def _dkim(self, mail: Mail, session: DnsSession, raw: bytes | None) -> CheckResult:
+        if raw is None:
+            if not mail.has_header("DKIM-Signature") and not mail.headers_truncated:
+                return CheckResult("dkim", Result.NONE, "no DKIM-Signature header (message not fetched)")
+            if self.messages is None:
+                return CheckResult("dkim", Result.TEMPERROR, "raw message needed but no message store configured")
+            try:
+                raw = self.messages.fetch(mail.message_id, self.settings.message_max_bytes)
+            except MessageStoreError as exc:
+                return CheckResult("dkim", Result.TEMPERROR, f"raw message unavailable: {exc}")
+        from ipv6gate.checks.dkim import check_dkim
+
+        return check_dkim(session, raw, max_signatures=self.settings.dkim_max_signatures)
+
+
+def _outcome(name: str, future: cf.Future[CheckResult]) -> CheckResult:
+    if not future.done():
+        return CheckResult(name, Result.TEMPERROR, "check did not finish within the decision budget")
+    exc = future.exception()
+    if exc is not None:  # a bug or a library crash must not reject mail
+        return CheckResult(name, Result.TEMPERROR, f"check crashed: {exc.__class__.__name__}")
+    return future.result()

@@ -1,0 +1,155 @@
+"""The decision: a pure function of (source, tenants, check results) -> per-recipient verdicts.
+
+Order per recipient (REFERENCE §1): not opted in -> 550 5.2.1; no usable PTR -> 450 4.7.25;
+neither SPF nor DKIM pass -> 450 4.7.26; otherwise accept. A temporary DNS failure rejects only
+when the outcome does not depend on it, unless the operator chose TEMPERROR_ACTION=reject.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+
+from ipv6gate import replies
+from ipv6gate.replies import Reply
+from ipv6gate.results import CheckResult, Result
+from ipv6gate.settings import TempErrorAction
+from ipv6gate.source import Source, Unknown
+from ipv6gate.tenants import Mode, Tenant
+
+
+class Verdict(StrEnum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+
+
+class Disposition(StrEnum):
+    CONTINUE = "CONTINUE"
+    STOP_RULE_SET = "STOP_RULE_SET"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    address: str
+    domain: str | None  # canonical form; None when the address has no usable domain
+    tenant: Tenant | None
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    iprev: CheckResult
+    spf: CheckResult
+    dkim: CheckResult
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientVerdict:
+    recipient: str
+    verdict: Verdict
+    reply: Reply | None  # the reply a rejection carries (also set for a monitor-mode would-reject)
+    reason: str
+    monitor: bool = False  # True: the tenant is in monitor mode and ``reply`` was not enforced
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "recipient": self.recipient,
+            "verdict": self.verdict.value,
+            "reply": str(self.reply) if self.reply and not self.monitor else None,
+            "reason": self.reason,
+        }
+        if self.monitor:
+            out["monitor"] = True
+            out["would_reply"] = str(self.reply) if self.reply else None
+        return out
+
+
+class _Gate(Enum):
+    OK = "ok"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # temperror: the answer may be different later
+
+
+def needs_checks(source: Source | Unknown, recipients: list[Recipient]) -> bool:
+    """Whether any recipient's verdict depends on the PTR/SPF/DKIM results."""
+    if not isinstance(source, Source) or source.version != 6:
+        return False
+    return any(_opted_in(r) and not r.tenant.is_partner(source.ip) for r in recipients if r.tenant)
+
+
+def decide(
+    source: Source | Unknown,
+    recipients: list[Recipient],
+    checks: Checks,
+    temperror_action: TempErrorAction = TempErrorAction.ACCEPT,
+) -> list[RecipientVerdict]:
+    return [_decide_one(source, r, checks, temperror_action) for r in recipients]
+
+
+def disposition(verdicts: list[RecipientVerdict]) -> Disposition:
+    """Stop the rule set only when no recipient is left to deliver to."""
+    if verdicts and all(v.verdict is Verdict.REJECT for v in verdicts):
+        return Disposition.STOP_RULE_SET
+    return Disposition.CONTINUE
+
+
+def _decide_one(
+    source: Source | Unknown, rcpt: Recipient, checks: Checks, temperror_action: TempErrorAction
+) -> RecipientVerdict:
+    if isinstance(source, Unknown):
+        return RecipientVerdict(rcpt.address, Verdict.ACCEPT, None, f"client address unknown: {source.reason}")
+    if source.version == 4:
+        return RecipientVerdict(rcpt.address, Verdict.ACCEPT, None, "IPv4 client: outside the IPv6 rule")
+    assert isinstance(source.ip, ipaddress.IPv6Address)
+    ip = source.ip
+    tenant = rcpt.tenant
+    monitor = tenant is not None and tenant.mode is Mode.MONITOR
+
+    def reject(reply: Reply, reason: str) -> RecipientVerdict:
+        if monitor:
+            return RecipientVerdict(rcpt.address, Verdict.ACCEPT, reply, f"monitor mode, would reject: {reason}", True)
+        return RecipientVerdict(rcpt.address, Verdict.REJECT, reply, reason)
+
+    if rcpt.domain is None:
+        return RecipientVerdict(rcpt.address, Verdict.ACCEPT, None, "recipient has no usable domain")
+    if tenant is None or not tenant.ipv6_inbound:
+        why = "domain is not a tenant" if tenant is None else "tenant has not opted in to IPv6"
+        return reject(replies.ipv6_not_accepted(rcpt.domain), why)
+    if tenant.is_partner(ip):
+        return RecipientVerdict(rcpt.address, Verdict.ACCEPT, None, "partner connector prefix: not anonymous")
+
+    ptr = _ptr_gate(checks.iprev)
+    auth = _auth_gate(checks.spf, checks.dkim)
+    if ptr is _Gate.FAILED:
+        return reject(replies.no_reverse_dns(ip), f"iprev {checks.iprev.result}: {checks.iprev.reason}")
+    if auth is _Gate.FAILED:
+        return reject(replies.not_authenticated(ip), f"spf {checks.spf.result}, dkim {checks.dkim.result}")
+    if ptr is _Gate.OK and auth is _Gate.OK:
+        passed = " and ".join(c.method for c in (checks.spf, checks.dkim) if c.passed)
+        return RecipientVerdict(rcpt.address, Verdict.ACCEPT, None, f"PTR published, {passed} pass")
+
+    # What is left is undecided because a lookup failed temporarily.
+    pending = checks.iprev if ptr is _Gate.UNKNOWN else (checks.spf if checks.spf.temporary else checks.dkim)
+    reason = f"{pending.method} temperror decides: {pending.reason}"
+    if temperror_action is TempErrorAction.REJECT:
+        reply = replies.no_reverse_dns(ip) if ptr is _Gate.UNKNOWN else replies.not_authenticated(ip)
+        return reject(reply, reason)
+    return RecipientVerdict(rcpt.address, Verdict.ACCEPT, None, f"accepted, {reason}")
+
+
+def _opted_in(rcpt: Recipient) -> bool:
+    return rcpt.tenant is not None and rcpt.tenant.ipv6_inbound
+
+
+def _ptr_gate(iprev: CheckResult) -> _Gate:
+    if iprev.result is Result.PASS:
+        return _Gate.OK
+    return _Gate.UNKNOWN if iprev.result is Result.TEMPERROR else _Gate.FAILED
+
+
+def _auth_gate(spf: CheckResult, dkim: CheckResult) -> _Gate:
+    if spf.passed or dkim.passed:
+        return _Gate.OK
+    if spf.temporary or dkim.temporary:
+        return _Gate.UNKNOWN
+    return _Gate.FAILED

@@ -1,0 +1,32 @@
+"""The small interfaces the core needs from the outside world; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from ipv6gate.tenants import Tenant
+
+
+class TenantLookupError(Exception):
+    """The tenant store could not be read (unreachable, throttled, denied)."""
+
+
+class MessageStoreError(Exception):
+    """The raw message could not be read; ``missing`` when it is simply not there."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class TenantDirectory(Protocol):
+    def get_many(self, domains: Iterable[str]) -> dict[str, Tenant]:
+        """Tenants for the domains that have a record; absent domains are simply left out."""
+        ...
+
+
+class MessageStore(Protocol):
+    def fetch(self, message_id: str, max_bytes: int) -> bytes:
+        """The raw message as SES stored it; ``MessageStoreError`` if unreadable or over ``max_bytes``."""
+        ...

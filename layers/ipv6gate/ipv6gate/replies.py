@@ -1,0 +1,46 @@
+"""The three replies Exchange Online documents for anonymous IPv6 mail, verbatim."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    code: int
+    status: str  # RFC 3463 enhanced status code
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+def _compressed(address: ipaddress.IPv6Address) -> str:
+    return address.compressed
+
+
+def no_reverse_dns(address: ipaddress.IPv6Address) -> Reply:
+    return Reply(
+        450,
+        "4.7.25",
+        f"Service unavailable, sending IPv6 address [{_compressed(address)}] "
+        "must have reverse DNS record.",
+    )
+
+
+def not_authenticated(address: ipaddress.IPv6Address) -> Reply:
+    return Reply(
+        450,
+        "4.7.26",
+        f"Service unavailable, message sent over IPv6 [{_compressed(address)}] "
+        "must pass either SPF or DKIM validation.",
+    )
+
+
+def ipv6_not_accepted(domain: str) -> Reply:
+    return Reply(550, "5.2.1", f"Service unavailable, [{domain}] does not accept email over IPv6.")

@@ -1,0 +1,66 @@
+"""Who connected: read only from the Received header that SES itself prepended.
+
+Everything below SES's own headers came from the sender and can say anything, so only the
+topmost Received header counts, and only when its ``by`` host is a trusted receiver.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# from <HELO> (<rDNS or nothing> [<ip>]) by <host> ...
+_RECEIVED = re.compile(
+    r"^from\s+(?P<helo>\S+)\s+\((?P<rdns>[^()\[\]]*)\[(?:IPv6:)?(?P<ip>[0-9A-Fa-f:.]+)\]\)\s+by\s+(?P<by>[^\s;]+)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The connecting client as SES saw it."""
+
+    ip: IPAddress
+    helo: str
+
+    @property
+    def version(self) -> int:
+        return self.ip.version
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """No trusted statement of the client address could be found; ``reason`` says why."""
+
+    reason: str
+
+
+def find_source(headers: Sequence[tuple[str, str]], trusted_receivers: Sequence[str]) -> Source | Unknown:
+    """Parse the topmost Received header; never fall back to a lower (sender-written) one."""
+    received = next((value for name, value in headers if name.lower() == "received"), None)
+    if received is None:
+        return Unknown("no Received header in the SES event")
+    text = " ".join(received.split())  # unfold continuation lines
+    m = _RECEIVED.match(text)
+    if not m:
+        return Unknown("topmost Received header is not in SES's format")
+    by = m.group("by").lower().rstrip(".")
+    if not any(host_matches(by, pattern) for pattern in trusted_receivers):
+        return Unknown(f"topmost Received header is by {by!r}, not a trusted receiver")
+    try:
+        ip = ipaddress.ip_address(m.group("ip"))
+    except ValueError:
+        return Unknown("topmost Received header has no valid client address")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket
+    return Source(ip=ip, helo=m.group("helo"))
+
+
+def host_matches(host: str, pattern: str) -> bool:
+    """Case-insensitive host match where ``*`` stands for exactly one DNS label."""
+    labels, wanted = host.lower().split("."), pattern.lower().split(".")
+    return len(labels) == len(wanted) and all(w == "*" or w == h for h, w in zip(labels, wanted, strict=True))

@@ -1,0 +1,68 @@
+"""Builds a ``Gate`` from ``Settings``: the one place that picks adapters and makes AWS clients.
+
+Entry points (the Lambda handler, the CLI) call this once per process (per cold start).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipv6gate.dns import Backend, DnsResolver
+from ipv6gate.gate import Gate
+from ipv6gate.ports import MessageStore, TenantDirectory
+from ipv6gate.settings import Settings, SettingsError
+
+
+def build_dns(settings: Settings) -> DnsResolver:
+    backend: Backend
+    if settings.dns_zone_dir:
+        from ipv6gate.dns.zones import ZoneBackend
+
+        try:
+            backend = ZoneBackend.from_directory(settings.dns_zone_dir)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+    else:
+        from ipv6gate.dns.network import NetworkBackend
+
+        backend = NetworkBackend(settings.dns_servers, cache_size=settings.dns_cache_size)
+    return DnsResolver(backend, query_timeout=settings.dns_query_timeout_seconds, query_limit=settings.dns_query_limit)
+
+
+def aws_client(service: str) -> Any:
+    """A boto3 client; boto3 itself honours AWS_ENDPOINT_URL (moto server, LocalStack)."""
+    import boto3
+    from botocore.config import Config
+
+    # Short timeouts and few retries: the gate runs inside SES's 30 s limit.
+    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+    return boto3.client(service, config=config)
+
+
+def build_tenants(settings: Settings) -> TenantDirectory:
+    if not settings.tenants_table:
+        raise SettingsError("TENANTS_TABLE: not set (the DynamoDB table of tenant domains)")
+    from ipv6gate.adapters.dynamodb import DynamoTenantDirectory
+
+    return DynamoTenantDirectory(aws_client("dynamodb"), settings.tenants_table)
+
+
+def build_messages(settings: Settings) -> MessageStore | None:
+    if not settings.message_bucket:
+        return None
+    from ipv6gate.adapters.s3 import S3MessageStore
+
+    return S3MessageStore(aws_client("s3"), settings.message_bucket, settings.message_prefix)
+
+
+def build_gate(
+    settings: Settings,
+    tenants: TenantDirectory | None = None,
+    messages: MessageStore | None = None,
+) -> Gate:
+    return Gate(
+        settings,
+        build_dns(settings),
+        tenants if tenants is not None else build_tenants(settings),
+        messages if messages is not None else build_messages(settings),
+    )

@@ -1,0 +1,58 @@
+"""Shared fixtures: generated keys, the zone-file DNS of the test world, a gate wired with fakes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from ipv6gate.adapters.memory import InMemoryMessages, InMemoryTenants
+from ipv6gate.dns import Deadline, DnsResolver, DnsSession
+from ipv6gate.gate import Gate
+from ipv6gate.settings import Settings
+from ipv6gate.tenants import Mode, Tenant
+from tests.support import world
+
+
+@pytest.fixture(scope="session")
+def keys() -> world.Keys:
+    return world.make_keys()
+
+
+@pytest.fixture
+def resolver(keys: world.Keys) -> DnsResolver:
+    backend = world.zone_backend(keys, timeouts=(world._ptr_owner(world.PTR_TIMEOUT_IP), "slow._domainkey.good.test."))
+    return DnsResolver(backend, query_timeout=1.0, query_limit=60)
+
+
+@pytest.fixture
+def session(resolver: DnsResolver) -> DnsSession:
+    return resolver.session(Deadline(5.0))
+
+
+@pytest.fixture
+def tenants() -> InMemoryTenants:
+    return InMemoryTenants(
+        [
+            Tenant("tenant.test", ipv6_inbound=True),
+            Tenant("optout.test", ipv6_inbound=False),
+            Tenant("watch.test", ipv6_inbound=True, mode=Mode.MONITOR),
+        ]
+    )
+
+
+@pytest.fixture
+def messages() -> InMemoryMessages:
+    return InMemoryMessages()
+
+
+@pytest.fixture
+def make_gate(
+    resolver: DnsResolver, tenants: InMemoryTenants, messages: InMemoryMessages
+) -> Callable[..., Gate]:
+    def build(**overrides: object) -> Gate:
+        env = {"AWS_REGION": "eu-west-1", **{k.upper(): str(v) for k, v in overrides.items()}}
+        return Gate(Settings.from_env(env), resolver, tenants, messages, clock=time.monotonic)
+
+    return build
