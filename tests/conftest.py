@@ -48,9 +48,7 @@ def messages() -> InMemoryMessages:
 
 
 @pytest.fixture
-def make_gate(
-    resolver: DnsResolver, tenants: InMemoryTenants, messages: InMemoryMessages
-) -> Callable[..., Gate]:
+def make_gate(resolver: DnsResolver, tenants: InMemoryTenants, messages: InMemoryMessages) -> Callable[..., Gate]:
     def build(**overrides: object) -> Gate:
         env = {"AWS_REGION": "eu-west-1", **{k.upper(): str(v) for k, v in overrides.items()}}
         return Gate(Settings.from_env(env), resolver, tenants, messages, clock=time.monotonic)

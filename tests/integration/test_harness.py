@@ -6,9 +6,7 @@ without Knot DNS cannot silently pass the integration suite.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import dns.flags
@@ -19,12 +17,6 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 import pytest
-
-# `tests.support` needs the repo root on sys.path; pytest's default rootdir
-# handling only adds this file's directory.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
 
 from tests.support.knot import KnotServer, find_knotd
 from tests.support.moto_server import MotoServer, aws_env
@@ -58,9 +50,7 @@ $TTL 300
 
 @pytest.fixture(scope="module")
 def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotServer]:
-    assert find_knotd() is not None, (
-        "knotd not found: install Knot DNS (apt-get install knot)"
-    )
+    assert find_knotd() is not None, "knotd not found: install Knot DNS (apt-get install knot)"
     zone_dir = tmp_path_factory.mktemp("zones")
     (zone_dir / f"{ZONE.rstrip('.')}.zone").write_text(FORWARD_ZONE_TEXT)
     (zone_dir / f"{REV_ZONE.rstrip('.')}.zone").write_text(REVERSE_ZONE_TEXT)
@@ -81,9 +71,7 @@ def aws(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> boto3.Session:
     return boto3.Session()  # fresh session: picks up the patched env
 
 
-def _udp(
-    knot: KnotServer, host: str, qname: str, rdtype: dns.rdatatype.RdataType
-) -> list[str]:
+def _udp(knot: KnotServer, host: str, qname: str, rdtype: dns.rdatatype.RdataType) -> list[str]:
     query = dns.message.make_query(qname, rdtype)
     resp = dns.query.udp(query, host, port=knot.port, timeout=2)
     assert resp.flags & dns.flags.AA

@@ -142,9 +142,7 @@ class KnotServer:
         zone_files = sorted(self.zone_dir.glob("*.zone"))
         if not zone_files:
             raise RuntimeError(f"no *.zone files in {self.zone_dir}")
-        self.zones = [
-            dns.name.from_text(f.name.removesuffix(".zone")) for f in zone_files
-        ]
+        self.zones = [dns.name.from_text(f.name.removesuffix(".zone")) for f in zone_files]
         self._tmp = tempfile.TemporaryDirectory(prefix="knot-")
         self._log_path = self.workdir / "knotd.log"
         try:
@@ -244,8 +242,7 @@ class KnotServer:
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"knotc conf-check failed for {conf}:\n{result.stdout}{result.stderr}\n"
-                f"config:\n{conf.read_text()}"
+                f"knotc conf-check failed for {conf}:\n{result.stdout}{result.stderr}\nconfig:\n{conf.read_text()}"
             )
 
     def _launch(self, conf: Path) -> tuple[str | None, bool]:
@@ -289,18 +286,12 @@ class KnotServer:
 
     def _is_ours(self, host: str) -> bool:
         """True if `id.server. CH TXT` over TCP returns our identity token."""
-        query = dns.message.make_query(
-            "id.server.", dns.rdatatype.TXT, dns.rdataclass.CH
-        )
+        query = dns.message.make_query("id.server.", dns.rdatatype.TXT, dns.rdataclass.CH)
         try:
             resp = dns.query.tcp(query, host, port=self.port, timeout=0.5)
         except (dns.exception.DNSException, OSError):
             return False
-        return any(
-            rd.to_text() == f'"{self._identity}"'
-            for rrset in resp.answer
-            for rd in rrset
-        )
+        return any(rd.to_text() == f'"{self._identity}"' for rrset in resp.answer for rd in rrset)
 
     def _serves(self, zone: dns.name.Name, host: str) -> bool:
         """True if knotd answers authoritatively with the zone's SOA."""

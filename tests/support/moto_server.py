@@ -123,9 +123,7 @@ class MotoServer:
                 return False
             try:
                 # moto's own dashboard/reset API; any HTTP answer means "up".
-                with urllib.request.urlopen(
-                    f"{self.endpoint_url}/moto-api/data.json", timeout=1
-                ) as resp:
+                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/data.json", timeout=1) as resp:
                     if resp.status == 200:
                         return True
             except urllib.error.HTTPError:

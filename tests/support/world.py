@@ -29,7 +29,7 @@ GOOD_IP = "2001:db8:1::25"  # PTR mail.good.test, forward-confirmed; in good.tes
 NO_PTR_IP = "2001:db8:2::25"  # no PTR at all
 MISMATCH_IP = "2001:db8:3::25"  # PTR mail.nomatch.test, which does not resolve back
 NUMERIC_PTR_IP = "2001:db8:4::25"  # PTR "192.0.2.1." (a number, not a name)
-PTR_TIMEOUT_IP = "2001:db8:5::25"  # the PTR query times out (zone-file DNS only)
+PTR_TIMEOUT_IP = "2001:db8:5::25"  # the PTR query times out (zone-file DNS only); in good.test's SPF
 OTHER_IP = "2001:db8:6::25"  # PTR mail.other.test (forward-confirmed), in no SPF record
 V4_IP = "192.0.2.25"
 
@@ -56,9 +56,7 @@ def make_keys() -> Keys:
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
         )
-        der = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         return pem, base64.b64encode(der).decode()
 
     rsa_pem, rsa_pub = rsa_pair(2048)
@@ -83,7 +81,7 @@ def zone_texts(keys: Keys) -> dict[str, str]:
         "good.test": f"""
 ns      A     192.0.2.53
 mail    AAAA  {GOOD_IP}
-@       TXT   "v=spf1 ip6:2001:db8:1::/48 -all"
+@       TXT   "v=spf1 ip6:2001:db8:1::/48 ip6:2001:db8:5::/48 -all"
 rsa._domainkey     TXT {_txt("v=DKIM1; k=rsa; p=" + keys.rsa_public_b64)}
 ed._domainkey      TXT {_txt("v=DKIM1; k=ed25519; p=" + keys.ed25519_public_b64)}
 small._domainkey   TXT {_txt("v=DKIM1; k=rsa; p=" + keys.small_rsa_public_b64)}
@@ -164,13 +162,24 @@ def message(
 def sign(raw: bytes, keys: Keys, *, domain: str = "good.test", selector: str = "rsa", algorithm: str = "rsa") -> bytes:
     """Prepend a DKIM-Signature made with one of the generated keys."""
     if algorithm == "ed25519":
-        sig = dkim.sign(raw, selector.encode(), domain.encode(), keys.ed25519_seed_b64,
-                        signature_algorithm=b"ed25519-sha256", include_headers=[b"from", b"to", b"subject"])
+        sig = dkim.sign(
+            raw,
+            selector.encode(),
+            domain.encode(),
+            keys.ed25519_seed_b64,
+            signature_algorithm=b"ed25519-sha256",
+            include_headers=[b"from", b"to", b"subject"],
+        )
     else:
         key = keys.small_rsa_pem if selector == "small" else keys.rsa_pem
-        sig = dkim.sign(raw, selector.encode(), domain.encode(), key,
-                        signature_algorithm=b"rsa-sha1" if algorithm == "rsa-sha1" else b"rsa-sha256",
-                        include_headers=[b"from", b"to", b"subject"])
+        sig = dkim.sign(
+            raw,
+            selector.encode(),
+            domain.encode(),
+            key,
+            signature_algorithm=b"rsa-sha1" if algorithm == "rsa-sha1" else b"rsa-sha256",
+            include_headers=[b"from", b"to", b"subject"],
+        )
     return sig + raw
 
 
@@ -217,8 +226,13 @@ def ses_event(
                         "destination": list(recipients),
                         "headersTruncated": False,
                         "headers": headers,
-                        "commonHeaders": {"returnPath": mail_from, "from": [mail_from], "to": list(recipients),
-                                          "messageId": "<test@good.test>", "subject": "hello"},
+                        "commonHeaders": {
+                            "returnPath": mail_from,
+                            "from": [mail_from],
+                            "to": list(recipients),
+                            "messageId": "<test@good.test>",
+                            "subject": "hello",
+                        },
                     },
                     "receipt": {
                         "timestamp": "2026-11-27T12:00:00.000Z",
@@ -229,8 +243,11 @@ def ses_event(
                         "spfVerdict": {"status": "PASS"},
                         "dkimVerdict": {"status": "PASS"},
                         "dmarcVerdict": {"status": "PASS"},
-                        "action": {"type": "Lambda", "invocationType": "RequestResponse",
-                                   "functionArn": "arn:aws:lambda:eu-west-1:123456789012:function:ipv6gate-gate"},
+                        "action": {
+                            "type": "Lambda",
+                            "invocationType": "RequestResponse",
+                            "functionArn": "arn:aws:lambda:eu-west-1:123456789012:function:ipv6gate-gate",
+                        },
                     },
                 },
             }

@@ -24,10 +24,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     ev = commands.add_parser("evaluate", help="decide SES receipt events; one JSON line per event")
     ev.add_argument("events", nargs="+", type=Path, metavar="EVENT.json")
-    ev.add_argument("--message", type=Path, metavar="RAW.eml",
-                    help="the raw message for DKIM (default: fetched from MESSAGE_BUCKET like the function)")
-    ev.add_argument("--tenants", type=Path, metavar="TENANTS.json",
-                    help="tenants from a JSON list instead of the TENANTS_TABLE DynamoDB table")
+    ev.add_argument(
+        "--message",
+        type=Path,
+        metavar="RAW.eml",
+        help="the raw message for DKIM (default: fetched from MESSAGE_BUCKET like the function)",
+    )
+    ev.add_argument(
+        "--tenants",
+        type=Path,
+        metavar="TENANTS.json",
+        help="tenants from a JSON list instead of the TENANTS_TABLE DynamoDB table",
+    )
     args = parser.parse_args(argv)
     return _evaluate(args)
 

@@ -49,8 +49,9 @@ def parse_event(event: Any) -> Mail:
     _require(mail, "headers", list, "Records[0].ses.mail")
     _require(receipt, "recipients", list, "Records[0].ses.receipt")
     for i, header in enumerate(mail["headers"]):
-        if not (isinstance(header, Mapping) and isinstance(header.get("name"), str)
-                and isinstance(header.get("value"), str)):
+        if not (
+            isinstance(header, Mapping) and isinstance(header.get("name"), str) and isinstance(header.get("value"), str)
+        ):
             raise EventError(f"Records[0].ses.mail.headers[{i}] needs string 'name' and 'value'")
     if not all(isinstance(r, str) for r in receipt["recipients"]):
         raise EventError("Records[0].ses.receipt.recipients must be a list of strings")

@@ -125,8 +125,9 @@ class Gate:
 
         tasks: dict[str, Callable[[], CheckResult]] = {
             "iprev": lambda: check_iprev(session, source.ip, s.ptr_mode),
-            "spf": lambda: check_spf(session, source.ip, mail.mail_from, source.helo,
-                                     void_limit=s.spf_void_lookup_limit),
+            "spf": lambda: check_spf(
+                session, source.ip, mail.mail_from, source.helo, void_limit=s.spf_void_lookup_limit
+            ),
             "dkim": lambda: self._dkim(mail, session, raw),
         }
         futures = {name: self._pool.submit(task) for name, task in tasks.items()}

@@ -28,8 +28,7 @@ def no_reverse_dns(address: ipaddress.IPv6Address) -> Reply:
     return Reply(
         450,
         "4.7.25",
-        f"Service unavailable, sending IPv6 address [{_compressed(address)}] "
-        "must have reverse DNS record.",
+        f"Service unavailable, sending IPv6 address [{_compressed(address)}] must have reverse DNS record.",
     )
 
 

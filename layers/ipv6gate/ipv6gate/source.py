@@ -63,4 +63,4 @@ def find_source(headers: Sequence[tuple[str, str]], trusted_receivers: Sequence[
 def host_matches(host: str, pattern: str) -> bool:
     """Case-insensitive host match where ``*`` stands for exactly one DNS label."""
     labels, wanted = host.lower().split("."), pattern.lower().split(".")
-    return len(labels) == len(wanted) and all(w == "*" or w == h for h, w in zip(labels, wanted, strict=True))
+    return len(labels) == len(wanted) and all(w in ("*", h) for h, w in zip(labels, wanted, strict=True))

@@ -36,7 +36,8 @@ def aws_client(service: str) -> Any:
 
     # Short timeouts and few retries: the gate runs inside SES's 30 s limit.
     config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.client(service, config=config)
+    make: Any = boto3.client  # the stubs' overloads want a literal service name
+    return make(service, config=config)
 
 
 def build_tenants(settings: Settings) -> TenantDirectory:

@@ -6,10 +6,9 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ipv6gate.adapters.dynamodb import tenant_from_plain
 from ipv6gate.ports import MessageStoreError
 from ipv6gate.tenants import Tenant
-
-from ipv6gate.adapters.dynamodb import tenant_from_plain
 
 
 class InMemoryTenants:

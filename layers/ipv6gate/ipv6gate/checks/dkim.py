@@ -44,7 +44,9 @@ def check_dkim(dns_session: DnsSession, message: bytes, *, max_signatures: int) 
         outcomes.append(outcome)
         if outcome.result is Result.PASS:
             return CheckResult(
-                METHOD, Result.PASS, f"signature by {outcome.domain} verified",
+                METHOD,
+                Result.PASS,
+                f"signature by {outcome.domain} verified",
                 {"header.d": outcome.domain, "header.s": outcome.selector},
             )
     return _summary(outcomes, skipped=max(0, len(signatures) - max_signatures))
@@ -96,7 +98,9 @@ def _summary(outcomes: list[SignatureOutcome], skipped: int) -> CheckResult:
             extra = f"; {skipped} more signature(s) not tried" if skipped else ""
             tried = f"{len(outcomes)} signature(s) tried" if len(outcomes) > 1 else "signature"
             return CheckResult(
-                METHOD, wanted, f"{tried}, {first.domain} (s={first.selector}): {first.reason}{extra}",
+                METHOD,
+                wanted,
+                f"{tried}, {first.domain} (s={first.selector}): {first.reason}{extra}",
                 {"header.d": first.domain, "header.s": first.selector},
             )
     return CheckResult(METHOD, Result.PERMERROR, "no signature could be evaluated")

@@ -68,6 +68,25 @@ class _GateQuery(spf.query):  # type: ignore[misc]
             raise spf.PermError(f"Void lookup limit of {self._void_limit} exceeded")
         return result
 
+    def validated_ptrs(self) -> list[str]:
+        """RFC 7208 §5.5: DNS errors in the ptr mechanism mean "no match", not a temperror for all.
+
+        pyspf's own version lets the first failing forward lookup end the whole check.
+        """
+        limit = spf.MAX_PTR if self.strict else spf.MAX_PTR * 4
+        try:
+            ptr_names: list[str] = self.dns_ptr(self.i)[:limit]
+        except spf.TempError:
+            return []  # "If a DNS error occurs while doing the PTR RR lookup, the mechanism fails to match"
+        names: list[str] = []
+        for name in ptr_names:
+            try:
+                if self.cidrmatch(self.dns_a(name, self.A), self.cidrmax):
+                    names.append(name)
+            except spf.TempError:
+                continue
+        return names
+
     def _has_other_family(self, name: str, qtype: str) -> bool:
         other = _OTHER_FAMILY.get(qtype)
         if other is None:
@@ -78,9 +97,7 @@ class _GateQuery(spf.query):  # type: ignore[misc]
             return False  # unknown: count it as void, as pyspf would
 
 
-def check_spf(
-    dns_session: DnsSession, ip: IPAddress, mail_from: str, helo: str, *, void_limit: int
-) -> CheckResult:
+def check_spf(dns_session: DnsSession, ip: IPAddress, mail_from: str, helo: str, *, void_limit: int) -> CheckResult:
     """Check MAIL FROM, or ``postmaster@<helo>`` for the null sender (RFC 7208 §2.4)."""
     if mail_from:
         identity, props = mail_from, {"smtp.mailfrom": mail_from}
@@ -92,8 +109,13 @@ def check_spf(
     token = _current.set(dns_session)
     try:
         query = _GateQuery(
-            i=str(ip), s=identity, h=helo, querytime=budget, timeout=budget,
-            void_limit=void_limit, session=dns_session,
+            i=str(ip),
+            s=identity,
+            h=helo,
+            querytime=budget,
+            timeout=budget,
+            void_limit=void_limit,
+            session=dns_session,
         )
         outcome, _code, explanation = query.check()
     except Exception as exc:  # pyspf on hostile input: never let it reject or crash the decision

@@ -31,9 +31,7 @@ class NetworkBackend:
 
     def lookup(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, timeout: float) -> Answer:
         try:
-            answer = self._resolver.resolve(
-                name, rdtype, lifetime=timeout, raise_on_no_answer=False, search=False
-            )
+            answer = self._resolver.resolve(name, rdtype, lifetime=timeout, raise_on_no_answer=False, search=False)
         except dns.resolver.NXDOMAIN:
             return Answer(name, rdtype, Status.NXDOMAIN)
         except dns.resolver.LifetimeTimeout:

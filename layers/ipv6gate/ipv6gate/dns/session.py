@@ -56,7 +56,7 @@ class DnsSession:
         self.queries = 0
         self.temp_errors = 0
 
-    def query(self, name: str | dns.name.Name, rdtype: str | dns.rdatatype.RdataType) -> Answer:
+    def query(self, name: str | bytes | dns.name.Name, rdtype: str | dns.rdatatype.RdataType) -> Answer:
         qname = to_name(name)
         qtype = dns.rdatatype.RdataType.make(rdtype)
         with self._lock:
@@ -82,7 +82,7 @@ class DnsSession:
     def ptr(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Answer:
         return self.query(dns.reversename.from_address(str(address)), "PTR")
 
-    def txt(self, name: str | dns.name.Name) -> list[bytes]:
+    def txt(self, name: str | bytes | dns.name.Name) -> list[bytes]:
         """Each TXT record's strings joined, as RFC 7208 and RFC 6376 both read them."""
         answer = self.query(name, "TXT")
         return [b"".join(rd.strings) for rd in answer.records]  # type: ignore[attr-defined]

@@ -60,7 +60,7 @@ class ZoneBackend:
             cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
             if cname is None or rdtype == dns.rdatatype.CNAME:
                 return Answer(name, rdtype, Status.NODATA)
-            qname = next(iter(cname)).target  # type: ignore[attr-defined]
+            qname = next(iter(cname)).target
         # A loop or an over-long chain: a recursive server answers SERVFAIL.
         raise DnsTempError(f"CNAME chain from {name} longer than {_MAX_CNAME_CHAIN}")
 
@@ -81,7 +81,7 @@ class ZoneBackend:
         parent = name
         while parent != zone.origin and len(parent) > 1:
             parent = parent.parent()
-            wildcard = zone.get_node(dns.name.Name((b"*",) + parent.labels))
+            wildcard = zone.get_node(dns.name.Name((b"*", *parent.labels)))
             if wildcard is not None:
                 return wildcard
             if zone.get_node(parent) is not None:

@@ -1,0 +1,483 @@
+"""Static checks of template.yaml (SAM) without AWS access.
+
+The template is read with a YAML loader that understands CloudFormation
+short-form tags (!Ref, !Sub, !GetAtt, ...), and additionally expanded with the
+SAM translator (offline) so that the IAM roles SAM generates are checked too.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+
+# The only statement allowed to use Resource "*": SES rule-set activation APIs
+# have no resource-level permissions.
+SES_ACTIVATION_ACTIONS = {"ses:SetActiveReceiptRuleSet", "ses:DescribeActiveReceiptRuleSet"}
+ALLOWED_MANAGED_POLICIES = {
+    "service-role/AWSLambdaBasicExecutionRole",
+    "AWSXrayWriteOnlyAccess",
+    "AWSXRayDaemonWriteAccess",
+}
+
+# env var -> (parameter name, default) ; None = fixed literal / resource-derived
+GATE_ENV = {
+    "TENANTS_TABLE": None,
+    "MESSAGE_BUCKET": None,
+    "MESSAGE_PREFIX": ("MessagePrefix", "inbound/"),
+    "DNS_SERVERS": ("DnsServers", ""),
+    "DNS_QUERY_TIMEOUT_SECONDS": (None, "2"),
+    "DECISION_BUDGET_SECONDS": (None, "10"),
+    "DNS_QUERY_LIMIT": (None, "60"),
+    "PTR_MODE": ("PtrMode", "exists"),
+    "TRUSTED_RECEIVERS": ("TrustedReceivers", ""),
+    "TEMPERROR_ACTION": ("TemperrorAction", "accept"),
+    "SPF_VOID_LOOKUP_LIMIT": (None, "2"),
+    "DKIM_MAX_SIGNATURES": (None, "5"),
+    "MESSAGE_MAX_BYTES": (None, "31457280"),
+    "POWERTOOLS_SERVICE_NAME": None,
+    "POWERTOOLS_METRICS_NAMESPACE": None,
+    "LOG_LEVEL": None,
+}
+
+
+# --------------------------------------------------------------------------- loading
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader that maps CloudFormation short-form tags to their long form."""
+
+
+def _cfn_tag(loader: CfnLoader, tag_suffix: str, node: yaml.Node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    return {f"Fn::{tag_suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict:
+    with path.open(encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=CfnLoader)  # a SafeLoader subclass
+
+
+@pytest.fixture(scope="module")
+def tpl() -> dict:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(tpl) -> dict:
+    return tpl["Resources"]
+
+
+def of_type(resources: dict, rtype: str) -> dict:
+    return {k: v for k, v in resources.items() if v["Type"] == rtype}
+
+
+def only(resources: dict, rtype: str) -> tuple[str, dict]:
+    found = of_type(resources, rtype)
+    assert len(found) == 1, f"expected exactly one {rtype}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def gate(resources) -> dict:
+    assert "GateFunction" in resources, "GateFunction resource missing"
+    return resources["GateFunction"]
+
+
+def fn_prop(tpl: dict, fn: dict, key: str):
+    """Function property with SAM Globals applied."""
+    props = fn.get("Properties", {})
+    if key in props:
+        return props[key]
+    return tpl.get("Globals", {}).get("Function", {}).get(key)
+
+
+def sub_string(value) -> str:
+    assert isinstance(value, dict) and "Fn::Sub" in value, f"expected !Sub, got {value!r}"
+    sub = value["Fn::Sub"]
+    return sub if isinstance(sub, str) else sub[0]
+
+
+def sam_transform() -> dict:
+    """Expand the SAM template offline (no IAM look-ups are needed for it)."""
+    import boto3
+    from samtranslator.model.exceptions import InvalidDocumentException
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    session = boto3.session.Session(region_name="eu-west-1")  # no credentials needed
+    translator = Translator(managed_policy_map=None, sam_parser=Parser(), boto_session=session)
+    params = {"AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
+    template = load_template()  # fresh copy: the translator mutates its input
+    for res in template["Resources"].values():  # local paths -> S3 URIs, as `sam package` would
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(res.get("Properties", {}).get(key), str):
+                res["Properties"][key] = "s3://bucket/key.zip"
+    try:
+        return translator.translate(sam_template=template, parameter_values=params, get_managed_policy_map=lambda: {})
+    except InvalidDocumentException as exc:  # pragma: no cover - reported as failure
+        pytest.fail("SAM transform failed: " + "; ".join(str(e) for e in exc.causes))
+
+
+# --------------------------------------------------------------------------- IAM
+def iam_statements(resources: dict):
+    """Yield (where, statement) for every identity-based policy statement."""
+    for name, res in resources.items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::Serverless::Function":
+            for i, pol in enumerate(as_list(props.get("Policies", []))):
+                if isinstance(pol, dict) and "Statement" in pol:
+                    for st in as_list(pol["Statement"]):
+                        yield f"{name}.Policies[{i}]", st
+                else:
+                    # Managed-policy names or SAM policy templates: not statically checkable here;
+                    # the transformed-template test covers what they expand to.
+                    yield f"{name}.Policies[{i}]", {"_unchecked": pol}
+        elif res["Type"] == "AWS::IAM::Role":
+            for pol in props.get("Policies", []):
+                for st in as_list(pol["PolicyDocument"]["Statement"]):
+                    yield f"{name}.{pol.get('PolicyName')}", st
+        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for st in as_list(props["PolicyDocument"]["Statement"]):
+                yield name, st
+
+
+def check_statement(where: str, st: dict, justified: set[str]) -> list[str]:
+    problems = []
+    if "_unchecked" in st:
+        return [f"{where}: policy {st['_unchecked']!r} is not an inline statement"]
+    if "NotAction" in st or "NotResource" in st:
+        problems.append(f"{where}: NotAction/NotResource used")
+    actions = as_list(st.get("Action", []))
+    for action in actions:
+        if not isinstance(action, str) or "*" in action:
+            problems.append(f"{where}: wildcard or non-literal action {action!r}")
+    if "*" in as_list(st.get("Resource", [])):
+        owner = where.split(".", 1)[0]
+        ok = (
+            st.get("Effect") == "Allow"
+            and set(actions) == SES_ACTIVATION_ACTIONS
+            and (owner in justified or owner.removesuffix("Role") in justified)
+        )
+        if not ok:
+            problems.append(f"{where}: Resource '*' (only the documented SES activation statement may use it)")
+    return problems
+
+
+def justified_functions(resources: dict) -> set[str]:
+    """Functions whose Metadata documents why their SES activation statement needs Resource '*'."""
+    out = set()
+    for name, res in resources.items():
+        note = " ".join(str(res.get("Metadata", {}).get("IamJustification", "")).split())
+        if "resource-level" in note and "SetActiveReceiptRuleSet" in note and 'Resource "*"' in note:
+            out.add(name)
+    return out
+
+
+def test_no_wildcard_iam_in_source(resources):
+    justified = justified_functions(resources)
+    statements = list(iam_statements(resources))
+    assert statements, "no IAM statements found at all"
+    problems = [p for where, st in statements for p in check_statement(where, st, justified)]
+    assert not problems, "\n".join(problems)
+
+
+def test_no_wildcard_iam_after_sam_transform(tpl, resources):
+    out = sam_transform()
+    roles = of_type(out["Resources"], "AWS::IAM::Role")
+    assert {"GateFunctionRole", "RuleSetActivatorFunctionRole"} <= set(roles)
+    justified = justified_functions(resources)
+    problems = []
+    for where, st in iam_statements(out["Resources"]):
+        problems += check_statement(where, st, justified)
+    for name, role in roles.items():
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            arn_s = sub_string(arn) if isinstance(arn, dict) else arn
+            if arn_s.split(":policy/", 1)[-1] not in ALLOWED_MANAGED_POLICIES:
+                problems.append(f"{name}: managed policy {arn_s} not allowed")
+        principals = [s["Principal"] for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]]
+        if principals != [{"Service": ["lambda.amazonaws.com"]}]:
+            problems.append(f"{name}: unexpected trust policy {principals}")
+    assert not problems, "\n".join(problems)
+
+
+def test_gate_policies_least_privilege(resources):
+    policies = as_list(gate(resources)["Properties"]["Policies"])
+    statements = [st for pol in policies for st in as_list(pol["Statement"])]
+    by_action = {}
+    for st in statements:
+        assert st["Effect"] == "Allow"
+        for action in as_list(st["Action"]):
+            by_action[action] = st["Resource"]
+    assert set(by_action) == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "s3:GetObject"}
+    assert by_action["dynamodb:GetItem"] == {"Fn::GetAtt": ["TenantsTable", "Arn"]}
+    assert by_action["dynamodb:BatchGetItem"] == {"Fn::GetAtt": ["TenantsTable", "Arn"]}
+    s3_arn = sub_string(by_action["s3:GetObject"])
+    s3_expected = r"arn:(\$\{AWS::Partition\}|aws):s3:::\$\{MessageBucket\}/\$\{MessagePrefix\}\*"
+    assert re.fullmatch(s3_expected, s3_arn), s3_arn
+
+
+# --------------------------------------------------------------------------- SES rule
+def test_receipt_rule_actions_and_flags(resources):
+    _, rule = only(resources, "AWS::SES::ReceiptRule")
+    body = rule["Properties"]["Rule"]
+    assert body.get("Enabled") is True
+    assert body.get("ScanEnabled") is True
+    assert body.get("TlsPolicy") == "Optional"
+    assert body.get("Recipients") == {"Ref": "Recipients"}
+    assert load_template()["Parameters"]["Recipients"]["Type"] == "CommaDelimitedList"
+    actions = body["Actions"]
+    assert [next(iter(a)) for a in actions] == ["S3Action", "LambdaAction"]
+    s3, lam = actions[0]["S3Action"], actions[1]["LambdaAction"]
+    assert s3["BucketName"] == {"Ref": "MessageBucket"}
+    assert s3["ObjectKeyPrefix"] == {"Ref": "MessagePrefix"}
+    assert "KmsKeyArn" not in s3, "use bucket default encryption, not client-side KMS"
+    assert lam["InvocationType"] == "RequestResponse"
+    assert lam["FunctionArn"] == {"Fn::GetAtt": ["GateFunction", "Arn"]}
+
+
+def test_receipt_rule_depends_on_permission_and_bucket_policy(resources):
+    _, rule = only(resources, "AWS::SES::ReceiptRule")
+    deps = as_list(rule.get("DependsOn", []))
+    dep_types = {resources[d]["Type"] for d in deps if d in resources}
+    assert {"AWS::Lambda::Permission", "AWS::S3::BucketPolicy"} <= dep_types, deps
+    perm_name, _ = only(resources, "AWS::Lambda::Permission")
+    pol_name, pol = only(resources, "AWS::S3::BucketPolicy")
+    assert perm_name in deps and pol_name in deps
+    assert pol["Properties"]["Bucket"] == rule["Properties"]["Rule"]["Actions"][0]["S3Action"]["BucketName"]
+
+
+def _name_token(value, params: dict) -> str:
+    """How a name appears inside !Sub: ${Param} for a Ref, else the literal."""
+    if isinstance(value, dict) and "Ref" in value:
+        ref = value["Ref"]
+        return "${" + ref + "}" if ref in params else None
+    return value
+
+
+def test_permission_source_arn_matches_rule(tpl, resources):
+    params = tpl["Parameters"]
+    _, perm = only(resources, "AWS::Lambda::Permission")
+    props = perm["Properties"]
+    assert props["Principal"] == "ses.amazonaws.com"
+    assert props["Action"] == "lambda:InvokeFunction"
+    assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert props["FunctionName"] in ({"Fn::GetAtt": ["GateFunction", "Arn"]}, {"Ref": "GateFunction"})
+    _, ruleset = only(resources, "AWS::SES::ReceiptRuleSet")
+    _, rule = only(resources, "AWS::SES::ReceiptRule")
+    set_token = _name_token(ruleset["Properties"]["RuleSetName"], params)
+    rule_token = _name_token(rule["Properties"]["Rule"]["Name"], params)
+    assert set_token and rule_token, "rule set and rule need fixed names (parameter or literal)"
+    expected = (
+        r"arn:(\$\{AWS::Partition\}|aws):ses:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+        rf"receipt-rule-set/{re.escape(set_token)}:receipt-rule/{re.escape(rule_token)}"
+    )
+    arn = sub_string(props["SourceArn"])
+    assert re.fullmatch(expected, arn), f"{arn!r} !~ {expected!r}"
+    # the rule must point at the rule set resource
+    assert rule["Properties"]["RuleSetName"] in ({"Ref": "ReceiptRuleSet"}, ruleset["Properties"]["RuleSetName"])
+
+
+# --------------------------------------------------------------------------- code paths
+def _defined_functions(source: str) -> set[str]:
+    tree = ast.parse(source)
+    names = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    for n in tree.body:  # lambda_handler = some_decorator(impl)
+        if isinstance(n, ast.Assign):
+            names.update(t.id for t in n.targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_function_handlers_resolve(tpl, resources):
+    functions = of_type(resources, "AWS::Serverless::Function")
+    assert "GateFunction" in functions
+    for name, fn in functions.items():
+        props = fn["Properties"]
+        module, _, func = fn_prop(tpl, fn, "Handler").rpartition(".")
+        assert module and func, f"{name}: bad Handler"
+        assert fn_prop(tpl, fn, "Runtime") == "python3.13", name
+        assert fn_prop(tpl, fn, "Architectures") == ["arm64"], name
+        if "InlineCode" in props:
+            assert module == "index", f"{name}: inline code is deployed as index.py"
+            source = props["InlineCode"]
+        else:
+            code_uri = props.get("CodeUri") or tpl.get("Globals", {}).get("Function", {}).get("CodeUri")
+            assert isinstance(code_uri, str), f"{name}: CodeUri must be a local path"
+            path = REPO / code_uri / (module.replace(".", "/") + ".py")
+            assert path.is_file(), f"{name}: {path} missing"
+            source = path.read_text(encoding="utf-8")
+        assert func in _defined_functions(source), f"{name}: {func} not defined in {module}"
+
+
+def test_activator_inline_code(resources):
+    fn = resources["RuleSetActivatorFunction"]
+    code = fn["Properties"]["InlineCode"]
+    tree = ast.parse(code)
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "cfnresponse" in imported
+    calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    assert {"set_active_receipt_rule_set", "describe_active_receipt_rule_set", "send"} <= calls
+
+
+def test_layer(resources):
+    name, layer = only(resources, "AWS::Serverless::LayerVersion")
+    assert layer.get("Metadata", {}).get("BuildMethod") == "python3.13"
+    root = REPO / layer["Properties"]["ContentUri"]
+    assert (root / "requirements.txt").is_file(), f"{root}/requirements.txt missing"
+    assert (root / "ipv6gate" / "__init__.py").is_file(), "package must sit at the ContentUri root"
+    assert not (root / "python").exists(), "SAM builds python/ itself; do not create it"
+    assert {"Ref": name} in gate(resources)["Properties"]["Layers"]
+    assert "python3.13" in layer["Properties"]["CompatibleRuntimes"]
+    assert "arm64" in layer["Properties"]["CompatibleArchitectures"]
+
+
+# --------------------------------------------------------------------------- storage
+def test_bucket_encrypted_private(resources):
+    _, bucket = only(resources, "AWS::S3::Bucket")
+    props = bucket["Properties"]
+    rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert [r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules] == ["AES256"]
+    pab = props["PublicAccessBlockConfiguration"]
+    for key in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+        assert pab.get(key) is True, key
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    lifecycle = props["LifecycleConfiguration"]["Rules"]
+    assert any(
+        r["Status"] == "Enabled" and r.get("ExpirationInDays") == {"Ref": "MessageRetentionDays"} for r in lifecycle
+    )
+
+
+def test_bucket_policy(resources):
+    _, pol = only(resources, "AWS::S3::BucketPolicy")
+    statements = pol["Properties"]["PolicyDocument"]["Statement"]
+    tls = [
+        s
+        for s in statements
+        if s["Effect"] == "Deny"
+        and str(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"
+    ]
+    assert len(tls) == 1, "TLS-only Deny statement missing"
+    deny = tls[0]
+    assert deny["Principal"] in ("*", {"AWS": "*"})
+    assert "s3:*" in as_list(deny["Action"])
+    resources_denied = as_list(deny["Resource"])
+    assert {"Fn::GetAtt": ["MessageBucket", "Arn"]} in resources_denied
+    assert {"Fn::Sub": "${MessageBucket.Arn}/*"} in resources_denied
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    assert len(allows) == 1
+    allow = allows[0]
+    assert allow["Principal"] == {"Service": "ses.amazonaws.com"}
+    assert as_list(allow["Action"]) == ["s3:PutObject"]
+    assert sub_string(allow["Resource"]) == "${MessageBucket.Arn}/${MessagePrefix}*"
+    cond = allow["Condition"]
+    assert cond["StringEquals"] == {"AWS:SourceAccount": {"Ref": "AWS::AccountId"}}
+    src = sub_string(cond["ArnLike"]["AWS:SourceArn"])
+    assert re.fullmatch(
+        r"arn:(\$\{AWS::Partition\}|aws):ses:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+        r"receipt-rule-set/\$\{RuleSetName\}:receipt-rule/\*",
+        src,
+    ), src
+
+
+def test_tenants_table(resources):
+    _, table = only(resources, "AWS::DynamoDB::Table")
+    p = table["Properties"]
+    assert p["BillingMode"] == "PAY_PER_REQUEST"
+    assert p["KeySchema"] == [{"AttributeName": "domain", "KeyType": "HASH"}]
+    assert p["AttributeDefinitions"] == [{"AttributeName": "domain", "AttributeType": "S"}]
+    assert p["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert p["DeletionProtectionEnabled"] == {"Ref": "DeletionProtection"}
+    assert p["SSESpecification"]["SSEEnabled"] is True
+
+
+# --------------------------------------------------------------------------- function
+def test_gate_function_settings(tpl, resources):
+    fn = gate(resources)
+    timeout = fn_prop(tpl, fn, "Timeout")
+    assert isinstance(timeout, int) and timeout < 30, "SES RequestResponse limit is 30 s"
+    budget = tpl["Parameters"]["DecisionBudgetSeconds"]["Default"]
+    assert float(budget) < timeout
+    assert fn_prop(tpl, fn, "MemorySize") == 512
+    assert fn_prop(tpl, fn, "Tracing") == "Active"
+
+
+def test_gate_environment(tpl, resources):
+    params = tpl["Parameters"]
+    env = gate(resources)["Properties"]["Environment"]["Variables"]
+    unknown = set(env) - set(GATE_ENV)
+    assert not unknown, f"unexpected env vars: {sorted(unknown)}"
+    missing = set(GATE_ENV) - set(env)
+    assert not missing, f"missing env vars: {sorted(missing)}"
+    assert env["TENANTS_TABLE"] == {"Ref": "TenantsTable"}
+    assert env["MESSAGE_BUCKET"] == {"Ref": "MessageBucket"}
+    assert env["POWERTOOLS_SERVICE_NAME"] == "ipv6gate"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "IPv6Gate"
+    assert env["LOG_LEVEL"] == {"Ref": "LogLevel"}
+    for var, spec in GATE_ENV.items():
+        if spec is None:
+            continue
+        want_param, default = spec
+        value = env[var]
+        refs = [value] if "Ref" in value else [v for v in value["Fn::If"][1:] if isinstance(v, dict) and "Ref" in v]
+        assert refs, f"{var} is not taken from a parameter"
+        param = refs[0]["Ref"]
+        assert param in params, f"{var}: unknown parameter {param}"
+        if want_param:
+            assert param == want_param, var
+        assert str(params[param].get("Default")) == default, f"{var}: default of {param}"
+    assert set(params["PtrMode"]["AllowedValues"]) == {"exists", "fcrdns"}
+    assert set(params["TemperrorAction"]["AllowedValues"]) == {"accept", "reject"}
+
+
+def test_other_parameters(tpl):
+    params = tpl["Parameters"]
+    for name in ("Recipients", "RuleSetName", "DeletionProtection", "MessageRetentionDays", "ActivateRuleSet"):
+        assert name in params, name
+    assert str(params["MessageRetentionDays"]["Default"]) == "7"
+    assert params["ActivateRuleSet"]["Default"] == "false"
+    assert set(params["ActivateRuleSet"]["AllowedValues"]) == {"true", "false"}
+    assert set(params["DeletionProtection"]["AllowedValues"]) == {"true", "false"}
+
+
+def test_activation_is_conditional(tpl, resources):
+    custom = {k: v for k, v in resources.items() if v["Type"].startswith("Custom::")}
+    assert len(custom) == 1
+    (cr,) = custom.values()
+    cond = cr.get("Condition")
+    assert cond and cond in tpl["Conditions"]
+    assert tpl["Conditions"][cond] == {"Fn::Equals": [{"Ref": "ActivateRuleSet"}, "true"]}
+    token = cr["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+    assert resources[token].get("Condition") == cond, "activator function must share the condition"
+    assert cr["Properties"]["RuleSetName"] == {"Ref": "ReceiptRuleSet"}
+    text = TEMPLATE.read_text(encoding="utf-8")
+    assert "aws ses set-active-receipt-rule-set --rule-set-name" in text
+    assert re.search(r"only one .*rule set.* active per account and region", text, re.I | re.S)
+
+
+def test_outputs(tpl):
+    outputs = tpl["Outputs"]
+    assert outputs["TenantsTableName"]["Value"] == {"Ref": "TenantsTable"}
+    assert outputs["MessageBucketName"]["Value"] == {"Ref": "MessageBucket"}
+    assert outputs["GateFunctionArn"]["Value"] == {"Fn::GetAtt": ["GateFunction", "Arn"]}
+    assert outputs["ReceiptRuleSetName"]["Value"] == {"Ref": "ReceiptRuleSet"}
