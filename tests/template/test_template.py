@@ -35,6 +35,7 @@ GATE_ENV = {
     "DNS_QUERY_TIMEOUT_SECONDS": (None, "2"),
     "DECISION_BUDGET_SECONDS": (None, "10"),
     "DNS_QUERY_LIMIT": (None, "60"),
+    "DNS_CACHE_SIZE": (None, "4096"),
     "PTR_MODE": ("PtrMode", "exists"),
     "TRUSTED_RECEIVERS": ("TrustedReceivers", ""),
     "TEMPERROR_ACTION": ("TemperrorAction", "accept"),

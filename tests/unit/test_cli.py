@@ -91,3 +91,18 @@ def test_bad_tenants_file(env: Path, capsys: pytest.CaptureFixture[str]) -> None
     good = world.dump(world.ses_event(), env / "good.json")
     code, _, err = run(capsys, "evaluate", str(good), "--tenants", str(env / "t.json"))
     assert code == 1 and len(err) == 1 and "mode 'loud'" in err[0]
+
+
+def test_no_resolver_configuration_is_a_configuration_error(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dns.resolver
+
+    def no_config(*args: object, **kwargs: object) -> None:
+        raise dns.resolver.NoResolverConfiguration("no nameservers")
+
+    monkeypatch.delenv("DNS_ZONE_DIR")
+    monkeypatch.setattr(dns.resolver.Resolver, "__init__", no_config)
+    good = world.dump(world.ses_event(), env / "good.json")
+    code, out, err = run(capsys, "evaluate", str(good), "--tenants", str(env / "tenants.json"))
+    assert code == 2 and out == [] and len(err) == 1 and err[0].startswith("ipv6gate: configuration: DNS_SERVERS:")

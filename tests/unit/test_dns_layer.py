@@ -58,6 +58,7 @@ def test_query_limit_and_budget_are_temperrors() -> None:
     spent = DnsResolver(ZoneBackend([zone("")]), query_timeout=1.0, query_limit=60).session(Deadline(5.0, clock))
     with pytest.raises(DnsTempError, match="budget of 5s spent"):
         spent.query("www.z.test", "A")
+    assert spent.queries == 0 and spent.temp_errors == 1  # nothing was asked
 
 
 @pytest.mark.parametrize("bad", ["", ".", "a..b", "x" * 64 + ".test", ("a." * 130) + "test"])

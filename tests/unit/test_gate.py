@@ -121,6 +121,7 @@ def test_tenant_store_failure_fails_open_with_a_note(make_gate: MakeGate, tenant
     d = make_gate().evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP)))
     assert d.disposition.value == "CONTINUE"
     assert any("ProvisionedThroughputExceeded" in n for n in d.notes)
+    assert d.verdicts[0].reason.startswith("accepted (fail open): tenant lookup failed")
 
 
 def test_a_crashing_check_is_temperror_not_reject(make_gate: MakeGate, monkeypatch: pytest.MonkeyPatch) -> None:

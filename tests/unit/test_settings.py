@@ -66,3 +66,40 @@ def test_bad_values_are_one_clear_line(env: dict[str, str], message: str) -> Non
         Settings.from_env(env)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+class RecordingEnv(dict[str, str]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_env_names_lists_exactly_what_is_read() -> None:
+    from ipv6gate.settings import ENV_NAMES
+
+    env = RecordingEnv()
+    Settings.from_env(env)
+    assert env.asked - {"AWS_REGION", "AWS_DEFAULT_REGION"} == set(ENV_NAMES)
+
+
+def test_template_passes_every_setting_except_the_offline_zone_dir() -> None:
+    from pathlib import Path
+
+    from ipv6gate.settings import ENV_NAMES
+
+    template = Path(__file__).parents[2].joinpath("template.yaml").read_text()
+    missing = [name for name in ENV_NAMES if f"{name}:" not in template and name != "DNS_ZONE_DIR"]
+    assert missing == []
+
+
+def test_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    from ipv6gate.settings import ENV_NAMES
+
+    readme = Path(__file__).parents[2].joinpath("README.md").read_text()
+    assert [name for name in ENV_NAMES if f"| `{name}` |" not in readme] == []

@@ -36,8 +36,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="TENANTS.json",
         help="tenants from a JSON list instead of the TENANTS_TABLE DynamoDB table",
     )
+    _tenant_commands(commands)
     args = parser.parse_args(argv)
+    if args.command == "tenants":
+        from ipv6gate.tenant_cli import run_tenants
+
+        return run_tenants(args)
     return _evaluate(args)
+
+
+def _tenant_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tenants = commands.add_parser("tenants", help="switch IPv6 on or off per recipient domain (DynamoDB)")
+    sub = tenants.add_subparsers(dest="action", required=True)
+    enable = sub.add_parser("enable", help="accept IPv6 mail for DOMAIN (like Enable-IPv6ForAcceptedDomain)")
+    enable.add_argument("domain")
+    enable.add_argument("--monitor", action="store_true", help="evaluate and log, but never reject")
+    sub.add_parser("disable", help="refuse IPv6 mail for DOMAIN with 550 5.2.1").add_argument("domain")
+    status = sub.add_parser("status", help="show one domain, or every tenant")
+    status.add_argument("domain", nargs="?")
+    sub.add_parser("list", help="list tenant domains")
+    for verb, text in (("add-partner", "mail from PREFIX is not anonymous"), ("remove-partner", "undo add-partner")):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("domain")
+        p.add_argument("prefix", help="an IPv6 prefix, e.g. 2001:db8:10::/48")
+    for p in sub.choices.values():
+        p.add_argument("--by", help="who makes the change (default: the AWS caller identity)")
+        p.add_argument("--json", action="store_true", help="print JSON lines")
 
 
 def _evaluate(args: argparse.Namespace) -> int:

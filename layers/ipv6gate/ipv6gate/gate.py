@@ -115,7 +115,7 @@ class Gate:
             except TenantLookupError as exc:
                 # Fail open: without tenant data nobody can be said to have opted in. Say so loudly.
                 notes.append(f"tenant lookup failed, every recipient accepted: {exc}")
-                return [Recipient(a, None, None) for a in mail.recipients]
+                return [Recipient(a, d, None, f"tenant lookup failed: {exc}") for a, d in domains.items()]
         return [Recipient(a, d, tenants.get(d) if d else None) for a, d in domains.items()]
 
     def _run_checks(self, mail: Mail, source: Source, session: DnsSession, raw: bytes | None) -> Checks:

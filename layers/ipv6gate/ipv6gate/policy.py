@@ -34,6 +34,7 @@ class Recipient:
     address: str
     domain: str | None  # canonical form; None when the address has no usable domain
     tenant: Tenant | None
+    tenant_error: str | None = None  # the tenant store could not be read for this domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,8 @@ def _decide_one(
 
     if rcpt.domain is None:
         return RecipientVerdict(rcpt.address, Verdict.ACCEPT, None, "recipient has no usable domain")
+    if rcpt.tenant_error is not None:
+        return RecipientVerdict(rcpt.address, Verdict.ACCEPT, None, f"accepted (fail open): {rcpt.tenant_error}")
     if tenant is None or not tenant.ipv6_inbound:
         why = "domain is not a tenant" if tenant is None else "tenant has not opted in to IPv6"
         return reject(replies.ipv6_not_accepted(rcpt.domain), why)

@@ -11,6 +11,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+# Every environment variable the core reads (the README and template.yaml document each one).
+ENV_NAMES = (
+    "TENANTS_TABLE",
+    "MESSAGE_BUCKET",
+    "MESSAGE_PREFIX",
+    "DNS_SERVERS",
+    "DNS_ZONE_DIR",
+    "DNS_QUERY_TIMEOUT_SECONDS",
+    "DECISION_BUDGET_SECONDS",
+    "DNS_QUERY_LIMIT",
+    "DNS_CACHE_SIZE",
+    "PTR_MODE",
+    "TRUSTED_RECEIVERS",
+    "TEMPERROR_ACTION",
+    "SPF_VOID_LOOKUP_LIMIT",
+    "DKIM_MAX_SIGNATURES",
+    "MESSAGE_MAX_BYTES",
+)
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it and says what is expected."""

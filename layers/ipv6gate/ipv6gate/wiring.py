@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ipv6gate.dns import Backend, DnsResolver
+from ipv6gate.dns import Backend, DnsResolver, DnsTempError
 from ipv6gate.gate import Gate
 from ipv6gate.ports import MessageStore, TenantDirectory
 from ipv6gate.settings import Settings, SettingsError
@@ -25,7 +25,10 @@ def build_dns(settings: Settings) -> DnsResolver:
     else:
         from ipv6gate.dns.network import NetworkBackend
 
-        backend = NetworkBackend(settings.dns_servers, cache_size=settings.dns_cache_size)
+        try:
+            backend = NetworkBackend(settings.dns_servers, cache_size=settings.dns_cache_size)
+        except DnsTempError as exc:
+            raise SettingsError(f"DNS_SERVERS: {exc}") from None
     return DnsResolver(backend, query_timeout=settings.dns_query_timeout_seconds, query_limit=settings.dns_query_limit)
 
 

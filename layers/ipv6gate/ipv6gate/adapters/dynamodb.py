@@ -49,14 +49,7 @@ class DynamoTenantDirectory:
 
 def tenant_from_item(item: Mapping[str, Mapping[str, Any]]) -> Tenant:
     """A tenant from a DynamoDB item in the wire format (``{"domain": {"S": ...}}``)."""
-    plain: dict[str, Any] = {}
-    for key, typed in item.items():
-        ((kind, value),) = typed.items()
-        if kind == "L":
-            plain[key] = [next(iter(v.values())) for v in value]
-        else:
-            plain[key] = list(value) if kind == "SS" else value
-    return tenant_from_plain(plain)
+    return tenant_from_plain(_plain(item))
 
 
 def tenant_from_plain(item: Mapping[str, Any]) -> Tenant:
@@ -74,3 +67,87 @@ def tenant_from_plain(item: Mapping[str, Any]) -> Tenant:
         mode=Mode(mode),
         partner_prefixes=tuple(parse_prefix(str(p)) for p in prefixes),
     )
+
+
+class TenantAdmin:
+    """Operator changes to the tenants table, shaped like Exchange Online's per-domain cmdlets.
+
+    Every change stamps ``updated_at`` (UTC, ISO 8601) and ``updated_by``. Inputs are validated by
+    the caller before anything is written.
+    """
+
+    def __init__(self, client: Any, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def enable(self, domain: str, *, mode: Mode, by: str, now: str) -> Tenant:
+        return self._update(
+            domain,
+            "SET ipv6_inbound = :on, #mode = :mode",
+            {":on": {"BOOL": True}, ":mode": {"S": mode.value}},
+            by=by,
+            now=now,
+        )
+
+    def disable(self, domain: str, *, by: str, now: str) -> Tenant:
+        return self._update(domain, "SET ipv6_inbound = :off", {":off": {"BOOL": False}}, by=by, now=now)
+
+    def add_partner(self, domain: str, prefix: str, *, by: str, now: str) -> Tenant:
+        return self._update(domain, "ADD partner_prefixes :p", {":p": {"SS": [prefix]}}, by=by, now=now)
+
+    def remove_partner(self, domain: str, prefix: str, *, by: str, now: str) -> Tenant:
+        return self._update(domain, "DELETE partner_prefixes :p", {":p": {"SS": [prefix]}}, by=by, now=now)
+
+    def get(self, domain: str) -> dict[str, Any] | None:
+        item = self._call("get_item", Key={"domain": {"S": domain}}, ConsistentRead=True).get("Item")
+        return _plain(item) if item else None
+
+    def scan(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {}
+        while True:
+            page = self._call("scan", **kwargs)
+            items.extend(_plain(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return sorted(items, key=lambda i: str(i.get("domain")))
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _update(self, domain: str, expression: str, values: dict[str, Any], *, by: str, now: str) -> Tenant:
+        # Split "SET a = :x" / "ADD ..." / "DELETE ..." and append the audit stamp to the SET part.
+        stamp = "updated_at = :now, updated_by = :by"
+        expression = f"{expression}, {stamp}" if expression.startswith("SET") else f"SET {stamp} {expression}"
+        names = {"#mode": "mode"} if "#mode" in expression else None
+        kwargs: dict[str, Any] = {
+            "Key": {"domain": {"S": domain}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": {**values, ":now": {"S": now}, ":by": {"S": by}},
+            "ReturnValues": "ALL_NEW",
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        return tenant_from_item(self._call("update_item", **kwargs)["Attributes"])
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            result: dict[str, Any] = getattr(self._client, operation)(TableName=self._table, **kwargs)
+            return result
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise TenantLookupError(
+                f"DynamoDB {self._table}: {error.get('Code')}: {error.get('Message', '')}"
+            ) from None
+        except BotoCoreError as exc:
+            raise TenantLookupError(f"DynamoDB {self._table}: {exc}") from None
+
+
+def _plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, typed in item.items():
+        ((kind, value),) = typed.items()
+        if kind == "L":  # a list of strings written by hand instead of a string set
+            out[key] = [next(iter(v.values())) for v in value]
+        else:
+            out[key] = sorted(value) if kind == "SS" else value
+    return out

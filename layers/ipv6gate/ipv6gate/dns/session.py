@@ -59,16 +59,15 @@ class DnsSession:
     def query(self, name: str | bytes | dns.name.Name, rdtype: str | dns.rdatatype.RdataType) -> Answer:
         qname = to_name(name)
         qtype = dns.rdatatype.RdataType.make(rdtype)
+        remaining = self.deadline.remaining()
         with self._lock:
+            if remaining <= 0:
+                self.temp_errors += 1
+                raise DnsTempError(f"decision time budget of {self.deadline.seconds:g}s spent")
             if self.queries >= self._resolver.query_limit:
                 self.temp_errors += 1
                 raise DnsTempError(f"DNS query limit of {self._resolver.query_limit} per decision reached")
             self.queries += 1
-        remaining = self.deadline.remaining()
-        if remaining <= 0:
-            with self._lock:
-                self.temp_errors += 1
-            raise DnsTempError(f"decision time budget of {self.deadline.seconds:g}s spent")
         try:
             return self._resolver.backend.lookup(qname, qtype, min(self._resolver.query_timeout, remaining))
         except DnsTempError:

@@ -1,0 +1,102 @@
+"""`ipv6gate tenants ...` against a real local DynamoDB (moto server), through the installed command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.support.moto_server import MotoServer, aws_env
+
+pytestmark = pytest.mark.integration
+TABLE = "tenants-cli-test"
+CLI = str(Path(sys.executable).with_name("ipv6gate"))
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[dict[str, str]]:
+    with MotoServer() as moto:
+        env = {**os.environ, **aws_env(moto.endpoint_url), "TENANTS_TABLE": TABLE}
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=moto.endpoint_url,
+            region_name="eu-west-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "domain", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "domain", "KeyType": "HASH"}],
+        )
+        yield env
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, "tenants", *args], check=False, env=env, capture_output=True, text=True, timeout=60)
+
+
+def item(env: dict[str, str], domain: str) -> dict[str, object]:
+    out = cli(env, "status", domain, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_enable_monitor_disable_round_trip(env: dict[str, str]) -> None:
+    out = cli(env, "enable", "Bücher.Example.", "--monitor", "--by", "ops@example.test")
+    assert out.returncode == 0, out.stderr
+    assert "xn--bcher-kva.example  ipv6=on  mode=monitor" in out.stdout
+    got = item(env, "xn--bcher-kva.example")
+    assert got["ipv6_inbound"] is True and got["mode"] == "monitor" and got["updated_by"] == "ops@example.test"
+    assert str(got["updated_at"]).endswith("+00:00")
+
+    assert cli(env, "enable", "bücher.example").returncode == 0
+    assert item(env, "xn--bcher-kva.example")["mode"] == "enforce"
+    assert cli(env, "disable", "XN--BCHER-KVA.example").returncode == 0
+    assert item(env, "xn--bcher-kva.example")["ipv6_inbound"] is False
+
+
+def test_partners_are_a_set_of_canonical_prefixes(env: dict[str, str]) -> None:
+    assert cli(env, "enable", "partners.example").returncode == 0
+    assert cli(env, "add-partner", "partners.example", "2001:DB8:10:0::/48").returncode == 0
+    assert cli(env, "add-partner", "partners.example", "2001:db8:20::/48").returncode == 0
+    assert item(env, "partners.example")["partner_prefixes"] == ["2001:db8:10::/48", "2001:db8:20::/48"]
+    assert cli(env, "remove-partner", "partners.example", "2001:db8:10::/48").returncode == 0
+    assert item(env, "partners.example")["partner_prefixes"] == ["2001:db8:20::/48"]
+
+
+def test_list_and_status_of_unknown(env: dict[str, str]) -> None:
+    assert cli(env, "enable", "listed.example").returncode == 0
+    listed = cli(env, "list")
+    assert listed.returncode == 0 and "listed.example" in listed.stdout.splitlines()
+    unknown = cli(env, "status", "never.example")
+    assert unknown.returncode == 0 and "ipv6=off" in unknown.stdout and "550 5.2.1" in unknown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("enable", "not a domain"), "is not a host-style domain"),
+        (("enable", "single"), "is not a host-style domain"),
+        (("add-partner", "ok.example", "192.0.2.0/24"), "is an IPv4 prefix"),
+        (("add-partner", "ok.example", "2001:db8::1/48"), "is not an IPv6 prefix"),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(env: dict[str, str], args: tuple[str, ...], message: str) -> None:
+    before = cli(env, "list", "--json").stdout
+    out = cli(env, *args)
+    assert out.returncode == 1 and out.stdout == ""
+    assert len(out.stderr.splitlines()) == 1 and message in out.stderr and "Traceback" not in out.stderr
+    assert cli(env, "list", "--json").stdout == before
+
+
+def test_missing_table_is_a_clear_error(env: dict[str, str]) -> None:
+    out = cli({**env, "TENANTS_TABLE": "no-such-table"}, "enable", "x.example")
+    assert out.returncode == 3 and "ResourceNotFoundException" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,99 @@
+"""The handler's body with real Powertools Logger and Metrics: one decision line, EMF counts."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_lambda_powertools import Logger, Metrics
+
+from ipv6gate.gate import Gate
+from ipv6gate.lambda_gate import handle_ses_event
+from tests.support import world
+
+
+@pytest.fixture
+def stream() -> io.StringIO:
+    return io.StringIO()
+
+
+@pytest.fixture
+def powertools(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO) -> tuple[Logger, Metrics]:
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "IPv6GateTest")
+    metrics = Metrics()
+    metrics.clear_metrics()
+    # A fresh logger name per test: Powertools loggers are process-wide per service name.
+    return Logger(service=f"ipv6gate-{uuid.uuid4().hex}", stream=stream), metrics
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+
+
+def emf(metrics: Metrics) -> dict[str, float]:
+    blob = metrics.serialize_metric_set()
+    names = [m["Name"] for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    # EMF keeps one value per add_metric call; CloudWatch sums them.
+    return {name: sum(blob[name]) if isinstance(blob[name], list) else blob[name] for name in names}
+
+
+def test_reject_is_logged_once_and_counted(
+    make_gate: Callable[..., Gate], powertools: tuple[Logger, Metrics], stream: io.StringIO
+) -> None:
+    logger, metrics = powertools
+    event = world.ses_event(ip=world.NO_PTR_IP, recipients=("a@tenant.test", "b@optout.test"))
+    assert handle_ses_event(event, make_gate(), logger, metrics) == {"disposition": "STOP_RULE_SET"}
+    [line] = lines(stream)
+    assert line["message"] == "decision" and line["level"] == "INFO"
+    decision = line["decision"]
+    assert (
+        decision["client_ip"] == world.NO_PTR_IP
+        and decision["message_id"] == event["Records"][0]["ses"]["mail"]["messageId"]
+    )
+    assert [r["reply"][:10] for r in decision["recipients"]] == ["450 4.7.25", "550 5.2.1 "]
+    counts = emf(metrics)
+    assert counts["Decisions"] == 1 and counts["DispositionStopRuleSet"] == 1
+    assert counts["RecipientsRejected"] == 2 and counts["Reply4_7_25"] == 1 and counts["Reply5_2_1"] == 1
+
+
+def test_malformed_event_continues_and_is_counted(
+    make_gate: Callable[..., Gate], powertools: tuple[Logger, Metrics], stream: io.StringIO
+) -> None:
+    logger, metrics = powertools
+    assert handle_ses_event({"Records": []}, make_gate(), logger, metrics) == {"disposition": "CONTINUE"}
+    [line] = lines(stream)
+    assert line["level"] == "ERROR" and "no Records[0]" in line["error"]
+    assert emf(metrics) == {"MalformedEvents": 1}
+
+
+def test_unexpected_error_continues(
+    make_gate: Callable[..., Gate],
+    powertools: tuple[Logger, Metrics],
+    stream: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    logger, metrics = powertools
+    gate = make_gate()
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(gate, "evaluate", boom)
+    assert handle_ses_event(world.ses_event(), gate, logger, metrics) == {"disposition": "CONTINUE"}
+    [line] = lines(stream)
+    assert line["level"] == "ERROR" and "RuntimeError" in line["exception"]
+    assert emf(metrics) == {"DecisionErrors": 1}
+
+
+def test_monitor_and_temperror_metrics(
+    make_gate: Callable[..., Gate], powertools: tuple[Logger, Metrics], stream: io.StringIO
+) -> None:
+    logger, metrics = powertools
+    event = world.ses_event(ip=world.PTR_TIMEOUT_IP, recipients=("a@watch.test", "b@tenant.test"))
+    assert handle_ses_event(event, make_gate(), logger, metrics) == {"disposition": "CONTINUE"}
+    counts = emf(metrics)
+    assert counts["TempErrorIprev"] == 1 and counts["RecipientsAccepted"] == 2
