@@ -3,7 +3,7 @@ import ipaddress
 import pytest
 
 from ipv6gate import replies
-from ipv6gate.policy import Checks, Disposition, Recipient, Verdict, decide, disposition, needs_checks
+from ipv6gate.policy import Checks, Disposition, Recipient, RecipientVerdict, Verdict, decide, disposition, needs_checks
 from ipv6gate.results import CheckResult, Result
 from ipv6gate.settings import TempErrorAction
 from ipv6gate.source import Source, Unknown
@@ -26,7 +26,9 @@ def rcpt(tenant: Tenant | None = ON, domain: str = "tenant.test") -> Recipient:
     return Recipient(f"bob@{domain}", domain, tenant)
 
 
-def one(source: Source | Unknown, r: Recipient, c: Checks, action: TempErrorAction = TempErrorAction.ACCEPT):  # type: ignore[no-untyped-def]
+def one(
+    source: Source | Unknown, r: Recipient, c: Checks, action: TempErrorAction = TempErrorAction.ACCEPT
+) -> RecipientVerdict:
     [verdict] = decide(source, [r], c, action)
     return verdict
 
