@@ -26,7 +26,7 @@ tracer = Tracer()
 gate = build_gate(Settings.from_env(os.environ))
 
 
-@logger.inject_lambda_context(log_event=False)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @event_source(data_class=SESEvent)

@@ -92,6 +92,11 @@ mail    AAAA  {OTHER_IP}
 @       TXT   "v=spf1 ip6:2001:db8:1::/48 -all"
 rsa._domainkey     TXT {_txt("v=DKIM1; k=rsa; p=" + keys.rsa_public_b64)}
 """,
+        # Authorises the PTR-less range: SPF passes there, so a 4.7.25 rejection may bounce.
+        "noptr.test": """
+ns      A     192.0.2.53
+@       TXT   "v=spf1 ip6:2001:db8:2::/48 -all"
+""",
         "softfail.test": """
 ns      A     192.0.2.53
 @       TXT   "v=spf1 ~all"

@@ -43,6 +43,10 @@ GATE_ENV = {
     "SPF_VOID_LOOKUP_LIMIT": (None, "2"),
     "DKIM_MAX_SIGNATURES": (None, "5"),
     "MESSAGE_MAX_BYTES": (None, "31457280"),
+    "BOUNCE_QUEUE_URL": None,
+    "BOUNCE_MODE": ("BounceMode", "authenticated"),
+    "TRACE_TABLE": None,
+    "TRACE_TTL_DAYS": ("TraceTtlDays", "30"),
     "POWERTOOLS_SERVICE_NAME": None,
     "POWERTOOLS_METRICS_NAMESPACE": None,
     "LOG_LEVEL": None,
@@ -234,9 +238,19 @@ def test_gate_policies_least_privilege(resources):
         assert st["Effect"] == "Allow"
         for action in as_list(st["Action"]):
             by_action[action] = st["Resource"]
-    assert set(by_action) == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "s3:GetObject"}
+    assert set(by_action) == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "s3:GetObject",
+        "sqs:SendMessage",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PutItem",
+    }
     assert by_action["dynamodb:GetItem"] == {"Fn::GetAtt": ["TenantsTable", "Arn"]}
     assert by_action["dynamodb:BatchGetItem"] == {"Fn::GetAtt": ["TenantsTable", "Arn"]}
+    assert by_action["sqs:SendMessage"] == {"Fn::GetAtt": ["BounceQueue", "Arn"]}
+    assert by_action["dynamodb:BatchWriteItem"] == {"Fn::GetAtt": ["TraceTable", "Arn"]}
+    assert by_action["dynamodb:PutItem"] == {"Fn::GetAtt": ["TraceTable", "Arn"]}
     s3_arn = sub_string(by_action["s3:GetObject"])
     s3_expected = r"arn:(\$\{AWS::Partition\}|aws):s3:::\$\{MessageBucket\}/\$\{MessagePrefix\}\*"
     assert re.fullmatch(s3_expected, s3_arn), s3_arn
@@ -405,7 +419,7 @@ def test_bucket_policy(resources):
 
 
 def test_tenants_table(resources):
-    _, table = only(resources, "AWS::DynamoDB::Table")
+    table = resources["TenantsTable"]
     p = table["Properties"]
     assert p["BillingMode"] == "PAY_PER_REQUEST"
     assert p["KeySchema"] == [{"AttributeName": "domain", "KeyType": "HASH"}]
@@ -435,6 +449,8 @@ def test_gate_environment(tpl, resources):
     assert not missing, f"missing env vars: {sorted(missing)}"
     assert env["TENANTS_TABLE"] == {"Ref": "TenantsTable"}
     assert env["MESSAGE_BUCKET"] == {"Ref": "MessageBucket"}
+    assert env["BOUNCE_QUEUE_URL"] == {"Ref": "BounceQueue"}  # Ref of a queue is its URL
+    assert env["TRACE_TABLE"] == {"Ref": "TraceTable"}
     assert env["POWERTOOLS_SERVICE_NAME"] == "ipv6gate"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "IPv6Gate"
     assert env["LOG_LEVEL"] == {"Ref": "LogLevel"}
@@ -452,6 +468,7 @@ def test_gate_environment(tpl, resources):
         assert str(params[param].get("Default")) == default, f"{var}: default of {param}"
     assert set(params["PtrMode"]["AllowedValues"]) == {"exists", "fcrdns"}
     assert set(params["TemperrorAction"]["AllowedValues"]) == {"accept", "reject"}
+    assert set(params["BounceMode"]["AllowedValues"]) == {"authenticated", "always", "never"}
 
 
 def test_other_parameters(tpl):
@@ -485,3 +502,242 @@ def test_outputs(tpl):
     assert outputs["MessageBucketName"]["Value"] == {"Ref": "MessageBucket"}
     assert outputs["GateFunctionArn"]["Value"] == {"Fn::GetAtt": ["GateFunction", "Arn"]}
     assert outputs["ReceiptRuleSetName"]["Value"] == {"Ref": "ReceiptRuleSet"}
+
+
+# --------------------------------------------------------------------------- bounce pipeline
+BOUNCER_ENV_FIXED = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+
+
+def _statements_of(resources: dict, function: str) -> list[dict]:
+    policies = as_list(resources[function]["Properties"].get("Policies", []))
+    return [st for pol in policies for st in as_list(pol["Statement"])]
+
+
+def _queue_arn(name: str) -> dict:
+    return {"Fn::GetAtt": [name, "Arn"]}
+
+
+def test_send_bounce_only_in_the_bouncer_role_and_scoped_to_the_sender_identity(tpl, resources):
+    out = sam_transform()
+    holders = {
+        where.split(".", 1)[0]
+        for where, st in iam_statements(out["Resources"])
+        if any(str(a).lower() in ("ses:sendbounce", "ses:*", "*") for a in as_list(st.get("Action", [])))
+    }
+    assert holders == {"BouncerFunctionRole"}, holders
+    [statement] = [st for st in _statements_of(resources, "BouncerFunction") if "ses:SendBounce" in st["Action"]]
+    assert as_list(statement["Action"]) == ["ses:SendBounce"]
+    condition, when_arn, when_derived = statement["Resource"]["Fn::If"]
+    assert condition == "HasBounceSenderArn"
+    assert when_arn == [{"Ref": "BounceSenderArn"}]
+    identity = r"arn:(\$\{AWS::Partition\}|aws):ses:\$\{AWS::Region\}:\$\{AWS::AccountId\}:identity/"
+    address, domain = when_derived
+    assert re.fullmatch(identity + r"\$\{BounceSender\}", sub_string(address))
+    assert re.fullmatch(identity + r"\$\{Domain\}", sub_string(domain))
+    assert domain["Fn::Sub"][1] == {"Domain": {"Fn::Select": [1, {"Fn::Split": ["@", {"Ref": "BounceSender"}]}]}}
+    assert tpl["Conditions"]["HasBounceSenderArn"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "BounceSenderArn"}, ""]}]}
+    sender = tpl["Parameters"]["BounceSender"]
+    assert "Default" not in sender, "the bounce sender must be chosen (and verified in SES) by the deployer"
+    for good in ("bounces@example.com", "mailer-daemon@mx.example.co.uk", "a.b+c@x-y.example"):
+        assert re.fullmatch(sender["AllowedPattern"], good), good
+    for bad in ("example.com", "@example.com", "a@b", "a b@example.com", "a@example.com, c@example.com"):
+        assert not re.fullmatch(sender["AllowedPattern"], bad), bad
+
+
+def test_bouncer_permissions_least_privilege(resources):
+    by_action: dict[str, object] = {}
+    for st in _statements_of(resources, "BouncerFunction"):
+        assert st["Effect"] == "Allow"
+        for action in as_list(st["Action"]):
+            by_action[action] = st["Resource"]
+    idempotency = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+    assert set(by_action) == {"ses:SendBounce"} | idempotency | consume
+    for action in idempotency:
+        assert by_action[action] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}, action
+    for action in consume:
+        assert by_action[action] == _queue_arn("BounceQueue"), action
+
+
+def test_bouncer_role_after_sam_transform_has_no_sqs_wildcard_policy():
+    """SAM's SQS event would attach AWSLambdaSQSQueueExecutionRole (Resource "*"): the mapping is explicit."""
+    out = sam_transform()
+    role = out["Resources"]["BouncerFunctionRole"]["Properties"]
+    managed = [sub_string(a) if isinstance(a, dict) else a for a in role.get("ManagedPolicyArns", [])]
+    assert not [a for a in managed if "SQS" in a], managed
+    mappings = of_type(out["Resources"], "AWS::Lambda::EventSourceMapping")
+    assert set(mappings) == {"BouncerEventSourceMapping"}
+
+
+def test_queues_encrypted_and_tls_only(resources):
+    queues = of_type(resources, "AWS::SQS::Queue")
+    assert set(queues) == {"BounceQueue", "BounceDeadLetterQueue"}
+    policies = of_type(resources, "AWS::SQS::QueuePolicy")
+    for name, queue in queues.items():
+        assert queue["Properties"].get("SqsManagedSseEnabled") is True, name
+        denies = [
+            st
+            for pol in policies.values()
+            if {"Ref": name} in pol["Properties"]["Queues"]
+            for st in as_list(pol["Properties"]["PolicyDocument"]["Statement"])
+            if st["Effect"] == "Deny"
+            and str(st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"
+        ]
+        assert len(denies) == 1, f"{name}: TLS-only Deny statement missing"
+        assert denies[0]["Principal"] in ("*", {"AWS": "*"})
+        assert "sqs:*" in as_list(denies[0]["Action"])
+        assert _queue_arn(name) in as_list(denies[0]["Resource"])
+
+
+def test_bounce_queue_redrive_retention_and_visibility(tpl, resources):
+    queue = resources["BounceQueue"]["Properties"]
+    dlq = resources["BounceDeadLetterQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": _queue_arn("BounceDeadLetterQueue"), "maxReceiveCount": 5}
+    timeout = fn_prop(tpl, resources["BouncerFunction"], "Timeout")
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    assert queue["MessageRetentionPeriod"] > 24 * 3600, "requests must outlive SendBounce's 24 h window"
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+
+
+def test_bouncer_function(tpl, resources):
+    from ipv6gate.bouncer import ENV_NAMES
+
+    fn = resources["BouncerFunction"]
+    props = fn["Properties"]
+    assert props["CodeUri"] == "functions/bouncer/" and props["Handler"] == "app.lambda_handler"
+    assert props["ReservedConcurrentExecutions"] == 1, "SendBounce allows 1 call/s per account"
+    assert {"Ref": "IPv6GateLayer"} in props["Layers"]
+    assert fn_prop(tpl, fn, "Tracing") == "Active"
+    assert "Events" not in props, "an SQS event would attach a Resource '*' managed policy"
+    env = props["Environment"]["Variables"]
+    assert set(env) == set(ENV_NAMES) | BOUNCER_ENV_FIXED
+    assert env["BOUNCE_SENDER"] == {"Ref": "BounceSender"}
+    assert env["BOUNCE_SENDER_ARN"] == {"Ref": "BounceSenderArn"}
+    assert env["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+    assert env["BOUNCE_MAX_AGE_HOURS"] == "24" and env["BOUNCE_RATE_PER_SECOND"] == "1"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "IPv6Gate"
+
+
+def test_bouncer_reports_batch_item_failures(resources):
+    _, mapping = only(resources, "AWS::Lambda::EventSourceMapping")
+    p = mapping["Properties"]
+    assert p["FunctionName"] == {"Ref": "BouncerFunction"}
+    assert p["EventSourceArn"] == _queue_arn("BounceQueue")
+    assert p["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert p["BatchSize"] == 10
+    assert 0 <= p["MaximumBatchingWindowInSeconds"] <= 5
+
+
+def _trigger_limits(resources: dict) -> dict[str, list[tuple[str, int]]]:
+    """Function -> [(trigger, the largest Timeout that trigger tolerates)]."""
+    limits: dict[str, list[tuple[str, int]]] = {}
+    for name, res in resources.items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::SES::ReceiptRule":
+            for action in props["Rule"]["Actions"]:
+                lam = action.get("LambdaAction")
+                if lam and lam.get("InvocationType") == "RequestResponse":
+                    fn = lam["FunctionArn"]["Fn::GetAtt"][0]
+                    limits.setdefault(fn, []).append((name, 29))  # SES waits 30 s for a sync action
+        elif res["Type"] == "AWS::Lambda::EventSourceMapping":
+            queue = resources[props["EventSourceArn"]["Fn::GetAtt"][0]]["Properties"]
+            # Lambda wants the visibility timeout >= the function timeout; AWS advises 6x.
+            limits.setdefault(props["FunctionName"]["Ref"], []).append((name, queue["VisibilityTimeout"] // 6))
+        elif res["Type"].startswith("Custom::"):
+            fn = props["ServiceToken"]["Fn::GetAtt"][0]
+            limits.setdefault(fn, []).append((name, 900))  # Lambda's own maximum; CloudFormation waits 1 h
+    return limits
+
+
+def test_every_function_has_a_timeout_below_its_triggers_limits(tpl, resources):
+    limits = _trigger_limits(resources)
+    functions = of_type(resources, "AWS::Serverless::Function")
+    assert set(functions) == set(limits), f"functions without a known trigger: {set(functions) ^ set(limits)}"
+    for name, fn in functions.items():
+        timeout = fn_prop(tpl, fn, "Timeout")
+        assert isinstance(timeout, int), f"{name}: Timeout must be set"
+        for trigger, limit in limits[name]:
+            assert timeout <= limit, f"{name}: Timeout {timeout} s exceeds {trigger}'s limit {limit} s"
+
+
+def _alarm_actions_optional(alarm: dict) -> None:
+    for key in ("AlarmActions", "OKActions"):
+        assert alarm[key] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}, key
+
+
+def test_dead_letter_queue_alarm(tpl, resources):
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+    dlq = [
+        a["Properties"]
+        for a in alarms.values()
+        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        and a["Properties"]["Dimensions"]
+        == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["BounceDeadLetterQueue", "QueueName"]}}]
+    ]
+    assert len(dlq) == 1, "no alarm on the dead-letter queue"
+    [alarm] = dlq
+    assert alarm["Namespace"] == "AWS/SQS"
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["Threshold"] == 0
+    assert alarm["TreatMissingData"] == "notBreaching"
+    _alarm_actions_optional(alarm)
+    assert tpl["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    assert tpl["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+
+
+def test_bouncer_errors_alarm(resources):
+    alarms = [
+        a["Properties"]
+        for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["Namespace"] == "AWS/Lambda" and a["Properties"]["MetricName"] == "Errors"
+    ]
+    assert len(alarms) == 1
+    [alarm] = alarms
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "BouncerFunction"}}]
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["Threshold"] == 0
+    _alarm_actions_optional(alarm)
+
+
+def test_idempotency_table(resources):
+    p = resources["IdempotencyTable"]["Properties"]
+    assert p["BillingMode"] == "PAY_PER_REQUEST"
+    assert p["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert p["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+    assert p["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert p["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert p["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_trace_table(resources):
+    table = resources["TraceTable"]
+    p = table["Properties"]
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    assert p["BillingMode"] == "PAY_PER_REQUEST"
+    assert p["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert sorted((a["AttributeName"], a["AttributeType"]) for a in p["AttributeDefinitions"]) == [
+        ("at", "S"),
+        ("lookup", "S"),
+        ("pk", "S"),
+        ("sk", "S"),
+    ]
+    [index] = p["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "lookup"
+    assert index["KeySchema"] == [
+        {"AttributeName": "lookup", "KeyType": "HASH"},
+        {"AttributeName": "at", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+    assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert p["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert p["DeletionProtectionEnabled"] == {"Ref": "DeletionProtection"}
+    assert p["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_bounce_outputs_and_parameters(tpl):
+    outputs = tpl["Outputs"]
+    assert outputs["BounceQueueUrl"]["Value"] == {"Ref": "BounceQueue"}
+    assert outputs["BounceDeadLetterQueueUrl"]["Value"] == {"Ref": "BounceDeadLetterQueue"}
+    assert outputs["TraceTableName"]["Value"] == {"Ref": "TraceTable"}
+    params = tpl["Parameters"]
+    for name in ("BounceSender", "BounceSenderArn", "BounceMode", "TraceTtlDays", "AlarmTopicArn"):
+        assert name in params, name

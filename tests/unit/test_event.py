@@ -21,6 +21,14 @@ def test_null_sender(source: str) -> None:
     assert parse_event(event).mail_from == ""
 
 
+@pytest.mark.parametrize("value", ["yesterday", 17])
+def test_bad_timestamp_is_refused(value: object) -> None:
+    event = world.ses_event()
+    event["Records"][0]["ses"]["mail"]["timestamp"] = value
+    with pytest.raises(EventError, match="timestamp is not an ISO 8601 time"):
+        parse_event(event)
+
+
 def broken(path: str) -> dict[str, Any]:
     event = world.ses_event()
     node: Any = event

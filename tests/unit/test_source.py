@@ -18,7 +18,7 @@ def headers(*received: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("literal", ["2001:db8::1", "IPv6:2001:db8::1", "ipv6:2001:DB8:0::1"])
 def test_reads_ipv6_in_both_forms(literal: str) -> None:
     src = find_source(headers(SES.format(ip=literal)), TRUSTED)
-    assert src == Source(ipaddress.IPv6Address("2001:db8::1"), "mx.sender.test")
+    assert src == Source(ipaddress.IPv6Address("2001:db8::1"), "mx.sender.test", "inbound-smtp.eu-west-1.amazonaws.com")
     assert isinstance(src, Source) and src.version == 6
 
 

@@ -37,11 +37,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="tenants from a JSON list instead of the TENANTS_TABLE DynamoDB table",
     )
     _tenant_commands(commands)
+    trace = commands.add_parser("trace", help="why was this mail rejected? (TRACE_TABLE)")
+    trace.add_argument("message_id", nargs="?", help="show the recorded decision for this SES message id")
+    which = trace.add_mutually_exclusive_group()
+    which.add_argument("--ip", help="recent decisions for a client address")
+    which.add_argument("--sender", help="recent decisions for an envelope sender (MAIL FROM; <> for null)")
+    which.add_argument("--domain", help="recent decisions for a recipient domain")
+    trace.add_argument("--limit", type=int, default=20, help="how many recent decisions (default 20)")
     args = parser.parse_args(argv)
     if args.command == "tenants":
         from ipv6gate.tenant_cli import run_tenants
 
         return run_tenants(args)
+    if args.command == "trace":
+        from ipv6gate.trace_cli import run_trace
+
+        return run_trace(args)
     return _evaluate(args)
 
 
@@ -78,7 +89,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                 tenants = InMemoryTenants.from_json_file(args.tenants)
             except (OSError, ValueError) as exc:
                 raise _InputError(f"{args.tenants}: {_reason(exc)}") from None
-        gate = build_gate(settings, tenants=tenants)
+        gate = build_gate(settings, tenants=tenants, act=False)
     except SettingsError as exc:
         print(f"ipv6gate: configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG

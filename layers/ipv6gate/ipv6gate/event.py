@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.ses_event import SESEvent
@@ -56,6 +57,10 @@ def parse_event(event: Any) -> Mail:
     if not all(isinstance(r, str) for r in receipt["recipients"]):
         raise EventError("Records[0].ses.receipt.recipients must be a list of strings")
 
+    timestamp = mail.get("timestamp", "")
+    if not isinstance(timestamp, str) or (timestamp and not _iso(timestamp)):
+        raise EventError("Records[0].ses.mail.timestamp is not an ISO 8601 time")
+
     record = SESEvent(dict(event)).record.ses
     return Mail(
         message_id=record.mail.message_id,
@@ -63,7 +68,7 @@ def parse_event(event: Any) -> Mail:
         recipients=tuple(record.receipt.recipients),
         headers=tuple((h.name, h.value) for h in record.mail.headers),
         headers_truncated=bool(mail.get("headersTruncated", False)),
-        timestamp=str(mail.get("timestamp", "")),
+        timestamp=timestamp,
     )
 
 
@@ -74,3 +79,11 @@ def _require(obj: Mapping[str, Any], key: str, kind: type, where: str) -> None:
 
 def _null_sender(source: str) -> str:
     return "" if source.strip() in ("", "<>") else source.strip()
+
+
+def _iso(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True

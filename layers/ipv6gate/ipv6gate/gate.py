@@ -10,14 +10,35 @@ from __future__ import annotations
 import concurrent.futures as cf
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
+from ipv6gate.bounce import BounceAction, BounceDecision, decide_bounce
+from ipv6gate.bounce_request import BouncedRecipient, BounceRequest
 from ipv6gate.checks.iprev import check_iprev
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
 from ipv6gate.domains import DomainError, recipient_domain
 from ipv6gate.event import Mail
-from ipv6gate.policy import Checks, Disposition, Recipient, RecipientVerdict, decide, disposition, needs_checks
-from ipv6gate.ports import MessageStore, MessageStoreError, TenantDirectory, TenantLookupError
+from ipv6gate.policy import (
+    Checks,
+    Disposition,
+    Recipient,
+    RecipientVerdict,
+    Verdict,
+    decide,
+    disposition,
+    needs_checks,
+)
+from ipv6gate.ports import (
+    BounceQueue,
+    BounceQueueError,
+    MessageStore,
+    MessageStoreError,
+    TenantDirectory,
+    TenantLookupError,
+    TraceError,
+    TraceStore,
+)
 from ipv6gate.results import CheckResult, Result, skipped
 from ipv6gate.settings import Settings
 from ipv6gate.source import Source, Unknown, find_source
@@ -35,10 +56,41 @@ class Decision:
     notes: tuple[str, ...] = ()
     dns_queries: int = 0
     elapsed_ms: float = 0.0
+    mail_from: str = ""
+    arrival: str = ""  # SES's receipt timestamp
+    bounce: BounceDecision | None = None  # set when some recipient was rejected
+
+    @property
+    def recipient_domains(self) -> list[str]:
+        domains = set()
+        for v in self.verdicts:
+            try:
+                domains.add(recipient_domain(v.recipient))
+            except DomainError:
+                continue
+        return sorted(domains)
 
     @property
     def client_ip(self) -> str | None:
         return str(self.source.ip) if isinstance(self.source, Source) else None
+
+    def bounce_request(self) -> BounceRequest | None:
+        """What the bouncer needs to send the DSN, when the bounce policy said send."""
+        if self.bounce is None or self.bounce.action is not BounceAction.SEND or not isinstance(self.source, Source):
+            return None
+        rejected = tuple(
+            BouncedRecipient(v.recipient, v.reply.status, str(v.reply))
+            for v in self.verdicts
+            if v.verdict is Verdict.REJECT and v.reply is not None
+        )
+        return BounceRequest(
+            message_id=self.message_id,
+            mail_from=self.mail_from,
+            client_ip=str(self.source.ip),
+            arrival=self.arrival or datetime.now(UTC).isoformat(),
+            reporting_mta=f"dns; {self.source.receiver or 'inbound-smtp.amazonaws.com'}",
+            recipients=rejected,
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -49,6 +101,7 @@ class Decision:
             "disposition": self.disposition.value,
             "recipients": [v.to_dict() for v in self.verdicts],
             "checks": {c.method: c.to_dict() for c in (self.checks.iprev, self.checks.spf, self.checks.dkim)},
+            "bounce": self.bounce.to_dict() if self.bounce else None,
             "notes": list(self.notes),
             "dns_queries": self.dns_queries,
             "elapsed_ms": round(self.elapsed_ms, 1),
@@ -65,12 +118,19 @@ class Gate:
         tenants: TenantDirectory,
         messages: MessageStore | None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        bounces: BounceQueue | None = None,
+        trace: TraceStore | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.dns = dns
         self.tenants = tenants
         self.messages = messages
         self.clock = clock
+        self.bounces = bounces
+        self.trace = trace
+        self.now = now
         self._pool = cf.ThreadPoolExecutor(max_workers=3, thread_name_prefix="ipv6gate-check")
 
     def evaluate(self, mail: Mail, raw_message: bytes | None = None) -> Decision:
@@ -87,6 +147,13 @@ class Gate:
             why = "not needed: IPv4, unknown client, or no opted-in recipient"
             checks = Checks(skipped("iprev", why), skipped("spf", why), skipped("dkim", why))
         verdicts = decide(source, recipients, checks, self.settings.temperror_action)
+        bounce = decide_bounce(
+            mail_from=mail.mail_from,
+            headers=mail.headers,
+            verdicts=verdicts,
+            checks=checks,
+            mode=self.settings.bounce_mode,
+        )
         return Decision(
             message_id=mail.message_id,
             source=source,
@@ -97,7 +164,34 @@ class Gate:
             notes=tuple(notes),
             dns_queries=session.queries if session else 0,
             elapsed_ms=(self.clock() - started) * 1000,
+            mail_from=mail.mail_from,
+            arrival=mail.timestamp,
+            bounce=bounce,
         )
+
+    def act(self, decision: Decision) -> Decision:
+        """The function's side effects: queue the bounce, record the decision. Never raises.
+
+        A bounce that should go out but cannot be queued would leave the sender with no word of a
+        stopped message, so the message is let through instead (fail open) and the note says why.
+        """
+        notes = list(decision.notes)
+        request = decision.bounce_request()
+        if request is not None:
+            try:
+                if self.bounces is None:
+                    raise BounceQueueError("no BOUNCE_QUEUE_URL configured")
+                self.bounces.enqueue(request)
+            except BounceQueueError as exc:
+                notes.append(f"bounce could not be queued, message let through: {exc}")
+                decision = replace(decision, disposition=Disposition.CONTINUE)
+        decision = replace(decision, notes=tuple(notes))
+        if self.trace is not None:
+            try:
+                self.trace.record(decision, self.now())
+            except TraceError as exc:
+                decision = replace(decision, notes=(*decision.notes, f"decision not recorded in the trace: {exc}"))
+        return decision
 
     def _recipients(self, mail: Mail, source: Source | Unknown, notes: list[str]) -> list[Recipient]:
         domains: dict[str, str | None] = {}

@@ -33,6 +33,7 @@ def handle_ses_event(event: Any, gate: Gate, logger: Logger, metrics: Metrics) -
         logger.exception("decision failed; continuing", extra={"message_id": mail.message_id})
         metrics.add_metric(name="DecisionErrors", unit=MetricUnit.Count, value=1)
         return dict(CONTINUE)
+    decision = gate.act(decision)
     log_decision(decision, logger)
     count_decision(decision, metrics)
     return {"disposition": decision.disposition.value}
@@ -50,6 +51,14 @@ def count_decision(decision: Decision, metrics: Metrics) -> None:
     metrics.add_metric(name=f"Disposition{_camel(decision.disposition.value)}", unit=MetricUnit.Count, value=1)
     if decision.notes:
         metrics.add_metric(name="DecisionsWithNotes", unit=MetricUnit.Count, value=1)
+    if decision.bounce is not None:
+        name = "BouncesQueued" if decision.bounce_request() is not None else "BouncesSuppressed"
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    for note in decision.notes:
+        if note.startswith("bounce could not be queued"):
+            metrics.add_metric(name="BounceQueueFailures", unit=MetricUnit.Count, value=1)
+        elif note.startswith("decision not recorded"):
+            metrics.add_metric(name="TraceWriteFailures", unit=MetricUnit.Count, value=1)
     for verdict in decision.verdicts:
         if verdict.monitor:
             metrics.add_metric(name="RecipientsMonitorWouldReject", unit=MetricUnit.Count, value=1)
@@ -57,7 +66,7 @@ def count_decision(decision: Decision, metrics: Metrics) -> None:
             metrics.add_metric(name="RecipientsRejected", unit=MetricUnit.Count, value=1)
         else:
             metrics.add_metric(name="RecipientsAccepted", unit=MetricUnit.Count, value=1)
-        if verdict.reply is not None:
+        if verdict.reply is not None and not verdict.monitor:  # only replies that took effect
             metrics.add_metric(name=f"Reply{verdict.reply.status.replace('.', '_')}", unit=MetricUnit.Count, value=1)
     for check in (decision.checks.iprev, decision.checks.spf, decision.checks.dkim):
         if check.temporary:

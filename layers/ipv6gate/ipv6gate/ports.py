@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from ipv6gate.tenants import Tenant
+
+if TYPE_CHECKING:  # the ports only name these types; importing them here would be circular
+    from ipv6gate.bounce_request import BounceRequest
+    from ipv6gate.gate import Decision
 
 
 class TenantLookupError(Exception):
@@ -30,3 +35,19 @@ class MessageStore(Protocol):
     def fetch(self, message_id: str, max_bytes: int) -> bytes:
         """The raw message as SES stored it; ``MessageStoreError`` if unreadable or over ``max_bytes``."""
         ...
+
+
+class BounceQueueError(Exception):
+    """A bounce request could not be queued."""
+
+
+class TraceError(Exception):
+    """A decision could not be recorded, or the trace could not be read."""
+
+
+class BounceQueue(Protocol):
+    def enqueue(self, request: BounceRequest) -> None: ...
+
+
+class TraceStore(Protocol):
+    def record(self, decision: Decision, decided_at: datetime) -> None: ...

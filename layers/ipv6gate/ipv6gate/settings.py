@@ -28,6 +28,10 @@ ENV_NAMES = (
     "SPF_VOID_LOOKUP_LIMIT",
     "DKIM_MAX_SIGNATURES",
     "MESSAGE_MAX_BYTES",
+    "BOUNCE_MODE",
+    "BOUNCE_QUEUE_URL",
+    "TRACE_TABLE",
+    "TRACE_TTL_DAYS",
 )
 
 
@@ -43,6 +47,12 @@ class PtrMode(StrEnum):
 class TempErrorAction(StrEnum):
     ACCEPT = "accept"  # a temporary DNS failure that decides the outcome lets the mail through
     REJECT = "reject"  # ... or answers the 450 that the failing check would carry
+
+
+class BounceMode(StrEnum):
+    AUTHENTICATED = "authenticated"  # bounce only to an authenticated envelope sender (no backscatter)
+    ALWAYS = "always"  # to any sender, except where a bounce is never right (null sender, DSNs, ...)
+    NEVER = "never"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,10 @@ class Settings:
     spf_void_lookup_limit: int = 2
     dkim_max_signatures: int = 5
     message_max_bytes: int = 30 * 1024 * 1024
+    bounce_mode: BounceMode = BounceMode.AUTHENTICATED
+    bounce_queue_url: str = ""
+    trace_table: str = ""
+    trace_ttl_days: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -90,6 +104,10 @@ class Settings:
             spf_void_lookup_limit=_integer(env, "SPF_VOID_LOOKUP_LIMIT", 2, 0, 100),
             dkim_max_signatures=_integer(env, "DKIM_MAX_SIGNATURES", 5, 1, 50),
             message_max_bytes=_integer(env, "MESSAGE_MAX_BYTES", 30 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+            bounce_mode=_choice(env, "BOUNCE_MODE", BounceMode, BounceMode.AUTHENTICATED),
+            bounce_queue_url=env.get("BOUNCE_QUEUE_URL", "").strip(),
+            trace_table=env.get("TRACE_TABLE", "").strip(),
+            trace_ttl_days=_integer(env, "TRACE_TTL_DAYS", 30, 1, 3650),
         )
         if settings.dns_query_timeout_seconds > settings.decision_budget_seconds:
             raise SettingsError(

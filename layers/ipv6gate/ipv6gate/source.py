@@ -26,6 +26,7 @@ class Source:
 
     ip: IPAddress
     helo: str
+    receiver: str = ""  # the trusted "by" host that wrote the header, e.g. inbound-smtp.eu-west-1.amazonaws.com
 
     @property
     def version(self) -> int:
@@ -57,7 +58,7 @@ def find_source(headers: Sequence[tuple[str, str]], trusted_receivers: Sequence[
         return Unknown("topmost Received header has no valid client address")
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket
-    return Source(ip=ip, helo=m.group("helo"))
+    return Source(ip=ip, helo=m.group("helo"), receiver=by)
 
 
 def host_matches(host: str, pattern: str) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ipv6gate.dns import Backend, DnsResolver, DnsTempError
 from ipv6gate.gate import Gate
-from ipv6gate.ports import MessageStore, TenantDirectory
+from ipv6gate.ports import BounceQueue, MessageStore, TenantDirectory, TraceStore
 from ipv6gate.settings import Settings, SettingsError
 
 
@@ -59,14 +59,35 @@ def build_messages(settings: Settings) -> MessageStore | None:
     return S3MessageStore(aws_client("s3"), settings.message_bucket, settings.message_prefix)
 
 
+def build_bounce_queue(settings: Settings) -> BounceQueue | None:
+    if not settings.bounce_queue_url:
+        return None
+    from ipv6gate.adapters.sqs import SqsBounceQueue
+
+    return SqsBounceQueue(aws_client("sqs"), settings.bounce_queue_url)
+
+
+def build_trace(settings: Settings) -> TraceStore | None:
+    if not settings.trace_table:
+        return None
+    from ipv6gate.adapters.trace import DynamoTraceStore
+
+    return DynamoTraceStore(aws_client("dynamodb"), settings.trace_table, settings.trace_ttl_days)
+
+
 def build_gate(
     settings: Settings,
     tenants: TenantDirectory | None = None,
     messages: MessageStore | None = None,
+    *,
+    act: bool = True,
 ) -> Gate:
+    """``act=False`` (the CLI) decides only: no bounce is queued and nothing is recorded."""
     return Gate(
         settings,
         build_dns(settings),
         tenants if tenants is not None else build_tenants(settings),
         messages if messages is not None else build_messages(settings),
+        bounces=build_bounce_queue(settings) if act else None,
+        trace=build_trace(settings) if act else None,
     )

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ipv6gate.adapters.dynamodb import tenant_from_plain
-from ipv6gate.ports import MessageStoreError
+from ipv6gate.bounce_request import BounceRequest
+from ipv6gate.ports import BounceQueueError, MessageStoreError, TraceError
 from ipv6gate.tenants import Tenant
+
+if TYPE_CHECKING:
+    from ipv6gate.gate import Decision
 
 
 class InMemoryTenants:
@@ -42,3 +48,25 @@ class InMemoryMessages:
         if len(raw) > max_bytes:
             raise MessageStoreError(f"message is {len(raw)} bytes, over the {max_bytes} limit")
         return raw
+
+
+class InMemoryBounceQueue:
+    def __init__(self, *, fail_with: str | None = None) -> None:
+        self.requests: list[BounceRequest] = []
+        self.fail_with = fail_with
+
+    def enqueue(self, request: BounceRequest) -> None:
+        if self.fail_with:
+            raise BounceQueueError(self.fail_with)
+        self.requests.append(request)
+
+
+class InMemoryTrace:
+    def __init__(self, *, fail_with: str | None = None) -> None:
+        self.records: list[tuple[Decision, datetime]] = []
+        self.fail_with = fail_with
+
+    def record(self, decision: Decision, decided_at: datetime) -> None:
+        if self.fail_with:
+            raise TraceError(self.fail_with)
+        self.records.append((decision, decided_at))

@@ -1,0 +1,120 @@
+"""The message trace in DynamoDB: why was this mail rejected?
+
+Key design (one table, one overloaded GSI), all items of a message under one partition:
+
+| item            | pk            | sk                 | lookup (GSI pk)        | at (GSI sk)               |
+|-----------------|---------------|--------------------|------------------------|---------------------------|
+| the decision    | msg#<id>      | decision           | -                      | -                         |
+| by client IP    | msg#<id>      | ix#ip              | ip#<compressed ip>     | <decided_at>#<message id> |
+| by sender       | msg#<id>      | ix#sender          | sender#<mail from>     | same                      |
+| by domain       | msg#<id>      | ix#domain#<domain> | domain#<domain>        | same                      |
+
+Index items carry a summary (disposition, replies) so a listing needs one Query; ``expires_at``
+(epoch seconds) is the table's TTL attribute. A decision is written with one BatchWriteItem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from ipv6gate.gate import Decision
+from ipv6gate.ports import TraceError
+
+_MAX_ITEMS = 25  # BatchWriteItem's limit: the decision, two index items, up to 22 domains
+INDEX = "lookup"
+
+
+class DynamoTraceStore:
+    def __init__(self, client: Any, table: str, ttl_days: int) -> None:
+        self._client = client
+        self._table = table
+        self._ttl = timedelta(days=ttl_days)
+
+    def record(self, decision: Decision, decided_at: datetime) -> None:
+        items = list(self._items(decision, decided_at))[:_MAX_ITEMS]
+        request = {self._table: [{"PutRequest": {"Item": item}} for item in items]}
+        response = self._call("batch_write_item", RequestItems=request)
+        if response.get("UnprocessedItems"):  # throttled: one more try, then report
+            response = self._call("batch_write_item", RequestItems=response["UnprocessedItems"])
+            if response.get("UnprocessedItems"):
+                raise TraceError(f"DynamoDB {self._table}: trace items left unprocessed (throttled)")
+
+    def get(self, message_id: str) -> dict[str, Any] | None:
+        item = self._call(
+            "get_item", TableName=self._table, Key={"pk": {"S": f"msg#{message_id}"}, "sk": {"S": "decision"}}
+        ).get("Item")
+        return json.loads(item["record"]["S"]) if item else None
+
+    def recent(self, kind: str, value: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Newest first: ``kind`` is ip, sender or domain; ``value`` in the canonical form."""
+        response = self._call(
+            "query",
+            TableName=self._table,
+            IndexName=INDEX,
+            Limit=limit,
+            ScanIndexForward=False,
+            KeyConditionExpression="#l = :l",
+            ExpressionAttributeNames={"#l": "lookup"},
+            ExpressionAttributeValues={":l": {"S": f"{kind}#{value}"}},
+        )
+        return [json.loads(item["summary"]["S"]) for item in response.get("Items", [])]
+
+    def _items(self, decision: Decision, decided_at: datetime) -> Iterator[dict[str, Any]]:
+        at = decided_at.isoformat(timespec="milliseconds")
+        expires = str(int((decided_at + self._ttl).timestamp()))
+        pk = {"S": f"msg#{decision.message_id}"}
+        record = decision.to_dict() | {"decided_at": at}
+        yield {"pk": pk, "sk": {"S": "decision"}, "record": {"S": json.dumps(record)}, "expires_at": {"N": expires}}
+        summary = json.dumps(
+            {
+                "message_id": decision.message_id,
+                "decided_at": at,
+                "client_ip": decision.client_ip,
+                "sender": decision.mail_from,
+                "disposition": decision.disposition.value,
+                "replies": [str(v.reply) if v.reply and not v.monitor else "accept" for v in decision.verdicts],
+                "bounce": decision.bounce.action.value if decision.bounce else None,
+            }
+        )
+        keys = []
+        if decision.client_ip:
+            keys.append(("ix#ip", f"ip#{decision.client_ip}"))
+        keys.append(("ix#sender", f"sender#{sender_key(decision.mail_from)}"))
+        keys.extend((f"ix#domain#{d}", f"domain#{d}") for d in sorted({*decision.recipient_domains}))
+        for sk, lookup in keys:
+            yield {
+                "pk": pk,
+                "sk": {"S": sk},
+                "lookup": {"S": lookup},
+                "at": {"S": f"{at}#{decision.message_id}"},
+                "summary": {"S": summary},
+                "expires_at": {"N": expires},
+            }
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
+            return result
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise TraceError(f"DynamoDB {self._table}: {error.get('Code')}: {error.get('Message', '')}") from None
+        except BotoCoreError as exc:
+            raise TraceError(f"DynamoDB {self._table}: {exc.__class__.__name__}") from None
+
+
+def sender_key(mail_from: str) -> str:
+    return mail_from.strip().lower() or "<>"
+
+
+def ip_key(text: str) -> str:
+    """The compressed form the trace is keyed by; ``ValueError`` for a non-address."""
+    ip = ipaddress.ip_address(text.strip().strip("[]"))
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)

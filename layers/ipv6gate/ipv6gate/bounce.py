@@ -1,0 +1,84 @@
+"""Bounce policy, pure: whether the rejected recipients of a message get a DSN, and why.
+
+SES has accepted the message before the gate runs, so a rejection reaches the sender only as a
+bounce. Bouncing to an address the sender could not prove is backscatter (RFC 7208 §2.5,
+RFC 5321 §6.2) and hurts the account's reputation, so by default a bounce goes out only when the
+envelope sender is authenticated: SPF passed for the MAIL FROM domain, or a passing DKIM signature's
+d= is that domain or a parent of it. Never to the null sender, to auto-submitted or list mail, or in
+reply to a DSN.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ipv6gate.policy import Checks, RecipientVerdict, Verdict
+from ipv6gate.settings import BounceMode
+
+
+class BounceAction(StrEnum):
+    SEND = "send"
+    SUPPRESS = "suppress"
+
+
+@dataclass(frozen=True, slots=True)
+class BounceDecision:
+    action: BounceAction
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"action": self.action.value, "reason": self.reason}
+
+
+_REPORT = re.compile(
+    r"multipart/report\s*;.*report-type\s*=\s*\"?(delivery-status|disposition-notification)", re.IGNORECASE | re.DOTALL
+)
+
+
+def decide_bounce(
+    *,
+    mail_from: str,
+    headers: Sequence[tuple[str, str]],
+    verdicts: Sequence[RecipientVerdict],
+    checks: Checks,
+    mode: BounceMode,
+) -> BounceDecision | None:
+    """``None`` when no recipient was rejected (monitor-mode would-rejects are not rejections)."""
+    if not any(v.verdict is Verdict.REJECT for v in verdicts):
+        return None
+    if any(v.verdict is Verdict.ACCEPT for v in verdicts):
+        # SES's disposition covers the whole message: it continues, and reaches every recipient.
+        return BounceDecision(BounceAction.SUPPRESS, "message continues to other recipients: nothing was stopped")
+    never = _never_bounce(mail_from, headers)
+    if never:
+        return BounceDecision(BounceAction.SUPPRESS, never)
+    if mode is BounceMode.NEVER:
+        return BounceDecision(BounceAction.SUPPRESS, "bounces are off (BOUNCE_MODE=never)")
+    if mode is BounceMode.ALWAYS:
+        return BounceDecision(BounceAction.SEND, "BOUNCE_MODE=always")
+    domain = mail_from.rpartition("@")[2].lower().rstrip(".")
+    if checks.spf.passed and checks.spf.properties.get("smtp.mailfrom"):
+        return BounceDecision(BounceAction.SEND, f"SPF pass for MAIL FROM domain {domain}")
+    signer = checks.dkim.properties.get("header.d", "").lower().rstrip(".")
+    if checks.dkim.passed and signer and (domain == signer or domain.endswith("." + signer)):
+        return BounceDecision(BounceAction.SEND, f"DKIM pass by {signer}, aligned with MAIL FROM domain {domain}")
+    return BounceDecision(
+        BounceAction.SUPPRESS, "envelope sender not authenticated (no SPF pass, no aligned DKIM pass): backscatter risk"
+    )
+
+
+def _never_bounce(mail_from: str, headers: Sequence[tuple[str, str]]) -> str | None:
+    if not mail_from:
+        return "null sender <>: a bounce is never answered with a bounce"
+    for name, value in headers:
+        key, text = name.lower(), " ".join(value.split()).lower()
+        if key == "auto-submitted" and text.split(";")[0].strip() != "no":
+            return f"Auto-Submitted: {text[:40]}"
+        if key == "precedence" and text in ("bulk", "junk", "list"):
+            return f"Precedence: {text}"
+        if key == "content-type" and _REPORT.search(text):
+            return "the message is itself a delivery or disposition report"
+    return None

@@ -1,0 +1,365 @@
+"""The bouncer: one queued ``BounceRequest`` becomes at most one SES ``SendBounce`` call.
+
+SES allows SendBounce at most once per second per account and only within 24 hours of receipt.
+So the bouncer paces its calls (``Pacer``), drops a request that has aged out of the window (a log
+line and a metric, and the SQS record succeeds: retrying cannot help), retries throttling with
+exponential backoff and jitter while the invocation has time left, and raises on anything else so
+that the SQS record fails, is redelivered, and after ``maxReceiveCount`` lands in the dead-letter
+queue (where an alarm watches). Idempotency (one bounce per message and recipients) is the
+handler's job (``functions/bouncer/app.py``, Powertools Idempotency on DynamoDB).
+
+Everything with a side effect is injected (SES client, clocks, sleep, randomness, logger, metrics),
+so the tests check pacing and backoff in fake time.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from ipv6gate.bounce_request import BounceRequest, BounceRequestError
+from ipv6gate.settings import SettingsError
+
+# Every environment variable the bouncer reads (README "Bounces" and template.yaml document each).
+ENV_NAMES = (
+    "BOUNCE_SENDER",
+    "BOUNCE_SENDER_ARN",
+    "IDEMPOTENCY_TABLE",
+    "BOUNCE_MAX_AGE_HOURS",
+    "BOUNCE_RATE_PER_SECOND",
+)
+
+# Error codes SES (query protocol) and the AWS SDKs use for "slow down"; SES v1 answers
+# ``Throttling`` ("Maximum sending rate exceeded.") with HTTP 400.
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "SlowDown",
+    }
+)
+THROTTLING_HTTP_STATUS = frozenset({429, 503})
+
+IDEMPOTENCY_MARGIN_SECONDS = 6 * 3600  # idempotency records outlive the send window by this much
+
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@"
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+_IDENTITY_ARN = re.compile(r"^arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/\S+$")
+
+
+# --------------------------------------------------------------------------- settings
+@dataclass(frozen=True, slots=True)
+class BouncerSettings:
+    """The bouncer's settings, read once per cold start (``from_env``) and validated."""
+
+    bounce_sender: str
+    bounce_sender_arn: str = ""
+    idempotency_table: str = ""
+    max_age_hours: int = 24
+    rate_per_second: float = 1.0
+    # Not environment settings: the retry shape, fixed by SES's 1/s quota and the 60 s Timeout.
+    max_attempts: int = 5  # SendBounce calls per request and invocation (1 + 4 retries)
+    backoff_base_seconds: float = 1.0
+    backoff_cap_seconds: float = 8.0
+    call_reserve_seconds: float = 15.0  # time one call (connect 3 s + read 10 s) and the idempotency write need
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> BouncerSettings:
+        """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
+        sender = env.get("BOUNCE_SENDER", "").strip()
+        if not sender:
+            raise SettingsError("BOUNCE_SENDER: not set (the From address of bounces, a verified SES identity)")
+        if not _EMAIL.fullmatch(sender):
+            raise SettingsError(f"BOUNCE_SENDER: {sender!r} is not an email address like bounces@example.com")
+        arn = env.get("BOUNCE_SENDER_ARN", "").strip()
+        if arn and not _IDENTITY_ARN.fullmatch(arn):
+            raise SettingsError(f"BOUNCE_SENDER_ARN: {arn!r} is not an SES identity ARN (arn:aws:ses:...:identity/...)")
+        table = env.get("IDEMPOTENCY_TABLE", "").strip()
+        if not table:
+            raise SettingsError("IDEMPOTENCY_TABLE: not set (the DynamoDB table that keeps bounces from repeating)")
+        return cls(
+            bounce_sender=sender,
+            bounce_sender_arn=arn,
+            idempotency_table=table,
+            max_age_hours=_integer(env, "BOUNCE_MAX_AGE_HOURS", 24, 1, 24),
+            rate_per_second=_number(env, "BOUNCE_RATE_PER_SECOND", 1.0, 0.01, 10.0),
+        )
+
+    @property
+    def max_age(self) -> timedelta:
+        return timedelta(hours=self.max_age_hours)
+
+    @property
+    def idempotency_expiry_seconds(self) -> int:
+        """How long a sent bounce's idempotency record lives: beyond the last moment it could repeat."""
+        return self.max_age_hours * 3600 + IDEMPOTENCY_MARGIN_SECONDS
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"\d+", raw):
+        raise SettingsError(f"{name}: {raw!r} is not a whole number")
+    value = int(raw)
+    if not low <= value <= high:
+        raise SettingsError(f"{name}: {value} is outside {low}..{high}")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a number") from None
+    if not low <= value <= high:  # also refuses nan
+        raise SettingsError(f"{name}: {value} is outside {low}..{high}")
+    return value
+
+
+# --------------------------------------------------------------------------- pacing
+class Pacer:
+    """At most ``rate_per_second`` calls per second: ``wait()`` before each call.
+
+    Per process (one Lambda container; the function's reserved concurrency of 1 keeps it to one
+    at a time). Throttling answers from SES, e.g. when something else in the account also calls
+    SendBounce, are handled by the retries in ``send_one``.
+    """
+
+    def __init__(
+        self,
+        rate_per_second: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not rate_per_second > 0:
+            raise ValueError("rate_per_second must be positive")
+        self.interval = 1.0 / rate_per_second
+        self.clock = clock
+        self._sleep = sleep
+        self._next_at: float | None = None
+
+    def wait(self) -> float:
+        """Block until the next call may start, and claim that slot; return the seconds waited."""
+        started = now = self.clock()
+        while self._next_at is not None and now < self._next_at:
+            self._sleep(self._next_at - now)
+            now = self.clock()
+        self._next_at = now + self.interval
+        return now - started
+
+    def delay_before_next(self) -> float:
+        """Seconds ``wait()`` would block now."""
+        return 0.0 if self._next_at is None else max(0.0, self._next_at - self.clock())
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep with the pacer's (injectable) sleep, e.g. for a backoff."""
+        if seconds > 0:
+            self._sleep(seconds)
+
+
+# --------------------------------------------------------------------------- sending
+class BounceRetryLater(Exception):
+    """Not sent this time but a later delivery of the SQS record may succeed (throttled, out of time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BounceOutcome:
+    status: str  # "sent" or "expired"
+    message_id: str  # SES's id of the bounced (original) message
+    ses_message_id: str = ""  # the id SES gave the bounce, when sent
+    attempts: int = 0  # SendBounce calls made
+    age_seconds: float = 0.0  # since SES received the original message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "message_id": self.message_id,
+            "ses_message_id": self.ses_message_id,
+            "attempts": self.attempts,
+            "age_seconds": round(self.age_seconds, 3),
+        }
+
+
+def is_throttling(exc: BaseException) -> bool:
+    """SES (or the endpoint in front of it) asked us to slow down."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in THROTTLING_CODES or status in THROTTLING_HTTP_STATUS
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or type(exc).__name__)
+    return type(exc).__name__
+
+
+def backoff_seconds(retry: int, settings: BouncerSettings, rand: Callable[[], float]) -> float:
+    """Delay before retry number ``retry`` (1-based): exponential, capped, with "equal jitter" in [d/2, d]."""
+    ceiling = min(settings.backoff_cap_seconds, settings.backoff_base_seconds * 2.0 ** (retry - 1))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+def send_one(
+    request: BounceRequest,
+    ses_client: Any,
+    settings: BouncerSettings,
+    pacer: Pacer,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    *,
+    logger: Logger,
+    metrics: Metrics,
+    remaining_seconds: Callable[[], float] | None = None,
+    rand: Callable[[], float] = random.random,
+) -> BounceOutcome:
+    """Send the bounce for ``request``, or drop it when it is past the window.
+
+    Returns normally when sent or dropped (the SQS record succeeds). Raises ``BounceRetryLater``
+    when throttling outlasted the retries or the invocation's time, and re-raises any other error
+    from SES (the SQS record fails and is redelivered, eventually into the dead-letter queue).
+    """
+    log = {"message_id": request.message_id, "recipients": [r.recipient for r in request.recipients]}
+    age = clock() - _aware(request.arrival_time())
+    if age > settings.max_age:
+        logger.warning(
+            "bounce request expired; dropped (SES sends bounces only within the window)",
+            extra={
+                "bounce": {
+                    **log,
+                    "age_hours": round(age.total_seconds() / 3600, 2),
+                    "max_age_hours": settings.max_age_hours,
+                }
+            },
+        )
+        metrics.add_metric(name="BouncesExpired", unit=MetricUnit.Count, value=1)
+        return BounceOutcome("expired", request.message_id, age_seconds=age.total_seconds())
+
+    params = request.send_bounce_params(settings.bounce_sender, settings.bounce_sender_arn or None)
+    attempt = 0
+    while True:
+        _ensure_time(
+            pacer.delay_before_next(),
+            settings=settings,
+            remaining=remaining_seconds,
+            log=log,
+            logger=logger,
+            metrics=metrics,
+        )
+        pacer.wait()
+        attempt += 1
+        try:
+            response = ses_client.send_bounce(**params)
+        except Exception as exc:
+            if not is_throttling(exc):
+                logger.error(
+                    "SendBounce failed", extra={"bounce": {**log, "error": _error_code(exc), "attempt": attempt}}
+                )
+                metrics.add_metric(name="BounceSendErrors", unit=MetricUnit.Count, value=1)
+                raise
+            metrics.add_metric(name="BounceThrottled", unit=MetricUnit.Count, value=1)
+            if attempt >= settings.max_attempts:
+                logger.warning(
+                    "SendBounce still throttled; retrying later", extra={"bounce": {**log, "attempts": attempt}}
+                )
+                raise BounceRetryLater(f"SendBounce throttled {attempt} times ({_error_code(exc)})") from exc
+            delay = backoff_seconds(attempt, settings, rand)
+            _ensure_time(delay, settings=settings, remaining=remaining_seconds, log=log, logger=logger, metrics=metrics)
+            logger.info(
+                "SendBounce throttled; backing off", extra={"bounce": {**log, "attempt": attempt, "delay": delay}}
+            )
+            pacer.sleep(delay)
+            continue
+        outcome = BounceOutcome(
+            "sent",
+            request.message_id,
+            ses_message_id=str(response.get("MessageId", "")),
+            attempts=attempt,
+            age_seconds=(clock() - _aware(request.arrival_time())).total_seconds(),
+        )
+        logger.info(
+            "bounce sent",
+            extra={
+                "bounce": {
+                    **log,
+                    "statuses": [r.status for r in request.recipients],
+                    "mail_from": request.mail_from,
+                    "ses_message_id": outcome.ses_message_id,
+                    "attempts": attempt,
+                }
+            },
+        )
+        metrics.add_metric(name="BouncesSent", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="BounceDelay", unit=MetricUnit.Seconds, value=outcome.age_seconds)
+        return outcome
+
+
+def _ensure_time(
+    wait: float,
+    *,
+    settings: BouncerSettings,
+    remaining: Callable[[], float] | None,
+    log: dict[str, Any],
+    logger: Logger,
+    metrics: Metrics,
+) -> None:
+    """Refuse to start a call that might not finish before the invocation's deadline."""
+    if remaining is None:
+        return
+    left = remaining()
+    if left - wait < settings.call_reserve_seconds:
+        logger.warning(
+            "not enough time left in this invocation; retrying later", extra={"bounce": {**log, "left": left}}
+        )
+        metrics.add_metric(name="BounceDeferred", unit=MetricUnit.Count, value=1)
+        raise BounceRetryLater(f"{left:.1f} s left, {wait:.1f} s to wait, {settings.call_reserve_seconds} s needed")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- records
+def parse_record_body(body: str, *, logger: Logger, metrics: Metrics, sqs_message_id: str = "") -> BounceRequest:
+    """The bounce request in an SQS body; a malformed one is logged, counted and re-raised (-> DLQ)."""
+    try:
+        return BounceRequest.from_json(body)
+    except BounceRequestError as exc:
+        logger.error(
+            "malformed bounce request; the record fails and ends in the dead-letter queue",
+            extra={"sqs_message_id": sqs_message_id, "error": str(exc), "body_prefix": body[:200]},
+        )
+        metrics.add_metric(name="MalformedBounceRequests", unit=MetricUnit.Count, value=1)
+        raise
+
+
+def ses_client() -> Any:
+    """The SES v1 client, built once per cold start: SDK retries off, since ``send_one`` paces and backs off."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 1, "mode": "standard"})
+    return boto3.client("ses", config=config)

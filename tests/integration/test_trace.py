@@ -1,0 +1,113 @@
+"""The decision trace in a real local DynamoDB (moto server): written by Gate.act, read by `ipv6gate trace`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from ipv6gate.adapters.trace import DynamoTraceStore
+from ipv6gate.event import parse_event
+from ipv6gate.gate import Gate
+from tests.support import world
+from tests.support.moto_server import MotoServer, aws_env
+
+pytestmark = pytest.mark.integration
+TABLE = "trace-test"
+CLI = str(Path(sys.executable).with_name("ipv6gate"))
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[dict[str, str], Any]]:
+    with MotoServer() as moto:
+        env = {**os.environ, **aws_env(moto.endpoint_url), "TRACE_TABLE": TABLE}
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=moto.endpoint_url,
+            region_name="eu-west-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "lookup", "at")],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "lookup",
+                    "Projection": {"ProjectionType": "ALL"},
+                    "KeySchema": [
+                        {"AttributeName": "lookup", "KeyType": "HASH"},
+                        {"AttributeName": "at", "KeyType": "RANGE"},
+                    ],
+                }
+            ],
+        )
+        yield env, client
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, "trace", *args], check=False, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_decisions_are_recorded_and_queried_newest_first(
+    stack: tuple[dict[str, str], Any], make_gate: Callable[..., Gate]
+) -> None:
+    env, client = stack
+    gate = make_gate()
+    gate.trace = DynamoTraceStore(client, TABLE, ttl_days=30)
+    events = [
+        ("m-old", world.NO_PTR_IP, ("a@tenant.test",)),
+        ("m-mid", world.GOOD_IP, ("a@tenant.test", "b@optout.test")),
+        ("m-new", world.NO_PTR_IP, ("c@optout.test",)),
+    ]
+    for minute, (message_id, ip, rcpts) in enumerate(events):
+        gate.now = lambda minute=minute: T0 + timedelta(minutes=minute)  # type: ignore[misc]
+        gate.act(gate.evaluate(parse_event(world.ses_event(ip=ip, recipients=rcpts, message_id=message_id))))
+
+    one = cli(env, "m-old")
+    assert one.returncode == 0, one.stderr
+    record = json.loads(one.stdout)
+    assert record["message_id"] == "m-old" and record["decided_at"].startswith("2026-11-27T12:00:00")
+    assert record["recipients"][0]["reply"].startswith("450 4.7.25")
+    assert record["checks"]["iprev"]["result"] == "permerror"
+
+    by_ip = [json.loads(line) for line in cli(env, "--ip", "2001:DB8:2:0::25").stdout.splitlines()]
+    assert [r["message_id"] for r in by_ip] == ["m-new", "m-old"]
+    by_domain = [json.loads(line) for line in cli(env, "--domain", "OPTOUT.test").stdout.splitlines()]
+    assert [r["message_id"] for r in by_domain] == ["m-new", "m-mid"]
+    assert by_domain[1]["replies"][1].startswith("550 5.2.1")
+    by_sender = cli(env, "--sender", "Alice@Good.test", "--limit", "1")
+    assert [json.loads(line)["message_id"] for line in by_sender.stdout.splitlines()] == ["m-new"]
+
+    item = client.get_item(TableName=TABLE, Key={"pk": {"S": "msg#m-old"}, "sk": {"S": "decision"}})["Item"]
+    assert int(item["expires_at"]["N"]) == int((T0 + timedelta(days=30)).timestamp())
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("no-such-id",), 4, "no recorded decision"),
+        (("--ip", "not-an-ip"), 1, "--ip 'not-an-ip'"),
+        ((), 1, "needs a MESSAGE_ID"),
+        (("m", "--ip", "2001:db8::1"), 1, "needs a MESSAGE_ID or one of"),
+    ],
+)
+def test_bad_trace_queries(stack: tuple[dict[str, str], Any], args: tuple[str, ...], code: int, message: str) -> None:
+    out = cli(stack[0], *args)
+    assert out.returncode == code and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_missing_table_is_reported(stack: tuple[dict[str, str], Any]) -> None:
+    out = cli({**stack[0], "TRACE_TABLE": "nope"}, "--ip", "2001:db8::1")
+    assert out.returncode == 3 and "ResourceNotFoundException" in out.stderr

@@ -1,0 +1,91 @@
+"""Gate.act: the bounce request that is queued, the trace record, and what happens when either fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from ipv6gate.adapters.memory import InMemoryBounceQueue, InMemoryTrace
+from ipv6gate.bounce_request import BounceRequest
+from ipv6gate.event import parse_event
+from ipv6gate.gate import Gate
+from tests.support import world
+
+MakeGate = Callable[..., Gate]
+NOW = datetime(2026, 11, 27, 12, 0, 5, tzinfo=UTC)
+
+
+def acting(make_gate: MakeGate, queue: InMemoryBounceQueue, trace: InMemoryTrace, **settings: object) -> Gate:
+    gate = make_gate(**settings)
+    gate.bounces, gate.trace, gate.now = queue, trace, lambda: NOW
+    return gate
+
+
+def test_no_ptr_with_spf_pass_queues_one_bounce(make_gate: MakeGate) -> None:
+    queue, trace = InMemoryBounceQueue(), InMemoryTrace()
+    gate = acting(make_gate, queue, trace)
+    event = world.ses_event(
+        ip=world.NO_PTR_IP, mail_from="alice@noptr.test", recipients=("a@tenant.test", "b@optout.test")
+    )
+    decision = gate.act(gate.evaluate(parse_event(event)))
+    assert decision.bounce is not None and decision.bounce.action.value == "send", decision.bounce
+    [request] = queue.requests
+    assert request == BounceRequest.from_json(request.to_json())
+    assert [(r.recipient, r.status) for r in request.recipients] == [
+        ("a@tenant.test", "4.7.25"),
+        ("b@optout.test", "5.2.1"),
+    ]
+    assert request.reporting_mta == "dns; inbound-smtp.eu-west-1.amazonaws.com"
+    assert request.client_ip == world.NO_PTR_IP and request.mail_from == "alice@noptr.test"
+    assert [(d.message_id, at) for d, at in trace.records] == [(decision.message_id, NOW)]
+
+
+def test_unauthenticated_rejection_is_recorded_but_not_bounced(make_gate: MakeGate) -> None:
+    queue, trace = InMemoryBounceQueue(), InMemoryTrace()
+    gate = acting(make_gate, queue, trace)
+    decision = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.OTHER_IP))))
+    assert decision.disposition.value == "STOP_RULE_SET"
+    assert decision.bounce is not None and decision.bounce.action.value == "suppress"
+    assert queue.requests == [] and len(trace.records) == 1
+    assert decision.to_dict()["bounce"] == decision.bounce.to_dict()
+
+
+def test_queue_failure_lets_the_message_through_with_a_note(make_gate: MakeGate) -> None:
+    queue, trace = InMemoryBounceQueue(fail_with="SQS q: AccessDenied"), InMemoryTrace()
+    gate = acting(make_gate, queue, trace, bounce_mode="always")
+    decision = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
+    assert decision.disposition.value == "CONTINUE"
+    assert any("AccessDenied" in n and "let through" in n for n in decision.notes)
+    assert trace.records[0][0].disposition.value == "CONTINUE"  # the trace says what really happened
+
+
+def test_trace_failure_is_a_note_not_an_error(make_gate: MakeGate) -> None:
+    queue, trace = InMemoryBounceQueue(), InMemoryTrace(fail_with="DynamoDB t: ThrottlingException")
+    gate = acting(make_gate, queue, trace)
+    decision = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
+    assert decision.disposition.value == "STOP_RULE_SET"
+    assert any("not recorded" in n and "Throttling" in n for n in decision.notes)
+
+
+def test_accepted_mail_is_traced_without_a_bounce(make_gate: MakeGate) -> None:
+    queue, trace = InMemoryBounceQueue(), InMemoryTrace()
+    gate = acting(make_gate, queue, trace)
+    decision = gate.act(gate.evaluate(parse_event(world.ses_event())))
+    assert decision.bounce is None and queue.requests == [] and len(trace.records) == 1
+
+
+def test_without_a_queue_a_bounceable_message_is_let_through(make_gate: MakeGate) -> None:
+    gate = make_gate(bounce_mode="always")
+    decision = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
+    assert decision.disposition.value == "CONTINUE"
+    assert any("no BOUNCE_QUEUE_URL" in n for n in decision.notes)
+
+
+def test_mixed_recipients_are_never_bounced(make_gate: MakeGate) -> None:
+    # The message continues (one recipient accepted), so it reaches everyone: no DSN may say "failed".
+    queue, trace = InMemoryBounceQueue(), InMemoryTrace()
+    gate = acting(make_gate, queue, trace, bounce_mode="always")
+    event = world.ses_event(recipients=("a@tenant.test", "b@optout.test"))
+    decision = gate.act(gate.evaluate(parse_event(event)))
+    assert decision.disposition.value == "CONTINUE" and queue.requests == []
+    assert decision.bounce is not None and "continues" in decision.bounce.reason
