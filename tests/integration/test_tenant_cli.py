@@ -6,10 +6,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.support.moto_server import MotoServer, aws_env
@@ -20,23 +18,16 @@ CLI = str(Path(sys.executable).with_name("ipv6gate"))
 
 
 @pytest.fixture(scope="module")
-def env() -> Iterator[dict[str, str]]:
-    with MotoServer() as moto:
-        env = {**os.environ, **aws_env(moto.endpoint_url), "TENANTS_TABLE": TABLE}
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=moto.endpoint_url,
-            region_name="eu-west-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        client.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "domain", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "domain", "KeyType": "HASH"}],
-        )
-        yield env
+def env(moto: MotoServer) -> dict[str, str]:
+    env = {**os.environ, **aws_env(moto.endpoint_url), "TENANTS_TABLE": TABLE}
+    client = moto.client("dynamodb")
+    client.create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "domain", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "domain", "KeyType": "HASH"}],
+    )
+    return env
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from ipv6gate.adapters.trace import DynamoTraceStore
@@ -27,33 +26,26 @@ T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[tuple[dict[str, str], Any]]:
-    with MotoServer() as moto:
-        env = {**os.environ, **aws_env(moto.endpoint_url), "TRACE_TABLE": TABLE}
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=moto.endpoint_url,
-            region_name="eu-west-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        client.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "lookup", "at")],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "lookup",
-                    "Projection": {"ProjectionType": "ALL"},
-                    "KeySchema": [
-                        {"AttributeName": "lookup", "KeyType": "HASH"},
-                        {"AttributeName": "at", "KeyType": "RANGE"},
-                    ],
-                }
-            ],
-        )
-        yield env, client
+def stack(moto: MotoServer) -> tuple[dict[str, str], Any]:
+    env = {**os.environ, **aws_env(moto.endpoint_url), "TRACE_TABLE": TABLE}
+    client = moto.client("dynamodb")
+    client.create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "lookup", "at")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "lookup",
+                "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [
+                    {"AttributeName": "lookup", "KeyType": "HASH"},
+                    {"AttributeName": "at", "KeyType": "RANGE"},
+                ],
+            }
+        ],
+    )
+    return env, client
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 __all__ = ["MotoServer", "aws_env"]
 
@@ -58,6 +58,19 @@ class MotoServer:
     def env(self) -> dict[str, str]:
         """Shorthand for `aws_env(self.endpoint_url)`."""
         return aws_env(self.endpoint_url)
+
+    def client(self, service: str, region: str = "eu-west-1") -> Any:
+        """A boto3 client for this server, whatever the caller's environment says."""
+        import boto3
+
+        make: Any = boto3.client
+        return make(
+            service,
+            region_name=region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def log_tail(self, lines: int = 40) -> str:
         if self._log is None:

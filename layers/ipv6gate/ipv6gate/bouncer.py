@@ -26,7 +26,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from ipv6gate.bounce_request import BounceRequest, BounceRequestError
-from ipv6gate.settings import SettingsError
+from ipv6gate.settings import SettingsError, env_integer, env_number
 
 # Every environment variable the bouncer reads (README "Bounces" and template.yaml document each).
 ENV_NAMES = (
@@ -96,8 +96,8 @@ class BouncerSettings:
             bounce_sender=sender,
             bounce_sender_arn=arn,
             idempotency_table=table,
-            max_age_hours=_integer(env, "BOUNCE_MAX_AGE_HOURS", 24, 1, 24),
-            rate_per_second=_number(env, "BOUNCE_RATE_PER_SECOND", 1.0, 0.01, 10.0),
+            max_age_hours=env_integer(env, "BOUNCE_MAX_AGE_HOURS", 24, 1, 24),
+            rate_per_second=env_number(env, "BOUNCE_RATE_PER_SECOND", 1.0, 0.01, 10.0),
         )
 
     @property
@@ -108,31 +108,6 @@ class BouncerSettings:
     def idempotency_expiry_seconds(self) -> int:
         """How long a sent bounce's idempotency record lives: beyond the last moment it could repeat."""
         return self.max_age_hours * 3600 + IDEMPOTENCY_MARGIN_SECONDS
-
-
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not re.fullmatch(r"\d+", raw):
-        raise SettingsError(f"{name}: {raw!r} is not a whole number")
-    value = int(raw)
-    if not low <= value <= high:
-        raise SettingsError(f"{name}: {value} is outside {low}..{high}")
-    return value
-
-
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}: {raw!r} is not a number") from None
-    if not low <= value <= high:  # also refuses nan
-        raise SettingsError(f"{name}: {value} is outside {low}..{high}")
-    return value
 
 
 # --------------------------------------------------------------------------- pacing

@@ -94,20 +94,20 @@ class Settings:
             message_prefix=env.get("MESSAGE_PREFIX", ""),
             dns_servers=parse_dns_servers(env.get("DNS_SERVERS", "")),
             dns_zone_dir=env.get("DNS_ZONE_DIR", "").strip(),
-            dns_query_timeout_seconds=_number(env, "DNS_QUERY_TIMEOUT_SECONDS", 2.0, 0.05, 10.0),
-            decision_budget_seconds=_number(env, "DECISION_BUDGET_SECONDS", 10.0, 0.1, 25.0),
-            dns_query_limit=_integer(env, "DNS_QUERY_LIMIT", 60, 5, 500),
-            dns_cache_size=_integer(env, "DNS_CACHE_SIZE", 4096, 0, 1_000_000),
+            dns_query_timeout_seconds=env_number(env, "DNS_QUERY_TIMEOUT_SECONDS", 2.0, 0.05, 10.0),
+            decision_budget_seconds=env_number(env, "DECISION_BUDGET_SECONDS", 10.0, 0.1, 25.0),
+            dns_query_limit=env_integer(env, "DNS_QUERY_LIMIT", 60, 5, 500),
+            dns_cache_size=env_integer(env, "DNS_CACHE_SIZE", 4096, 0, 1_000_000),
             ptr_mode=_choice(env, "PTR_MODE", PtrMode, PtrMode.EXISTS),
             trusted_receivers=_receivers(env.get("TRUSTED_RECEIVERS", ""), default_receiver),
             temperror_action=_choice(env, "TEMPERROR_ACTION", TempErrorAction, TempErrorAction.ACCEPT),
-            spf_void_lookup_limit=_integer(env, "SPF_VOID_LOOKUP_LIMIT", 2, 0, 100),
-            dkim_max_signatures=_integer(env, "DKIM_MAX_SIGNATURES", 5, 1, 50),
-            message_max_bytes=_integer(env, "MESSAGE_MAX_BYTES", 30 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+            spf_void_lookup_limit=env_integer(env, "SPF_VOID_LOOKUP_LIMIT", 2, 0, 100),
+            dkim_max_signatures=env_integer(env, "DKIM_MAX_SIGNATURES", 5, 1, 50),
+            message_max_bytes=env_integer(env, "MESSAGE_MAX_BYTES", 30 * 1024 * 1024, 1024, 64 * 1024 * 1024),
             bounce_mode=_choice(env, "BOUNCE_MODE", BounceMode, BounceMode.AUTHENTICATED),
             bounce_queue_url=env.get("BOUNCE_QUEUE_URL", "").strip(),
             trace_table=env.get("TRACE_TABLE", "").strip(),
-            trace_ttl_days=_integer(env, "TRACE_TTL_DAYS", 30, 1, 3650),
+            trace_ttl_days=env_integer(env, "TRACE_TTL_DAYS", 30, 1, 3650),
         )
         if settings.dns_query_timeout_seconds > settings.decision_budget_seconds:
             raise SettingsError(
@@ -156,7 +156,7 @@ def _receivers(value: str, default: str) -> tuple[str, ...]:
     return items or (default,)
 
 
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+def env_number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -169,7 +169,7 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     return value
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def env_integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
