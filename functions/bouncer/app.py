@@ -28,8 +28,11 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ipv6gate.bounce import BounceDecision
 from ipv6gate.bounce_request import BounceRequest
 from ipv6gate.bouncer import BouncerSettings, Pacer, parse_record_body, send_one, ses_client
+from ipv6gate.settings import Settings
+from ipv6gate.wiring import build_dns, build_messages
 
 logger = Logger()
 metrics = Metrics()
@@ -38,6 +41,10 @@ tracer = Tracer()
 # A bad setting fails the cold start with a one-line message naming it (the records are redelivered).
 settings = BouncerSettings.from_env(os.environ)
 ses = ses_client()
+# For requests the gate queued before SPF/DKIM finished: the same DNS layer and message store.
+check_settings = Settings.from_env(os.environ)
+dns = build_dns(check_settings)
+messages = build_messages(check_settings)
 pacer = Pacer(settings.rate_per_second)
 processor = BatchProcessor(event_type=EventType.SQS)
 _invocation: dict[str, LambdaContext] = {}
@@ -64,6 +71,12 @@ def _remaining_seconds() -> float:
     return context.get_remaining_time_in_millis() / 1000 if context is not None else float("inf")
 
 
+def _authenticate(request: BounceRequest) -> BounceDecision:
+    from ipv6gate.sender_auth import authenticate_sender
+
+    return authenticate_sender(request, dns=dns, messages=messages, settings=check_settings)
+
+
 def _send_bounce(*, bounce: dict[str, str], request: BounceRequest) -> dict[str, Any]:
     """``bounce`` carries the idempotency key (message id and recipients); ``request`` the rest."""
     outcome = send_one(
@@ -75,6 +88,7 @@ def _send_bounce(*, bounce: dict[str, str], request: BounceRequest) -> dict[str,
         logger=logger,
         metrics=metrics,
         remaining_seconds=_remaining_seconds,
+        authenticate=_authenticate,
     )
     return outcome.to_dict()
 

@@ -198,6 +198,9 @@ def test_cli_agrees_with_the_handler(tmp_path: Path, run: sam_local.Run) -> None
         assert _rows(got["recipients"]) == _rows(want["recipients"]), name
         logged = handler[name].logs("decision")[0]["decision"]
         assert got["recipients"] == logged["recipients"], name
-        assert {m: c["result"] for m, c in got["checks"].items()} == {
-            m: c["result"] for m, c in logged["checks"].items()
-        }, name
+        # Both stop once the verdict is certain; which unneeded check had finished by then is a race,
+        # so results are compared where both ran to the end.
+        cli_checks = {m: c["result"] for m, c in got["checks"].items()}
+        fn_checks = {m: c["result"] for m, c in logged["checks"].items()}
+        both = [m for m in cli_checks if "skipped" not in (cli_checks[m], fn_checks[m])]
+        assert {m: cli_checks[m] for m in both} == {m: fn_checks[m] for m in both}, name

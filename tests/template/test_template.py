@@ -506,6 +506,17 @@ def test_outputs(tpl):
 
 # --------------------------------------------------------------------------- bounce pipeline
 BOUNCER_ENV_FIXED = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
+# What the bouncer needs to authenticate a sender the gate had not finished checking (sender_auth.py).
+BOUNCER_CHECK_ENV = {
+    "DNS_SERVERS",
+    "DNS_QUERY_TIMEOUT_SECONDS",
+    "DECISION_BUDGET_SECONDS",
+    "SPF_VOID_LOOKUP_LIMIT",
+    "DKIM_MAX_SIGNATURES",
+    "MESSAGE_BUCKET",
+    "MESSAGE_PREFIX",
+    "MESSAGE_MAX_BYTES",
+}
 
 
 def _statements_of(resources: dict, function: str) -> list[dict]:
@@ -552,7 +563,8 @@ def test_bouncer_permissions_least_privilege(resources):
             by_action[action] = st["Resource"]
     idempotency = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
     consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
-    assert set(by_action) == {"ses:SendBounce"} | idempotency | consume
+    assert set(by_action) == {"ses:SendBounce", "s3:GetObject"} | idempotency | consume
+    assert by_action["s3:GetObject"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${MessageBucket}/${MessagePrefix}*"}
     for action in idempotency:
         assert by_action[action] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}, action
     for action in consume:
@@ -611,7 +623,9 @@ def test_bouncer_function(tpl, resources):
     assert fn_prop(tpl, fn, "Tracing") == "Active"
     assert "Events" not in props, "an SQS event would attach a Resource '*' managed policy"
     env = props["Environment"]["Variables"]
-    assert set(env) == set(ENV_NAMES) | BOUNCER_ENV_FIXED
+    assert set(env) == set(ENV_NAMES) | BOUNCER_ENV_FIXED | BOUNCER_CHECK_ENV
+    for name in BOUNCER_CHECK_ENV:  # the same values the gate gets
+        assert env[name] == resources["GateFunction"]["Properties"]["Environment"]["Variables"][name], name
     assert env["BOUNCE_SENDER"] == {"Ref": "BounceSender"}
     assert env["BOUNCE_SENDER_ARN"] == {"Ref": "BounceSenderArn"}
     assert env["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}

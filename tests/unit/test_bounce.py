@@ -40,7 +40,7 @@ SENDERS = {
     "dkim-unaligned": ("a@sender.test", [], checks(dkim=Result.PASS, d="other.test"), BounceAction.SUPPRESS),
     "dkim-lookalike": ("a@evilsender.test", [], checks(dkim=Result.PASS, d="sender.test"), BounceAction.SUPPRESS),
     "unauthenticated": ("a@sender.test", [], checks(Result.SOFTFAIL), BounceAction.SUPPRESS),
-    "temperror-only": ("a@sender.test", [], checks(Result.TEMPERROR, Result.TEMPERROR), BounceAction.SUPPRESS),
+    "temperror-only": ("a@sender.test", [], checks(Result.TEMPERROR, Result.TEMPERROR), BounceAction.DEFER),
     "null-sender": ("", [], checks(Result.PASS, helo_only=True), BounceAction.SUPPRESS),
     "auto-submitted": (
         "a@sender.test",

@@ -106,3 +106,11 @@ def test_no_resolver_configuration_is_a_configuration_error(
     good = world.dump(world.ses_event(), env / "good.json")
     code, out, err = run(capsys, "evaluate", str(good), "--tenants", str(env / "tenants.json"))
     assert code == 2 and out == [] and len(err) == 1 and err[0].startswith("ipv6gate: configuration: DNS_SERVERS:")
+
+
+def test_all_checks_runs_every_check(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    event = world.dump(world.ses_event(ip=world.NO_PTR_IP), env / "noptr.json")
+    code, out, _ = run(capsys, "evaluate", str(event), "--all-checks", "--tenants", str(env / "tenants.json"))
+    line = json.loads(out[0])
+    assert code == 0 and line["checks"]["spf"]["result"] == "fail" and line["checks"]["dkim"]["result"] == "none"
+    assert line["recipients"][0]["reply"].startswith("450 4.7.25")

@@ -18,7 +18,8 @@ def test_accept_via_spf_without_fetching_the_message(make_gate: MakeGate, messag
     out = d.to_dict()
     assert out["disposition"] == "CONTINUE" and out["client_ip"] == world.GOOD_IP and out["ip_version"] == 6
     assert out["recipients"][0]["verdict"] == "accept"  # type: ignore[index]
-    assert out["checks"]["spf"]["result"] == "pass" and out["checks"]["dkim"]["result"] == "none"  # type: ignore[index]
+    assert out["checks"]["spf"]["result"] == "pass"  # type: ignore[index]
+    assert out["checks"]["dkim"]["result"] in ("none", "skipped")  # type: ignore[index]  # not needed after SPF
     assert messages.fetches == 0
     json.dumps(out)  # the CLI's line must be serialisable
 

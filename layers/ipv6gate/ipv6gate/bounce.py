@@ -16,12 +16,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ipv6gate.policy import Checks, RecipientVerdict, Verdict
+from ipv6gate.results import Result
 from ipv6gate.settings import BounceMode
 
 
 class BounceAction(StrEnum):
     SEND = "send"
     SUPPRESS = "suppress"
+    # The verdict was certain before SPF/DKIM finished (or they failed temporarily): the bouncer
+    # authenticates the sender itself, off the gate's critical path, then sends or suppresses.
+    DEFER = "defer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +63,25 @@ def decide_bounce(
         return BounceDecision(BounceAction.SUPPRESS, "bounces are off (BOUNCE_MODE=never)")
     if mode is BounceMode.ALWAYS:
         return BounceDecision(BounceAction.SEND, "BOUNCE_MODE=always")
-    domain = mail_from.rpartition("@")[2].lower().rstrip(".")
-    if checks.spf.passed and checks.spf.properties.get("smtp.mailfrom"):
-        return BounceDecision(BounceAction.SEND, f"SPF pass for MAIL FROM domain {domain}")
-    signer = checks.dkim.properties.get("header.d", "").lower().rstrip(".")
-    if checks.dkim.passed and signer and (domain == signer or domain.endswith("." + signer)):
-        return BounceDecision(BounceAction.SEND, f"DKIM pass by {signer}, aligned with MAIL FROM domain {domain}")
+    proof = sender_authenticated(mail_from, checks)
+    if proof is not None:
+        return BounceDecision(BounceAction.SEND, proof)
+    if any(c.result in (Result.SKIPPED, Result.TEMPERROR) for c in (checks.spf, checks.dkim)):
+        return BounceDecision(BounceAction.DEFER, "sender authentication unfinished: the bouncer checks SPF and DKIM")
     return BounceDecision(
         BounceAction.SUPPRESS, "envelope sender not authenticated (no SPF pass, no aligned DKIM pass): backscatter risk"
     )
+
+
+def sender_authenticated(mail_from: str, checks: Checks) -> str | None:
+    """Why the MAIL FROM address is proven (SPF pass for it, or an aligned DKIM pass), or ``None``."""
+    domain = mail_from.rpartition("@")[2].lower().rstrip(".")
+    if checks.spf.passed and checks.spf.properties.get("smtp.mailfrom"):
+        return f"SPF pass for MAIL FROM domain {domain}"
+    signer = checks.dkim.properties.get("header.d", "").lower().rstrip(".")
+    if checks.dkim.passed and signer and (domain == signer or domain.endswith("." + signer)):
+        return f"DKIM pass by {signer}, aligned with MAIL FROM domain {domain}"
+    return None
 
 
 def _never_bounce(mail_from: str, headers: Sequence[tuple[str, str]]) -> str | None:

@@ -41,6 +41,12 @@ class BounceRequest:
     arrival: str  # ISO 8601, SES's receipt timestamp
     reporting_mta: str  # e.g. "dns; inbound-smtp.eu-west-1.amazonaws.com"
     recipients: tuple[BouncedRecipient, ...]
+    # Set when the gate decided before SPF/DKIM were known: the bouncer must prove the sender first.
+    authenticate: bool = False
+    dkim_signed: bool = False
+    helo: str = (
+        ""  # the client's HELO (SPF's %{h} macro)  # the message carries a DKIM-Signature (worth fetching for DKIM)
+    )
 
     def to_json(self) -> str:
         body = asdict(self)
@@ -64,6 +70,9 @@ class BounceRequest:
                 arrival=_text(body, "arrival"),
                 reporting_mta=_text(body, "reporting_mta"),
                 recipients=recipients,
+                authenticate=body.get("authenticate", False) is True,
+                dkim_signed=body.get("dkim_signed", False) is True,
+                helo=str(body.get("helo", "")),
             )
         except (KeyError, TypeError) as exc:
             raise BounceRequestError(f"bounce request is missing or has a bad field: {exc}") from None

@@ -25,6 +25,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from ipv6gate.bounce import BounceAction, BounceDecision
 from ipv6gate.bounce_request import BounceRequest, BounceRequestError
 from ipv6gate.settings import SettingsError, env_integer, env_number
 
@@ -159,7 +160,7 @@ class BounceRetryLater(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BounceOutcome:
-    status: str  # "sent" or "expired"
+    status: str  # "sent", "expired" or "suppressed"
     message_id: str  # SES's id of the bounced (original) message
     ses_message_id: str = ""  # the id SES gave the bounce, when sent
     attempts: int = 0  # SendBounce calls made
@@ -210,6 +211,7 @@ def send_one(
     metrics: Metrics,
     remaining_seconds: Callable[[], float] | None = None,
     rand: Callable[[], float] = random.random,
+    authenticate: Callable[[BounceRequest], BounceDecision] | None = None,
 ) -> BounceOutcome:
     """Send the bounce for ``request``, or drop it when it is past the window.
 
@@ -232,6 +234,23 @@ def send_one(
         )
         metrics.add_metric(name="BouncesExpired", unit=MetricUnit.Count, value=1)
         return BounceOutcome("expired", request.message_id, age_seconds=age.total_seconds())
+
+    if request.authenticate:
+        # The gate decided before SPF/DKIM finished: prove the sender here, or send nothing.
+        verdict = (
+            authenticate(request)
+            if authenticate is not None
+            else BounceDecision(BounceAction.SUPPRESS, "no authenticator configured in the bouncer")
+        )
+        if verdict.action is BounceAction.DEFER:
+            metrics.add_metric(name="BounceAuthDeferred", unit=MetricUnit.Count, value=1)
+            raise BounceRetryLater(f"sender authentication unfinished: {verdict.reason}")
+        if verdict.action is BounceAction.SUPPRESS:
+            logger.info(
+                "bounce suppressed: sender not authenticated", extra={"bounce": {**log, "reason": verdict.reason}}
+            )
+            metrics.add_metric(name="BouncesSuppressed", unit=MetricUnit.Count, value=1)
+            return BounceOutcome("suppressed", request.message_id, age_seconds=age.total_seconds())
 
     params = request.send_bounce_params(settings.bounce_sender, settings.bounce_sender_arn or None)
     attempt = 0

@@ -36,6 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="TENANTS.json",
         help="tenants from a JSON list instead of the TENANTS_TABLE DynamoDB table",
     )
+    ev.add_argument(
+        "--all-checks",
+        action="store_true",
+        help="run every check to the end (the function stops once its verdict is certain)",
+    )
     _tenant_commands(commands)
     trace = commands.add_parser("trace", help="why was this mail rejected? (TRACE_TABLE)")
     trace.add_argument("message_id", nargs="?", help="show the recorded decision for this SES message id")
@@ -90,6 +95,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             except (OSError, ValueError) as exc:
                 raise _InputError(f"{args.tenants}: {_reason(exc)}") from None
         gate = build_gate(settings, tenants=tenants, act=False)
+        gate.complete_checks = args.all_checks
     except SettingsError as exc:
         print(f"ipv6gate: configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -59,6 +59,7 @@ class Decision:
     mail_from: str = ""
     arrival: str = ""  # SES's receipt timestamp
     bounce: BounceDecision | None = None  # set when some recipient was rejected
+    dkim_signed: bool = False  # SES's header list shows a DKIM-Signature (or was truncated)
 
     @property
     def recipient_domains(self) -> list[str]:
@@ -76,7 +77,7 @@ class Decision:
 
     def bounce_request(self) -> BounceRequest | None:
         """What the bouncer needs to send the DSN, when the bounce policy said send."""
-        if self.bounce is None or self.bounce.action is not BounceAction.SEND or not isinstance(self.source, Source):
+        if self.bounce is None or self.bounce.action is BounceAction.SUPPRESS or not isinstance(self.source, Source):
             return None
         rejected = tuple(
             BouncedRecipient(v.recipient, v.reply.status, str(v.reply))
@@ -90,6 +91,9 @@ class Decision:
             arrival=self.arrival or datetime.now(UTC).isoformat(),
             reporting_mta=f"dns; {self.source.receiver or 'inbound-smtp.amazonaws.com'}",
             recipients=rejected,
+            authenticate=self.bounce.action is BounceAction.DEFER,
+            dkim_signed=self.dkim_signed,
+            helo=self.source.helo,
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -122,6 +126,7 @@ class Gate:
         bounces: BounceQueue | None = None,
         trace: TraceStore | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        complete_checks: bool = False,
     ) -> None:
         self.settings = settings
         self.dns = dns
@@ -131,7 +136,11 @@ class Gate:
         self.bounces = bounces
         self.trace = trace
         self.now = now
-        self._pool = cf.ThreadPoolExecutor(max_workers=3, thread_name_prefix="ipv6gate-check")
+        # False: stop waiting as soon as the verdict is certain (the Lambda). True: run every check to
+        # the end, e.g. to see every result in ``ipv6gate evaluate --all-checks``.
+        self.complete_checks = complete_checks
+        # Room for a decision's checks plus stragglers of an earlier one that are winding down.
+        self._pool = cf.ThreadPoolExecutor(max_workers=6, thread_name_prefix="ipv6gate-check")
 
     def evaluate(self, mail: Mail, raw_message: bytes | None = None) -> Decision:
         started = self.clock()
@@ -167,21 +176,22 @@ class Gate:
             mail_from=mail.mail_from,
             arrival=mail.timestamp,
             bounce=bounce,
+            dkim_signed=mail.has_header("DKIM-Signature") or mail.headers_truncated,
         )
 
     def act(self, decision: Decision) -> Decision:
         """The function's side effects: queue the bounce, record the decision. Never raises.
 
-        A bounce that should go out but cannot be queued would leave the sender with no word of a
-        stopped message, so the message is let through instead (fail open) and the note says why.
+        A bounce that should go out but cannot be queued (a fault) would leave the sender with no word
+        of a stopped message, so the message is let through instead (fail open) and the note says why.
+        Without a queue configured at all, bounces are simply off.
         """
         notes = list(decision.notes)
         request = decision.bounce_request()
         if request is not None:
             try:
-                if self.bounces is None:
-                    raise BounceQueueError("no BOUNCE_QUEUE_URL configured")
-                self.bounces.enqueue(request)
+                if self.bounces is not None:  # none configured: bounces are off (configuration, not a fault)
+                    self.bounces.enqueue(request)
             except BounceQueueError as exc:
                 notes.append(f"bounce could not be queued, message let through: {exc}")
                 decision = replace(decision, disposition=Disposition.CONTINUE)
@@ -224,10 +234,26 @@ class Gate:
             ),
             "dkim": lambda: self._dkim(mail, session, raw),
         }
-        futures = {name: self._pool.submit(task) for name, task in tasks.items()}
+        futures = {self._pool.submit(task): name for name, task in tasks.items()}
+        results: dict[str, CheckResult] = {}
         # A small grace beyond the DNS budget for CPU work (hashing a large body).
-        cf.wait(futures.values(), timeout=max(0.0, session.deadline.remaining()) + 2.0)
-        results = {name: _outcome(name, future) for name, future in futures.items()}
+        give_up = self.clock() + max(0.0, session.deadline.remaining()) + 2.0
+        pending = set(futures)
+        while pending and not (not self.complete_checks and _settled(results)):
+            done, pending = cf.wait(pending, timeout=max(0.0, give_up - self.clock()), return_when=cf.FIRST_COMPLETED)
+            if not done:
+                break
+            for future in done:
+                results[futures[future]] = _outcome(futures[future], future)
+        session.cancel()  # whatever still runs stops at its next DNS query
+        for future in pending:
+            name = futures[future]
+            if future.done():
+                results[name] = _outcome(name, future)
+            elif _settled(results):
+                results[name] = skipped(name, "not needed: the verdict was already certain")
+            else:
+                results[name] = CheckResult(name, Result.TEMPERROR, "check did not finish within the decision budget")
         return Checks(results["iprev"], results["spf"], results["dkim"])
 
     def _dkim(self, mail: Mail, session: DnsSession, raw: bytes | None) -> CheckResult:
@@ -245,9 +271,22 @@ class Gate:
         return check_dkim(session, raw, max_signatures=self.settings.dkim_max_signatures)
 
 
+def _settled(results: dict[str, CheckResult]) -> bool:
+    """Whether the verdict no longer depends on the checks still running (see policy.decide).
+
+    Once the PTR is known: a PTR failure decides (4.7.25) whatever SPF and DKIM say, and an SPF or
+    DKIM pass decides the authentication gate. What the bounce policy would still like to know is
+    worked out by the bouncer, off this path.
+    """
+    iprev = results.get("iprev")
+    if iprev is None:
+        return False
+    if iprev.result not in (Result.PASS, Result.TEMPERROR):
+        return True
+    return any(r.passed for r in results.values() if r.method != "iprev")
+
+
 def _outcome(name: str, future: cf.Future[CheckResult]) -> CheckResult:
-    if not future.done():
-        return CheckResult(name, Result.TEMPERROR, "check did not finish within the decision budget")
     exc = future.exception()
     if exc is not None:  # a bug or a library crash must not reject mail
         return CheckResult(name, Result.TEMPERROR, f"check crashed: {exc.__class__.__name__}")

@@ -55,12 +55,19 @@ class DnsSession:
         self._lock = threading.Lock()
         self.queries = 0
         self.temp_errors = 0
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """The decision is made: any check still running gets a temporary error at its next query."""
+        self._cancelled = True
 
     def query(self, name: str | bytes | dns.name.Name, rdtype: str | dns.rdatatype.RdataType) -> Answer:
         qname = to_name(name)
         qtype = dns.rdatatype.RdataType.make(rdtype)
         remaining = self.deadline.remaining()
         with self._lock:
+            if self._cancelled:
+                raise DnsTempError("decision already made")
             if remaining <= 0:
                 self.temp_errors += 1
                 raise DnsTempError(f"decision time budget of {self.deadline.seconds:g}s spent")
