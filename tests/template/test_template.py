@@ -37,6 +37,7 @@ GATE_ENV = {
     "DECISION_BUDGET_SECONDS": (None, "10"),
     "DNS_QUERY_LIMIT": (None, "60"),
     "DNS_CACHE_SIZE": (None, "4096"),
+    "TENANT_CACHE_SECONDS": (None, "30"),
     "PTR_MODE": ("PtrMode", "exists"),
     "TRUSTED_RECEIVERS": ("TrustedReceivers", ""),
     "TEMPERROR_ACTION": ("TemperrorAction", "accept"),

@@ -32,6 +32,7 @@ ENV_NAMES = (
     "BOUNCE_QUEUE_URL",
     "TRACE_TABLE",
     "TRACE_TTL_DAYS",
+    "TENANT_CACHE_SECONDS",
 )
 
 
@@ -82,6 +83,7 @@ class Settings:
     bounce_queue_url: str = ""
     trace_table: str = ""
     trace_ttl_days: int = 30
+    tenant_cache_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -108,6 +110,7 @@ class Settings:
             bounce_queue_url=env.get("BOUNCE_QUEUE_URL", "").strip(),
             trace_table=env.get("TRACE_TABLE", "").strip(),
             trace_ttl_days=env_integer(env, "TRACE_TTL_DAYS", 30, 1, 3650),
+            tenant_cache_seconds=env_integer(env, "TENANT_CACHE_SECONDS", 30, 0, 3600),
         )
         if settings.dns_query_timeout_seconds > settings.decision_budget_seconds:
             raise SettingsError(

@@ -48,7 +48,12 @@ def build_tenants(settings: Settings) -> TenantDirectory:
         raise SettingsError("TENANTS_TABLE: not set (the DynamoDB table of tenant domains)")
     from ipv6gate.adapters.dynamodb import DynamoTenantDirectory
 
-    return DynamoTenantDirectory(aws_client("dynamodb"), settings.tenants_table)
+    directory: TenantDirectory = DynamoTenantDirectory(aws_client("dynamodb"), settings.tenants_table)
+    if settings.tenant_cache_seconds:
+        from ipv6gate.adapters.cached import CachedTenantDirectory
+
+        directory = CachedTenantDirectory(directory, settings.tenant_cache_seconds)
+    return directory
 
 
 def build_messages(settings: Settings) -> MessageStore | None:
