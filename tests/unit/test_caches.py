@@ -38,7 +38,7 @@ def test_only_missing_domains_are_asked_and_the_cache_is_bounded() -> None:
     asked: list[list[str]] = []
 
     class Recording(InMemoryTenants):
-        def get_many(self, domains):  # type: ignore[no-untyped-def]
+        def get_many(self, domains):
             asked.append(list(domains))
             return super().get_many(asked[-1])
 
@@ -57,7 +57,7 @@ def test_a_failed_lookup_is_not_cached() -> None:
     class Flaky(InMemoryTenants):
         fail = True
 
-        def get_many(self, domains):  # type: ignore[no-untyped-def]
+        def get_many(self, domains):
             if self.fail:
                 raise TenantLookupError("throttled")
             return super().get_many(domains)
