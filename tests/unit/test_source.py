@@ -77,3 +77,19 @@ def test_wildcard_matches_exactly_one_label() -> None:
     assert not host_matches("inbound-smtp.evil.test.amazonaws.com", "inbound-smtp.*.amazonaws.com")
     assert not host_matches("inbound-smtp.us-east-1.amazonaws.com.evil.test", "inbound-smtp.*.amazonaws.com")
     assert host_matches("INBOUND-SMTP.EU-WEST-1.AMAZONAWS.COM", "inbound-smtp.eu-west-1.amazonaws.com")
+
+
+@pytest.mark.parametrize(
+    ("helo", "rdns"),
+    [
+        ("a(b[2001:db8::bad])", "mx.sender.test"),  # brackets and parentheses in the HELO
+        ("[IPv6:2001:db8::bad]", "[IPv6:2001:db8::bad]"),  # a literal HELO, echoed where rDNS goes
+        ("mx.sender.test", "evil(x[2001:db8::bad]).test"),  # a PTR name with brackets in it
+        ("mx.sender.test", "unknown"),
+        ("mx.sender.test", ""),
+    ],
+)
+def test_sender_chosen_helo_or_ptr_cannot_break_or_steer_the_parse(helo: str, rdns: str) -> None:
+    header = f"from {helo} ({rdns} [2001:db8::1]) by inbound-smtp.eu-west-1.amazonaws.com with SMTP id x"
+    src = find_source(headers(header), TRUSTED)
+    assert isinstance(src, Source) and str(src.ip) == "2001:db8::1" and src.helo == helo

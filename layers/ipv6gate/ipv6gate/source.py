@@ -14,8 +14,12 @@ from dataclasses import dataclass
 type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # from <HELO> (<rDNS or nothing> [<ip>]) by <host> ...
+# The HELO (one token) and the rDNS name are the sender's to choose, so neither may be able to break
+# the parse (an unparsable header means "client unknown", which accepts): the HELO is any run of
+# non-space characters and the rDNS part anything up to the first "[ip]) by", which needs a space
+# that neither a HELO nor a DNS name in presentation form can contain.
 _RECEIVED = re.compile(
-    r"^from\s+(?P<helo>\S+)\s+\((?P<rdns>[^()\[\]]*)\[(?:IPv6:)?(?P<ip>[0-9A-Fa-f:.]+)\]\)\s+by\s+(?P<by>[^\s;]+)",
+    r"^from\s+(?P<helo>\S+)\s+\((?P<rdns>.*?)\[(?:IPv6:)?(?P<ip>[0-9A-Fa-f:.]+)\]\)\s+by\s+(?P<by>[^\s;]+)",
     re.IGNORECASE,
 )
 
