@@ -44,3 +44,32 @@ clean:
 # events/*.json through the SAM function's handler; compared with events/expected.json (exit 1 on a mismatch).
 demo: venv knot
 	$(PY) scripts/demo.py
+
+.PHONY: security load
+
+# Security scan: checkov (pinned in scripts/security_scan.py, installed into its own venv
+# .venv-security with the Python 3.13 of scripts/find-python313.sh) on template.yaml and on its SAM
+# translation, plus cfn-lint with informational rules. Fails on any finding not fixed or justified
+# by an inline `Metadata: checkov: skip:` with a reason.
+security: venv
+	$(PY) scripts/security_scan.py
+
+# Load test (not part of `make test`): 10,000 decisions through the SAM gate function with its real
+# adapters, against moto server and Knot behind a fault-injecting DNS proxy, all on loopback.
+# Bounded (--max-seconds); pass options with LOAD_ARGS, e.g. make load LOAD_ARGS="--decisions 2000".
+load: venv knot
+	$(PY) load/run.py $(LOAD_ARGS)
+
+.PHONY: fuzz
+# Soak test (not part of `make test`): 100,000 hostile SES events and raw messages through the gate's
+# Lambda body in process (zone-file DNS, in-memory ports); exit 1 on an escaped exception or a
+# malformed decision. Options: fuzz/soak.py --help (--seed, --max-seconds, --strict, --profile).
+fuzz: venv
+	$(PY) fuzz/soak.py --events 100000
+
+# Benchmarks (bench/README.md): decision latency against the DNS critical path (Knot behind a delaying
+# proxy), the plain libraries and authheaders, cold start, warm CPU, DKIM on large messages, cost.
+# Writes bench/results/latest.json and latest.md. Extra options: make bench BENCH_ARGS="--iterations 50".
+bench: venv knot
+	@$(PY) -c "import authheaders" 2>/dev/null || $(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/run.py $(BENCH_ARGS)

@@ -43,7 +43,7 @@ GATE_ENV = {
     "TEMPERROR_ACTION": ("TemperrorAction", "accept"),
     "SPF_VOID_LOOKUP_LIMIT": (None, "2"),
     "DKIM_MAX_SIGNATURES": (None, "5"),
-    "MESSAGE_MAX_BYTES": (None, "31457280"),
+    "MESSAGE_MAX_BYTES": (None, "41943040"),
     "BOUNCE_QUEUE_URL": None,
     "BOUNCE_MODE": ("BounceMode", "authenticated"),
     "TRACE_TABLE": None,

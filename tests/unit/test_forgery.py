@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ipv6gate.event import parse_event
-from ipv6gate.gate import Gate
+from ipv6gate.gate import Decision, Gate
 from tests.support import world
 
 MakeGate = Callable[..., Gate]
 NO_PTR_REPLY = "450 4.7.25 Service unavailable, sending IPv6 address [2001:db8:2::25] must have reverse DNS record."
 
 
-def decide(gate: Gate, **event: object):  # type: ignore[no-untyped-def]
-    return gate.evaluate(parse_event(world.ses_event(**event)))  # type: ignore[arg-type]
+def decide(gate: Gate, **event: Any) -> Decision:
+    return gate.evaluate(parse_event(world.ses_event(**event)))
 
 
 def test_forged_lower_received_header_is_not_read(make_gate: MakeGate) -> None:

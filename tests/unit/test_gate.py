@@ -4,6 +4,7 @@ from collections.abc import Callable
 import pytest
 
 from ipv6gate.adapters.memory import InMemoryMessages, InMemoryTenants
+from ipv6gate.dns import DnsResolver
 from ipv6gate.event import parse_event
 from ipv6gate.gate import Gate
 from ipv6gate.ports import TenantLookupError
@@ -141,3 +142,26 @@ def test_unusable_recipient_is_noted_not_fatal(make_gate: MakeGate) -> None:
     d = make_gate().evaluate(parse_event(world.ses_event(recipients=("a@tenant.test", "postmaster"))))
     assert [v.verdict.value for v in d.verdicts] == ["accept", "accept"]
     assert any("postmaster" in n for n in d.notes)
+
+
+def test_an_oversize_message_is_dkim_permerror(
+    make_gate: MakeGate, messages: InMemoryMessages, keys: world.Keys
+) -> None:
+    raw = world.sign(world.message(body="x" * 4000 + "\n"), keys)
+    messages.messages["o3vrnil0e2ic28trm7dfhrc2v0clambda4nbp0g1"] = raw
+    gate = make_gate(message_max_bytes=2048)
+    d = gate.evaluate(parse_event(world.ses_event(ip=world.OTHER_IP, raw=raw)))
+    assert d.checks.dkim.result.value == "permerror" and "over the 2048 limit" in d.checks.dkim.reason
+    assert d.verdicts[0].reply is not None and d.verdicts[0].reply.status == "4.7.26"  # no retry would help
+
+
+def test_each_check_has_its_own_query_cap(make_gate: MakeGate) -> None:
+    # gone.v4only.test's record needs 7 queries; with a cap of 5 SPF runs out (temperror), and the
+    # PTR lookup, with a cap of its own, is still asked: no PTR, so 4.7.25 and not "temperror decides".
+    gate = make_gate()
+    gate.dns = DnsResolver(gate.dns.backend, query_timeout=1.0, query_limit=5)
+    gate.complete_checks = True
+    d = gate.evaluate(parse_event(world.ses_event(mail_from="x@gone.v4only.test", ip=world.NO_PTR_IP)))
+    assert d.checks.spf.result.value == "temperror" and "query limit of 5" in d.checks.spf.reason
+    assert d.checks.iprev.result.value == "permerror"
+    assert d.verdicts[0].reply is not None and d.verdicts[0].reply.status == "4.7.25"

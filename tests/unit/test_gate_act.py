@@ -102,3 +102,12 @@ def test_all_checks_mode_proves_the_sender_in_the_gate(make_gate: MakeGate) -> N
     assert decision.checks.spf.result.value == "pass"
     assert decision.bounce is not None and decision.bounce.action.value == "send"
     assert queue.requests[0].authenticate is False
+
+
+def test_ipv4_decisions_are_not_traced(make_gate: MakeGate) -> None:
+    queue, trace = InMemoryBounceQueue(), InMemoryTrace()
+    gate = acting(make_gate, queue, trace)
+    gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.V4_IP))))
+    forged = "from x (x [2001:db8:2::25]) by mx.elsewhere.test with SMTP id 1"
+    gate.act(gate.evaluate(parse_event(world.ses_event(received=forged))))  # client unknown: recorded
+    assert [d.client_ip for d, _ in trace.records] == [None]

@@ -8,6 +8,7 @@ results or notes, and the decision says what happened.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -147,11 +148,11 @@ class Gate:
         notes: list[str] = []
         source = find_source(mail.headers, self.settings.trusted_receivers)
         recipients = self._recipients(mail, source, notes)
-        session: DnsSession | None = None
+        queries = 0
         if needs_checks(source, recipients):
             assert isinstance(source, Source)
-            session = self.dns.session(Deadline(self.settings.decision_budget_seconds, self.clock))
-            checks = self._run_checks(mail, source, session, raw_message)
+            deadline = Deadline(self.settings.decision_budget_seconds, self.clock)
+            checks, queries = self._run_checks(mail, source, deadline, raw_message)
         else:
             why = "not needed: IPv4, unknown client, or no opted-in recipient"
             checks = Checks(skipped("iprev", why), skipped("spf", why), skipped("dkim", why))
@@ -171,7 +172,7 @@ class Gate:
             checks=checks,
             tenants={r.domain: r.tenant for r in recipients if r.domain and r.tenant},
             notes=tuple(notes),
-            dns_queries=session.queries if session else 0,
+            dns_queries=queries,
             elapsed_ms=(self.clock() - started) * 1000,
             mail_from=mail.mail_from,
             arrival=mail.timestamp,
@@ -196,7 +197,10 @@ class Gate:
                 notes.append(f"bounce could not be queued, message let through: {exc}")
                 decision = replace(decision, disposition=Disposition.CONTINUE)
         decision = replace(decision, notes=tuple(notes))
-        if self.trace is not None:
+        # IPv4 mail is outside the rule (always accepted): recording it would cost a write per
+        # message and explain nothing, so the trace holds IPv6 and unknown-client decisions.
+        ipv4 = isinstance(decision.source, Source) and decision.source.version == 4
+        if self.trace is not None and not ipv4:
             try:
                 self.trace.record(decision, self.now())
             except TraceError as exc:
@@ -222,22 +226,28 @@ class Gate:
                 return [Recipient(a, d, None, f"tenant lookup failed: {exc}") for a, d in domains.items()]
         return [Recipient(a, d, tenants.get(d) if d else None) for a, d in domains.items()]
 
-    def _run_checks(self, mail: Mail, source: Source, session: DnsSession, raw: bytes | None) -> Checks:
+    def _run_checks(self, mail: Mail, source: Source, deadline: Deadline, raw: bytes | None) -> tuple[Checks, int]:
+        """The three checks concurrently; their results and the DNS queries they made.
+
+        One deadline for all, but a DNS session (and query cap) each: a sender's SPF record, which
+        it writes itself, must not be able to spend the queries the PTR lookup needs.
+        """
         s = self.settings
         # Imported here so an IPv4 decision never pays for pyspf and dkimpy (cold start).
         from ipv6gate.checks.spf import check_spf
 
+        sessions = {name: self.dns.session(deadline) for name in ("iprev", "spf", "dkim")}
         tasks: dict[str, Callable[[], CheckResult]] = {
-            "iprev": lambda: check_iprev(session, source.ip, s.ptr_mode),
+            "iprev": lambda: check_iprev(sessions["iprev"], source.ip, s.ptr_mode),
             "spf": lambda: check_spf(
-                session, source.ip, mail.mail_from, source.helo, void_limit=s.spf_void_lookup_limit
+                sessions["spf"], source.ip, mail.mail_from, source.helo, void_limit=s.spf_void_lookup_limit
             ),
-            "dkim": lambda: self._dkim(mail, session, raw),
+            "dkim": lambda: self._dkim(mail, sessions["dkim"], raw),
         }
         futures = {self._pool.submit(task): name for name, task in tasks.items()}
         results: dict[str, CheckResult] = {}
         # A small grace beyond the DNS budget for CPU work (hashing a large body).
-        give_up = self.clock() + max(0.0, session.deadline.remaining()) + 2.0
+        give_up = self.clock() + max(0.0, deadline.remaining()) + 2.0
         pending = set(futures)
         while pending and not (not self.complete_checks and _settled(results)):
             done, pending = cf.wait(pending, timeout=max(0.0, give_up - self.clock()), return_when=cf.FIRST_COMPLETED)
@@ -245,7 +255,8 @@ class Gate:
                 break
             for future in done:
                 results[futures[future]] = _outcome(futures[future], future)
-        session.cancel()  # whatever still runs stops at its next DNS query
+        for session in sessions.values():
+            session.cancel()  # whatever still runs stops at its next DNS query
         for future in pending:
             name = futures[future]
             if future.done():
@@ -254,21 +265,31 @@ class Gate:
                 results[name] = skipped(name, "not needed: the verdict was already certain")
             else:
                 results[name] = CheckResult(name, Result.TEMPERROR, "check did not finish within the decision budget")
-        return Checks(results["iprev"], results["spf"], results["dkim"])
+        checks = Checks(results["iprev"], results["spf"], results["dkim"])
+        return checks, sum(session.queries for session in sessions.values())
 
     def _dkim(self, mail: Mail, session: DnsSession, raw: bytes | None) -> CheckResult:
-        if raw is None:
-            if not mail.has_header("DKIM-Signature") and not mail.headers_truncated:
-                return CheckResult("dkim", Result.NONE, "no DKIM-Signature header (message not fetched)")
-            if self.messages is None:
-                return CheckResult("dkim", Result.TEMPERROR, "raw message needed but no message store configured")
-            try:
-                raw = self.messages.fetch(mail.message_id, self.settings.message_max_bytes)
-            except MessageStoreError as exc:
-                return CheckResult("dkim", Result.TEMPERROR, f"raw message unavailable: {exc}")
-        from ipv6gate.checks.dkim import check_dkim
+        # Imported here so an IPv4 decision never pays for dkimpy (cold start).
+        from ipv6gate.checks.dkim_stream import check_dkim_stream
 
-        return check_dkim(session, raw, max_signatures=self.settings.dkim_max_signatures)
+        limit = self.settings.dkim_max_signatures
+        if raw is not None:
+            return check_dkim_stream(session, io.BytesIO(raw), max_signatures=limit)
+        if not mail.has_header("DKIM-Signature") and not mail.headers_truncated:
+            return CheckResult("dkim", Result.NONE, "no DKIM-Signature header (message not fetched)")
+        if self.messages is None:
+            return CheckResult("dkim", Result.TEMPERROR, "raw message needed but no message store configured")
+        try:
+            # Streamed: the body is hashed chunk by chunk, never held whole (30 MB messages).
+            stream = self.messages.open(mail.message_id, self.settings.message_max_bytes)
+        except MessageStoreError as exc:
+            # Over the limit is permanent (no retry changes it); anything else may work next time.
+            result = Result.PERMERROR if exc.too_large else Result.TEMPERROR
+            return CheckResult("dkim", result, f"raw message unavailable: {exc}")
+        try:
+            return check_dkim_stream(session, stream, max_signatures=limit)
+        finally:
+            stream.close()
 
 
 def _settled(results: dict[str, CheckResult]) -> bool:

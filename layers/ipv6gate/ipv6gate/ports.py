@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ipv6gate.tenants import Tenant
 
@@ -18,11 +18,13 @@ class TenantLookupError(Exception):
 
 
 class MessageStoreError(Exception):
-    """The raw message could not be read; ``missing`` when it is simply not there."""
+    """The raw message could not be read; ``missing`` when it is simply not there, ``too_large`` when
+    it is over the configured limit (which no retry will change)."""
 
-    def __init__(self, message: str, *, missing: bool = False) -> None:
+    def __init__(self, message: str, *, missing: bool = False, too_large: bool = False) -> None:
         super().__init__(message)
         self.missing = missing
+        self.too_large = too_large
 
 
 class TenantDirectory(Protocol):
@@ -34,6 +36,14 @@ class TenantDirectory(Protocol):
 class MessageStore(Protocol):
     def fetch(self, message_id: str, max_bytes: int) -> bytes:
         """The raw message as SES stored it; ``MessageStoreError`` if unreadable or over ``max_bytes``."""
+        ...
+
+    def open(self, message_id: str, max_bytes: int) -> BinaryIO:
+        """The raw message as a readable binary stream (only ``read(n)`` and ``close()`` are promised).
+
+        ``MessageStoreError`` as for ``fetch`` when it cannot be opened or is over ``max_bytes``; errors
+        while reading come from ``read``. The caller closes the stream.
+        """
         ...
 
 

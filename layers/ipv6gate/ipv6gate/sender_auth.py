@@ -49,6 +49,6 @@ def _dkim(
     try:
         raw = messages.fetch(request.message_id, settings.message_max_bytes)
     except MessageStoreError as exc:
-        result = Result.PERMERROR if exc.missing else Result.TEMPERROR
+        result = Result.PERMERROR if exc.missing or exc.too_large else Result.TEMPERROR
         return CheckResult("dkim", result, f"raw message unavailable: {exc}")
     return check_dkim(session, raw, max_signatures=settings.dkim_max_signatures)

@@ -78,7 +78,7 @@ class Settings:
     temperror_action: TempErrorAction = TempErrorAction.ACCEPT
     spf_void_lookup_limit: int = 2
     dkim_max_signatures: int = 5
-    message_max_bytes: int = 30 * 1024 * 1024
+    message_max_bytes: int = 40 * 1024 * 1024
     bounce_mode: BounceMode = BounceMode.AUTHENTICATED
     bounce_queue_url: str = ""
     trace_table: str = ""
@@ -105,7 +105,7 @@ class Settings:
             temperror_action=_choice(env, "TEMPERROR_ACTION", TempErrorAction, TempErrorAction.ACCEPT),
             spf_void_lookup_limit=env_integer(env, "SPF_VOID_LOOKUP_LIMIT", 2, 0, 100),
             dkim_max_signatures=env_integer(env, "DKIM_MAX_SIGNATURES", 5, 1, 50),
-            message_max_bytes=env_integer(env, "MESSAGE_MAX_BYTES", 30 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+            message_max_bytes=env_integer(env, "MESSAGE_MAX_BYTES", 40 * 1024 * 1024, 1024, 64 * 1024 * 1024),
             bounce_mode=_choice(env, "BOUNCE_MODE", BounceMode, BounceMode.AUTHENTICATED),
             bounce_queue_url=env.get("BOUNCE_QUEUE_URL", "").strip(),
             trace_table=env.get("TRACE_TABLE", "").strip(),

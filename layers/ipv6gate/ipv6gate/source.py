@@ -14,14 +14,18 @@ from dataclasses import dataclass
 type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # from <HELO> (<rDNS or nothing> [<ip>]) by <host> ...
-# The HELO (one token) and the rDNS name are the sender's to choose, so neither may be able to break
-# the parse (an unparsable header means "client unknown", which accepts): the HELO is any run of
-# non-space characters and the rDNS part anything up to the first "[ip]) by", which needs a space
-# that neither a HELO nor a DNS name in presentation form can contain.
+# The HELO (one SMTP token) and the rDNS name are the sender's to choose, so neither may break or
+# steer the parse (an unparsable header means "client unknown", which accepts). Only SMTP's own
+# white space (SP, HTAB) separates: a HELO or a PTR name may hold other control or Unicode space
+# characters, and those stay part of the token. The rDNS part runs to the first "[ip]) by", which
+# needs a separator that neither a HELO nor a DNS name can contain.
 _RECEIVED = re.compile(
-    r"^from\s+(?P<helo>\S+)\s+\((?P<rdns>.*?)\[(?:IPv6:)?(?P<ip>[0-9A-Fa-f:.]+)\]\)\s+by\s+(?P<by>[^\s;]+)",
-    re.IGNORECASE,
+    r"^from[ \t]+(?P<helo>[^ \t]+)[ \t]+\((?P<rdns>.*?)\[(?:IPv6:)?(?P<ip>[0-9A-Fa-f:.]+)\]\)"
+    r"[ \t]+by[ \t]+(?P<by>[^ \t;]+)",
+    re.IGNORECASE | re.DOTALL,
 )
+_FOLD = re.compile(r"\r?\n(?=[ \t])")  # RFC 5322 folding: a line break followed by white space
+_WSP = re.compile(r"[ \t]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +53,7 @@ def find_source(headers: Sequence[tuple[str, str]], trusted_receivers: Sequence[
     received = next((value for name, value in headers if name.lower() == "received"), None)
     if received is None:
         return Unknown("no Received header in the SES event")
-    text = " ".join(received.split())  # unfold continuation lines
+    text = _WSP.sub(" ", _FOLD.sub("", received)).strip(" \t")
     m = _RECEIVED.match(text)
     if not m:
         return Unknown("topmost Received header is not in SES's format")

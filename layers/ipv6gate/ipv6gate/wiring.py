@@ -5,6 +5,7 @@ Entry points (the Lambda handler, the CLI) call this once per process (per cold 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from ipv6gate.dns import Backend, DnsResolver, DnsTempError
@@ -43,12 +44,42 @@ def aws_client(service: str) -> Any:
     return make(service, config=config)
 
 
-def build_tenants(settings: Settings) -> TenantDirectory:
+class Clients:
+    """boto3 clients made on first use, one per service, shared by the adapters of one gate.
+
+    Creating a client costs a cold start ~0.1 s; an IPv4 decision needs none and an IPv6 one
+    usually only DynamoDB's (tenants and trace share it). Thread-safe: the checks run in threads.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._made:
+                self._made[service] = aws_client(service)
+            return self._made[service]
+
+    def lazy(self, service: str) -> Any:
+        return _LazyClient(self, service)
+
+
+class _LazyClient:
+    def __init__(self, clients: Clients, service: str) -> None:
+        self._clients = clients
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._clients.get(self._service), name)
+
+
+def build_tenants(settings: Settings, clients: Clients | None = None) -> TenantDirectory:
     if not settings.tenants_table:
         raise SettingsError("TENANTS_TABLE: not set (the DynamoDB table of tenant domains)")
     from ipv6gate.adapters.dynamodb import DynamoTenantDirectory
 
-    directory: TenantDirectory = DynamoTenantDirectory(aws_client("dynamodb"), settings.tenants_table)
+    directory: TenantDirectory = DynamoTenantDirectory((clients or Clients()).lazy("dynamodb"), settings.tenants_table)
     if settings.tenant_cache_seconds:
         from ipv6gate.adapters.cached import CachedTenantDirectory
 
@@ -56,28 +87,28 @@ def build_tenants(settings: Settings) -> TenantDirectory:
     return directory
 
 
-def build_messages(settings: Settings) -> MessageStore | None:
+def build_messages(settings: Settings, clients: Clients | None = None) -> MessageStore | None:
     if not settings.message_bucket:
         return None
     from ipv6gate.adapters.s3 import S3MessageStore
 
-    return S3MessageStore(aws_client("s3"), settings.message_bucket, settings.message_prefix)
+    return S3MessageStore((clients or Clients()).lazy("s3"), settings.message_bucket, settings.message_prefix)
 
 
-def build_bounce_queue(settings: Settings) -> BounceQueue | None:
+def build_bounce_queue(settings: Settings, clients: Clients | None = None) -> BounceQueue | None:
     if not settings.bounce_queue_url:
         return None
     from ipv6gate.adapters.sqs import SqsBounceQueue
 
-    return SqsBounceQueue(aws_client("sqs"), settings.bounce_queue_url)
+    return SqsBounceQueue((clients or Clients()).lazy("sqs"), settings.bounce_queue_url)
 
 
-def build_trace(settings: Settings) -> TraceStore | None:
+def build_trace(settings: Settings, clients: Clients | None = None) -> TraceStore | None:
     if not settings.trace_table:
         return None
     from ipv6gate.adapters.trace import DynamoTraceStore
 
-    return DynamoTraceStore(aws_client("dynamodb"), settings.trace_table, settings.trace_ttl_days)
+    return DynamoTraceStore((clients or Clients()).lazy("dynamodb"), settings.trace_table, settings.trace_ttl_days)
 
 
 def build_gate(
@@ -88,11 +119,12 @@ def build_gate(
     act: bool = True,
 ) -> Gate:
     """``act=False`` (the CLI) decides only: no bounce is queued and nothing is recorded."""
+    clients = Clients()
     return Gate(
         settings,
         build_dns(settings),
-        tenants if tenants is not None else build_tenants(settings),
-        messages if messages is not None else build_messages(settings),
-        bounces=build_bounce_queue(settings) if act else None,
-        trace=build_trace(settings) if act else None,
+        tenants if tenants is not None else build_tenants(settings, clients),
+        messages if messages is not None else build_messages(settings, clients),
+        bounces=build_bounce_queue(settings, clients) if act else None,
+        trace=build_trace(settings, clients) if act else None,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -46,8 +47,12 @@ class InMemoryMessages:
         if raw is None:
             raise MessageStoreError(f"no stored message {message_id!r}", missing=True)
         if len(raw) > max_bytes:
-            raise MessageStoreError(f"message is {len(raw)} bytes, over the {max_bytes} limit")
+            raise MessageStoreError(f"message is {len(raw)} bytes, over the {max_bytes} limit", too_large=True)
         return raw
+
+    def open(self, message_id: str, max_bytes: int) -> io.BytesIO:
+        """The stored message as a stream; counted in ``fetches`` like ``fetch``."""
+        return io.BytesIO(self.fetch(message_id, max_bytes))
 
 
 class InMemoryBounceQueue:

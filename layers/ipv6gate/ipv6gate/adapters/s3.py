@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO
 
 from ipv6gate.ports import MessageStoreError
 
@@ -25,7 +25,9 @@ class S3MessageStore:
             size = int(response.get("ContentLength", 0))
             if size > max_bytes:
                 response["Body"].close()
-                raise MessageStoreError(f"{self.location(message_id)} is {size} bytes, over the {max_bytes} limit")
+                raise MessageStoreError(
+                    f"{self.location(message_id)} is {size} bytes, over the {max_bytes} limit", too_large=True
+                )
             body: bytes = response["Body"].read()
             return body
         except ClientError as exc:
@@ -34,3 +36,25 @@ class S3MessageStore:
             raise MessageStoreError(f"{self.location(message_id)}: {code}", missing=missing) from None
         except BotoCoreError as exc:
             raise MessageStoreError(f"{self.location(message_id)}: {exc.__class__.__name__}") from None
+
+    def open(self, message_id: str, max_bytes: int) -> BinaryIO:
+        """botocore's ``StreamingBody`` for the object, after checking its size against ``max_bytes``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = f"{self._prefix}{message_id}"
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
+            missing = code in ("NoSuchKey", "404", "NotFound")
+            raise MessageStoreError(f"{self.location(message_id)}: {code}", missing=missing) from None
+        except BotoCoreError as exc:
+            raise MessageStoreError(f"{self.location(message_id)}: {exc.__class__.__name__}") from None
+        body: BinaryIO = response["Body"]
+        size = int(response.get("ContentLength", 0))
+        if size > max_bytes:
+            body.close()
+            raise MessageStoreError(
+                f"{self.location(message_id)} is {size} bytes, over the {max_bytes} limit", too_large=True
+            )
+        return body

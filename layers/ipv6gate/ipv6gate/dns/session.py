@@ -73,7 +73,7 @@ class DnsSession:
                 raise DnsTempError(f"decision time budget of {self.deadline.seconds:g}s spent")
             if self.queries >= self._resolver.query_limit:
                 self.temp_errors += 1
-                raise DnsTempError(f"DNS query limit of {self._resolver.query_limit} per decision reached")
+                raise DnsTempError(f"DNS query limit of {self._resolver.query_limit} per check reached")
             self.queries += 1
         try:
             return self._resolver.backend.lookup(qname, qtype, min(self._resolver.query_timeout, remaining))

@@ -1,0 +1,367 @@
+"""DKIM (RFC 6376) on a raw message read as a stream: one pass over the body, a chunk at a time.
+
+``checks.dkim.check_dkim`` hands the whole message to ``dkim.DKIM``, which keeps the message, its
+body split into lines and rejoined, and a canonicalized copy per signature: for a 30 MB message
+that is several copies and about 250 MB. Here the message is read from a stream instead, and only
+the header block (at most ``max_header_bytes``) plus one chunk (``chunk_size``) are ever held.
+
+How it works, and what stays dkimpy's:
+
+1. The header block is read up to the first empty line (lines end in CRLF or bare LF, as dkimpy
+   splits them) and given to ``dkim.DKIM`` on its own, so dkimpy's ``rfc822_parse`` parses the
+   headers exactly as it would for the whole message. A header block over ``max_header_bytes`` is
+   ``permerror`` without further reading.
+2. Before any body byte is read, each signature up to the cap goes through the checks that do not
+   need DNS: tag syntax, the RFC 8301 algorithm rule and dkimpy's own ``verify_headerprep``
+   (``validate_signature_fields``), then ``CanonicalizationPolicy.from_c_value`` and ``l=``. What
+   survives names a body hash it needs: (body canonicalization, hash algorithm, ``l=``). When none
+   survives, the body is not read at all.
+3. The body is read once in fixed-size chunks. Bare LF becomes CRLF (a CR at a chunk's end waits
+   for the next chunk), then one incremental canonicalizer per needed canonicalization feeds a
+   ``hashlib`` object per needed (hash, ``l=``). simple: runs of CRLF at the end are held back as a
+   count and written only when more content follows, then exactly one CRLF closes the body.
+   relaxed: runs of SP/HTAB become one SP, and that SP is dropped when a CRLF follows (a run at a
+   chunk's end is held back as one pending SP); trailing CRLFs as for simple, and a body with no
+   content hashes as empty. This reproduces dkimpy's ``Simple``/``Relaxed.canonicalize_body``,
+   including its quirk of keeping whitespace at the very end of a body with no final line break.
+   ``l=`` truncates the canonical body as dkimpy does; reading stops early once every needed hash
+   has its ``l=`` octets.
+4. Each signature is then verified in order by ``checks.dkim._verify_one`` (so the result and reason
+   shapes, the DNS hook and the exception mapping are the very ones of ``check_dkim``) on a
+   ``dkim.DKIM`` subclass whose ``verify_sig_process`` compares the streamed body hash with ``bh=``
+   at the point where dkimpy would, then lets dkimpy's own ``verify_sig_process`` do the rest with
+   ``bh`` taken out of the tag dict (dkimpy only checks the body when ``bh`` is present). Key lookup
+   and parsing (``load_pk_from_dns``/``evaluate_pk``, ``minkey``), header canonicalization and
+   hashing (``hash_headers``) and the RSA/ed25519 signature check all remain dkimpy's.
+
+Failures to read the stream are ``temperror`` ("raw message unavailable"); the caller owns the
+stream and closes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import dkim
+from dkim.canonicalization import CanonicalizationPolicy
+from dkim.crypto import HASH_ALGORITHMS
+from dkim.util import parse_tag_value
+
+from ipv6gate.checks.dkim import (
+    _ALLOWED_ALGORITHMS,
+    METHOD,
+    MIN_RSA_BITS,
+    SignatureOutcome,
+    _short,
+    _summary,
+    _verify_one,
+)
+from ipv6gate.dns import DnsSession
+from ipv6gate.results import CheckResult, Result
+
+CHUNK_SIZE = 64 * 1024
+MAX_HEADER_BYTES = 1024 * 1024
+
+#: A body hash some signature needs: (body canonicalization b"simple"/b"relaxed", hashlib name, l= or None).
+BodyKey = tuple[bytes, str, int | None]
+
+_HEADER_END = re.compile(rb"\n\r?\n")  # a line break, then an empty line (CRLF or bare LF)
+_CRLFS = b"\r\n" * 32768
+
+
+class ByteStream(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def check_dkim_stream(
+    dns_session: DnsSession,
+    stream: ByteStream,
+    *,
+    max_signatures: int,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+    chunk_size: int = CHUNK_SIZE,
+) -> CheckResult:
+    """``check_dkim`` for a message read from ``stream``, holding only its headers and one chunk."""
+    reader = _Reader(stream, chunk_size)
+    try:
+        head = _read_header_block(reader, max_header_bytes)
+    except _Unreadable as exc:
+        return CheckResult(METHOD, Result.TEMPERROR, f"raw message unavailable: {_short(exc.__cause__ or exc)}")
+    if head is None:
+        return CheckResult(METHOD, Result.PERMERROR, f"header block over {max_header_bytes} bytes")
+    header_block, body_start = head
+
+    try:
+        verifier = _StreamedBodyDKIM(header_block)
+        signatures = [v for n, v in verifier.headers if n.lower() == b"dkim-signature"]
+    except Exception as exc:  # dkimpy parses sender-controlled bytes: report, don't crash
+        return CheckResult(METHOD, Result.PERMERROR, f"message could not be parsed: {exc.__class__.__name__}")
+    if not signatures:
+        return CheckResult(METHOD, Result.NONE, "no DKIM-Signature header")
+
+    tried = signatures[:max_signatures]
+    plans = [_body_plan(verifier, idx, raw) for idx, raw in enumerate(tried)]
+    wanted = {plan for plan in plans if plan is not None}
+    try:
+        digests = _hash_body(reader, body_start, wanted) if wanted else {}
+    except _Unreadable as exc:
+        return CheckResult(METHOD, Result.TEMPERROR, f"raw message unavailable: {_short(exc.__cause__ or exc)}")
+
+    outcomes: list[SignatureOutcome] = []
+    for idx, (raw, plan) in enumerate(zip(tried, plans, strict=True)):
+        verifier.body_digest = digests.get(plan) if plan is not None else None
+        outcome = _verify_one(verifier, idx, raw, dns_session)
+        outcomes.append(outcome)
+        if outcome.result is Result.PASS:
+            return CheckResult(
+                METHOD,
+                Result.PASS,
+                f"signature by {outcome.domain} verified",
+                {"header.d": outcome.domain, "header.s": outcome.selector},
+            )
+    return _summary(outcomes, skipped=max(0, len(signatures) - max_signatures))
+
+
+def body_digests(
+    stream: ByteStream, wanted: Iterable[BodyKey], *, chunk_size: int = CHUNK_SIZE
+) -> dict[BodyKey, bytes]:
+    """The canonical body hashes of a body read from ``stream`` (positioned at the body's start)."""
+    return _hash_body(_Reader(stream, chunk_size), b"", set(wanted))
+
+
+class _StreamedBodyDKIM(dkim.DKIM):  # type: ignore[misc]  # dkimpy is untyped
+    """dkimpy's verifier over the header block alone; the body hash comes from the streaming pass."""
+
+    def __init__(self, header_block: bytes) -> None:
+        super().__init__(header_block, minkey=MIN_RSA_BITS)
+        self.body_digest: bytes | None = None  # set before each verify(idx)
+
+    def verify_sig_process(self, sig: dict[bytes, bytes], include_headers: Any, sig_header: Any, dnsfunc: Any) -> bool:
+        if self.body_digest is None or self.seqtlsrpt:
+            # No body hash: c= or l= is unusable, and dkimpy raises on those before it looks at the
+            # body, as it does for a tlsrpt-only key. Let it say so in its own words.
+            super().verify_sig_process(sig, include_headers, sig_header, dnsfunc)
+            raise dkim.InternalError("body hash not computed")
+        declared = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))
+        if self.body_digest != declared:
+            got = base64.b64encode(self.body_digest)
+            raise dkim.ValidationError(f"body hash mismatch (got {got!r}, expected {sig[b'bh']!r})")
+        headers_only = {tag: value for tag, value in sig.items() if tag != b"bh"}
+        return bool(super().verify_sig_process(headers_only, include_headers, sig_header, dnsfunc))
+
+
+def _body_plan(verifier: _StreamedBodyDKIM, idx: int, raw: bytes) -> BodyKey | None:
+    """The body hash signature ``idx`` needs, or None when it will be settled without its body."""
+    try:
+        if parse_tag_value(raw).get(b"a") not in _ALLOWED_ALGORITHMS:
+            return None
+        sig, _, _ = verifier.verify_headerprep(idx)
+        policy = CanonicalizationPolicy.from_c_value(sig.get(b"c", b"simple/simple"))
+        limit = int(sig[b"l"]) if b"l" in sig else None
+        hash_name = str(HASH_ALGORITHMS[sig[b"a"]]().name)
+    except Exception:  # malformed in some way: _verify_one reports it exactly as check_dkim does
+        return None
+    return (bytes(policy.body_algorithm.name), hash_name, limit)
+
+
+class _Reader:
+    def __init__(self, stream: ByteStream, chunk_size: int) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self._stream = stream
+        self._size = chunk_size
+        self.eof = False
+
+    def read(self) -> bytes:
+        if self.eof:
+            return b""
+        try:
+            chunk = self._stream.read(self._size)
+        except Exception as exc:  # S3 read timeouts, truncated bodies, ...: all temporary
+            raise _Unreadable(str(exc)) from exc
+        if not chunk:
+            self.eof = True
+            return b""
+        return chunk
+
+
+def _read_header_block(reader: _Reader, limit: int) -> tuple[bytes, bytes] | None:
+    """(header block including its empty line, the body octets read with it); None when over ``limit``."""
+    buf = bytearray()
+    while True:
+        searched = max(0, len(buf) - 2)  # a terminator found now may start in the previous chunk
+        buf += reader.read()
+        end = _body_offset(buf, searched)
+        if end is not None:
+            return (bytes(buf[:end]), bytes(buf[end:])) if end <= limit else None
+        if len(buf) > limit:
+            return None
+        if reader.eof:
+            return bytes(buf), b""  # no empty line: all header, no body
+
+
+def _body_offset(buf: bytearray, searched: int) -> int | None:
+    # An empty first line, or the first line break followed by an empty line (checked again as
+    # the buffer grows, so a CR read alone at the start finds its LF later).
+    if buf.startswith(b"\n"):
+        return 1
+    if buf.startswith(b"\r\n"):
+        return 2
+    match = _HEADER_END.search(buf, searched)
+    return match.end() if match else None
+
+
+def _hash_body(reader: _Reader, first: bytes, wanted: set[BodyKey]) -> dict[BodyKey, bytes]:
+    sinks = {key: _Sink(key[1], key[2]) for key in wanted}
+    canonicalizers = [
+        _BodyCanonicalizer(name == b"relaxed", [sink for key, sink in sinks.items() if key[0] == name])
+        for name in sorted({key[0] for key in wanted})
+    ]
+    active = [c for c in canonicalizers if c.needed]
+    line_ends = _LineEnds()
+    piece = first
+    while active:
+        if piece:
+            normalized = line_ends.feed(piece)
+            for canonicalizer in active:
+                canonicalizer.feed(normalized)
+            active = [c for c in active if c.needed]
+        if reader.eof or not active:
+            break
+        piece = reader.read()
+    if active:  # the whole body was read
+        rest = line_ends.finish()
+        for canonicalizer in active:
+            canonicalizer.feed(rest)
+            canonicalizer.finish()
+    return {key: sink.digest() for key, sink in sinks.items()}
+
+
+class _LineEnds:
+    """Bare LF -> CRLF, as dkimpy's line split and rejoin does; a lone CR stays as it is."""
+
+    def __init__(self) -> None:
+        self._cr = False  # the previous piece ended in CR, which may pair with a leading LF
+
+    def feed(self, piece: bytes) -> bytes:
+        if self._cr:
+            piece = b"\r" + piece
+        self._cr = piece.endswith(b"\r")
+        if self._cr:
+            piece = piece[:-1]
+        if piece.count(b"\n") != piece.count(b"\r\n"):  # some LF is bare
+            piece = piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        return piece
+
+    def finish(self) -> bytes:
+        rest, self._cr = (b"\r" if self._cr else b""), False
+        return rest
+
+
+class _Sink:
+    """One hash of the canonical body, optionally truncated to ``l=`` octets."""
+
+    def __init__(self, hash_name: str, limit: int | None) -> None:
+        self._hash = hashlib.new(hash_name)
+        self._left = limit
+
+    @property
+    def full(self) -> bool:
+        return self._left is not None and self._left <= 0
+
+    def update(self, data: bytes) -> None:
+        if self._left is None:
+            self._hash.update(data)
+        elif self._left > 0:
+            part = data[: self._left]
+            self._hash.update(part)
+            self._left -= len(part)
+
+    def digest(self) -> bytes:
+        return self._hash.digest()
+
+
+class _BodyCanonicalizer:
+    """simple or relaxed body canonicalization (RFC 6376 3.4.3/3.4.4, as dkimpy does it), incrementally.
+
+    Fed CRLF-normalized pieces in which no CRLF is split between pieces.
+    """
+
+    def __init__(self, relaxed: bool, sinks: list[_Sink]) -> None:
+        self._relaxed = relaxed
+        self._sinks = sinks
+        self._held_crlfs = 0  # CRLFs seen at the end so far: written only if content follows
+        self._pending_space = False  # relaxed: a SP/HTAB run at the end of the last piece
+        self._content = False  # anything but trailing CRLFs written yet
+
+    @property
+    def needed(self) -> bool:
+        return not all(sink.full for sink in self._sinks)
+
+    def feed(self, piece: bytes) -> None:
+        if self._relaxed:
+            piece = self._squeeze(piece)
+        self._write_holding_crlfs(piece)
+
+    def finish(self) -> None:
+        if self._pending_space:  # whitespace at the very end, with no line break after it: kept
+            self._pending_space = False
+            self._write_holding_crlfs(b" ")
+        if self._content or not self._relaxed:  # relaxed hashes a body with no content as empty
+            self._write(b"\r\n")
+
+    def _squeeze(self, piece: bytes) -> bytes:
+        if self._pending_space:
+            piece = b" " + piece
+        if b"\t" in piece:
+            piece = piece.replace(b"\t", b" ")
+        while b"  " in piece:  # each pass halves every run of spaces
+            piece = piece.replace(b"  ", b" ")
+        self._pending_space = piece.endswith(b" ")
+        if self._pending_space:
+            piece = piece[:-1]
+        if b" \r\n" in piece:
+            piece = piece.replace(b" \r\n", b"\r\n")
+        return piece
+
+    def _write_holding_crlfs(self, piece: bytes) -> None:
+        piece, pairs = _split_trailing_crlfs(piece)
+        if piece:
+            while self._held_crlfs:
+                n = min(self._held_crlfs, len(_CRLFS) // 2)
+                self._write(_CRLFS[: 2 * n])
+                self._held_crlfs -= n
+            self._write(piece)
+            self._content = True
+        self._held_crlfs += pairs
+
+    def _write(self, data: bytes) -> None:
+        for sink in self._sinks:
+            sink.update(data)
+
+
+def _split_trailing_crlfs(piece: bytes) -> tuple[bytes, int]:
+    """``piece`` without the CRLFs it ends with, and how many there were (found by halving, not per octet)."""
+    pairs = 0
+    while piece.endswith(_CRLFS):  # a very long run: a block at a time
+        piece = piece[: -len(_CRLFS)]
+        pairs += len(_CRLFS) // 2
+    if piece.endswith(b"\r\n"):
+        low, high = 1, min(len(piece), len(_CRLFS) - 2) // 2  # piece ends with `low` CRLFs, not with more than `high`
+        while low < high:
+            mid = (low + high + 1) // 2
+            if piece.endswith(_CRLFS[: 2 * mid]):
+                low = mid
+            else:
+                high = mid - 1
+        piece = piece[: -2 * low]
+        pairs += low
+    return piece, pairs
