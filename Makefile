@@ -38,7 +38,7 @@ knot:
 	fi
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-security .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 # The demo: moto server + Knot (serving events/zones), the template's table and bucket, then every
 # events/*.json through the SAM function's handler; compared with events/expected.json (exit 1 on a mismatch).
