@@ -17,25 +17,16 @@ class S3MessageStore:
         return f"s3://{self._bucket}/{self._prefix}{message_id}"
 
     def fetch(self, message_id: str, max_bytes: int) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError
 
-        key = f"{self._prefix}{message_id}"
+        body = self.open(message_id, max_bytes)
         try:
-            response = self._client.get_object(Bucket=self._bucket, Key=key)
-            size = int(response.get("ContentLength", 0))
-            if size > max_bytes:
-                response["Body"].close()
-                raise MessageStoreError(
-                    f"{self.location(message_id)} is {size} bytes, over the {max_bytes} limit", too_large=True
-                )
-            body: bytes = response["Body"].read()
-            return body
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
-            missing = code in ("NoSuchKey", "404", "NotFound")
-            raise MessageStoreError(f"{self.location(message_id)}: {code}", missing=missing) from None
-        except BotoCoreError as exc:
+            data: bytes = body.read()
+        except (BotoCoreError, OSError) as exc:  # the connection broke mid-object
             raise MessageStoreError(f"{self.location(message_id)}: {exc.__class__.__name__}") from None
+        finally:
+            body.close()
+        return data
 
     def open(self, message_id: str, max_bytes: int) -> BinaryIO:
         """botocore's ``StreamingBody`` for the object, after checking its size against ``max_bytes``."""

@@ -8,6 +8,7 @@ under 1024 bits are refused (dkimpy's ``minkey``). ed25519 (RFC 8463) verifies t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dkim
@@ -18,7 +19,7 @@ from ipv6gate.results import CheckResult, Result
 
 METHOD = "dkim"
 MIN_RSA_BITS = 1024
-_ALLOWED_ALGORITHMS = {b"rsa-sha256", b"ed25519-sha256"}
+ALLOWED_ALGORITHMS = {b"rsa-sha256", b"ed25519-sha256"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,22 @@ def check_dkim(dns_session: DnsSession, message: bytes, *, max_signatures: int) 
     if not signatures:
         return CheckResult(METHOD, Result.NONE, "no DKIM-Signature header")
 
+    return verify_signatures(verifier, signatures, dns_session, max_signatures=max_signatures)
+
+
+def verify_signatures(
+    verifier: dkim.DKIM,
+    signatures: list[bytes],
+    dns_session: DnsSession,
+    *,
+    max_signatures: int,
+    prepare: Callable[[int], None] | None = None,
+) -> CheckResult:
+    """Try the signatures in order, up to the cap, until one passes; ``prepare(idx)`` runs before each."""
     outcomes: list[SignatureOutcome] = []
     for idx, raw in enumerate(signatures[:max_signatures]):
+        if prepare is not None:
+            prepare(idx)
         outcome = _verify_one(verifier, idx, raw, dns_session)
         outcomes.append(outcome)
         if outcome.result is Result.PASS:
@@ -60,7 +75,7 @@ def _verify_one(verifier: dkim.DKIM, idx: int, raw: bytes, dns_session: DnsSessi
     domain = _text(tags.get(b"d", b"?"))
     selector = _text(tags.get(b"s", b"?"))
     algorithm = tags.get(b"a", b"")
-    if algorithm not in _ALLOWED_ALGORITHMS:
+    if algorithm not in ALLOWED_ALGORITHMS:
         reason = f"algorithm {_text(algorithm) or '?'} not accepted (RFC 8301)"
         return SignatureOutcome(domain, selector, Result.PERMERROR, reason)
 
@@ -79,9 +94,9 @@ def _verify_one(verifier: dkim.DKIM, idx: int, raw: bytes, dns_session: DnsSessi
     try:
         valid = verifier.verify(idx=idx, dnsfunc=dnsfunc)
     except dkim.ValidationError as exc:
-        return SignatureOutcome(domain, selector, Result.FAIL, _short(exc))
+        return SignatureOutcome(domain, selector, Result.FAIL, short_reason(exc))
     except dkim.DKIMException as exc:  # key or signature malformed, key too small, unknown key type
-        return SignatureOutcome(domain, selector, Result.PERMERROR, _short(exc))
+        return SignatureOutcome(domain, selector, Result.PERMERROR, short_reason(exc))
     except Exception as exc:
         return SignatureOutcome(domain, selector, Result.PERMERROR, f"verifier error: {exc.__class__.__name__}")
     if temp_failures:
@@ -110,6 +125,6 @@ def _text(value: bytes) -> str:
     return value.decode("ascii", "replace")
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
     text = str(exc) or exc.__class__.__name__
     return text if len(text) <= 120 else text[:117] + "..."

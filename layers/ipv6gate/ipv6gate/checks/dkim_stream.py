@@ -51,15 +51,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 from dkim.crypto import HASH_ALGORITHMS
 from dkim.util import parse_tag_value
 
-from ipv6gate.checks.dkim import (
-    _ALLOWED_ALGORITHMS,
-    METHOD,
-    MIN_RSA_BITS,
-    SignatureOutcome,
-    _short,
-    _summary,
-    _verify_one,
-)
+from ipv6gate.checks.dkim import ALLOWED_ALGORITHMS, METHOD, MIN_RSA_BITS, short_reason, verify_signatures
 from ipv6gate.dns import DnsSession
 from ipv6gate.results import CheckResult, Result
 
@@ -94,7 +86,7 @@ def check_dkim_stream(
     try:
         head = _read_header_block(reader, max_header_bytes)
     except _Unreadable as exc:
-        return CheckResult(METHOD, Result.TEMPERROR, f"raw message unavailable: {_short(exc.__cause__ or exc)}")
+        return CheckResult(METHOD, Result.TEMPERROR, f"raw message unavailable: {short_reason(exc.__cause__ or exc)}")
     if head is None:
         return CheckResult(METHOD, Result.PERMERROR, f"header block over {max_header_bytes} bytes")
     header_block, body_start = head
@@ -113,21 +105,15 @@ def check_dkim_stream(
     try:
         digests = _hash_body(reader, body_start, wanted) if wanted else {}
     except _Unreadable as exc:
-        return CheckResult(METHOD, Result.TEMPERROR, f"raw message unavailable: {_short(exc.__cause__ or exc)}")
+        return CheckResult(METHOD, Result.TEMPERROR, f"raw message unavailable: {short_reason(exc.__cause__ or exc)}")
 
-    outcomes: list[SignatureOutcome] = []
-    for idx, (raw, plan) in enumerate(zip(tried, plans, strict=True)):
+    def use_streamed_digest(idx: int) -> None:
+        plan = plans[idx]
         verifier.body_digest = digests.get(plan) if plan is not None else None
-        outcome = _verify_one(verifier, idx, raw, dns_session)
-        outcomes.append(outcome)
-        if outcome.result is Result.PASS:
-            return CheckResult(
-                METHOD,
-                Result.PASS,
-                f"signature by {outcome.domain} verified",
-                {"header.d": outcome.domain, "header.s": outcome.selector},
-            )
-    return _summary(outcomes, skipped=max(0, len(signatures) - max_signatures))
+
+    return verify_signatures(
+        verifier, signatures, dns_session, max_signatures=max_signatures, prepare=use_streamed_digest
+    )
 
 
 def body_digests(
@@ -161,7 +147,7 @@ class _StreamedBodyDKIM(dkim.DKIM):  # type: ignore[misc]  # dkimpy is untyped
 def _body_plan(verifier: _StreamedBodyDKIM, idx: int, raw: bytes) -> BodyKey | None:
     """The body hash signature ``idx`` needs, or None when it will be settled without its body."""
     try:
-        if parse_tag_value(raw).get(b"a") not in _ALLOWED_ALGORITHMS:
+        if parse_tag_value(raw).get(b"a") not in ALLOWED_ALGORITHMS:
             return None
         sig, _, _ = verifier.verify_headerprep(idx)
         policy = CanonicalizationPolicy.from_c_value(sig.get(b"c", b"simple/simple"))
