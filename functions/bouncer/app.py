@@ -31,10 +31,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ipv6gate.bounce import BounceDecision
 from ipv6gate.bounce_request import BounceRequest
 from ipv6gate.bouncer import BouncerSettings, Pacer, parse_record_body, send_one, ses_client
+from ipv6gate.lambda_gate import log_json
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import build_dns, build_messages
 
-logger = Logger()
+logger = Logger(json_serializer=log_json)
 metrics = Metrics()
 tracer = Tracer()
 

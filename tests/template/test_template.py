@@ -35,7 +35,7 @@ GATE_ENV = {
     "DNS_SERVERS": ("DnsServers", ""),
     "DNS_QUERY_TIMEOUT_SECONDS": (None, "2"),
     "DECISION_BUDGET_SECONDS": (None, "10"),
-    "DNS_QUERY_LIMIT": (None, "60"),
+    "DNS_QUERY_LIMIT": (None, "120"),
     "DNS_CACHE_SIZE": (None, "4096"),
     "TENANT_CACHE_SECONDS": (None, "30"),
     "PTR_MODE": ("PtrMode", "exists"),

@@ -31,7 +31,7 @@ def sequential(mail: Mail) -> tuple[str, list[tuple[str, str | None]]]:
     from ipv6gate.domains import DomainError, recipient_domain
     from ipv6gate.results import CheckResult, Result
 
-    source = find_source(mail.headers, SETTINGS.trusted_receivers)
+    source = find_source(mail.headers, SETTINGS.trusted_receivers, mail.message_id)
     recipients = []
     for address in mail.recipients:
         try:

@@ -97,3 +97,18 @@ def test_monitor_and_temperror_metrics(
     assert handle_ses_event(event, make_gate(), logger, metrics) == {"disposition": "CONTINUE"}
     counts = emf(metrics)
     assert counts["TempErrorIprev"] == 1 and counts["RecipientsAccepted"] == 2
+
+
+def test_sender_text_that_utf8_cannot_encode_does_not_lose_the_decision_line(
+    make_gate: Callable[..., Gate], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ipv6gate.lambda_gate import log_json
+
+    raw = io.BytesIO()
+    stdout = io.TextIOWrapper(raw, encoding="utf-8")  # what Lambda's stdout is
+    logger = Logger(service=f"ipv6gate-{uuid.uuid4().hex}", stream=stdout, json_serializer=log_json)
+    event = world.ses_event(ip=world.NO_PTR_IP, mail_from="ann\ud800@good.test", raw=world.message())
+    handle_ses_event(event, make_gate(), logger, Metrics())
+    stdout.flush()
+    [line] = [json.loads(text) for text in raw.getvalue().decode().splitlines()]
+    assert line["message"] == "decision" and line["decision"]["client_ip"] == world.NO_PTR_IP

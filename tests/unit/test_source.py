@@ -93,3 +93,17 @@ def test_sender_chosen_helo_or_ptr_cannot_break_or_steer_the_parse(helo: str, rd
     header = f"from {helo} ({rdns} [2001:db8::1]) by inbound-smtp.eu-west-1.amazonaws.com with SMTP id x"
     src = find_source(headers(header), TRUSTED)
     assert isinstance(src, Source) and str(src.ip) == "2001:db8::1" and src.helo == helo
+
+
+def test_a_ptr_name_or_helo_with_spaces_cannot_imitate_ses_when_the_message_id_is_known() -> None:
+    fake = "[2001:db8::bad]) by inbound-smtp.eu-west-1.amazonaws.com with SMTP id guess"
+    for header in (
+        f"from mx.sender.test (x {fake} (y [2001:db8::1]) by inbound-smtp.eu-west-1.amazonaws.com with SMTP id m-1 "
+        "for a@b.test",
+        f"from x{fake} (mx [2001:db8::1]) by inbound-smtp.eu-west-1.amazonaws.com with SMTP id m-1",
+    ):
+        src = find_source(headers(header), TRUSTED, message_id="m-1")
+        assert isinstance(src, Source) and str(src.ip) == "2001:db8::1"
+    # Without the ID (or when SES's header lacks it) the first "[ip]) by" is taken.
+    src = find_source(headers(f"from mx (x {fake} (y [2001:db8::1]) by h with SMTP id m-1"), TRUSTED)
+    assert isinstance(src, Source) and str(src.ip) == "2001:db8::bad"

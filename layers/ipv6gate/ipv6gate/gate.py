@@ -146,7 +146,7 @@ class Gate:
     def evaluate(self, mail: Mail, raw_message: bytes | None = None) -> Decision:
         started = self.clock()
         notes: list[str] = []
-        source = find_source(mail.headers, self.settings.trusted_receivers)
+        source = find_source(mail.headers, self.settings.trusted_receivers, mail.message_id)
         recipients = self._recipients(mail, source, notes)
         queries = 0
         if needs_checks(source, recipients):

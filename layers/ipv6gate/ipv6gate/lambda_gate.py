@@ -8,6 +8,7 @@ logged and counted, since stopping it would lose mail that nobody has judged.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -18,6 +19,12 @@ from ipv6gate.gate import Decision, Gate
 from ipv6gate.policy import Disposition, Verdict
 
 CONTINUE = {"disposition": Disposition.CONTINUE.value}
+
+
+def log_json(record: dict[str, Any]) -> str:
+    """Powertools' log serializer, ASCII-only: sender-chosen text may hold lone surrogates, which a
+    UTF-8 stdout cannot encode; logging would then drop the whole decision line without a word."""
+    return json.dumps(record, default=str, separators=(",", ":"), ensure_ascii=True)
 
 
 def handle_ses_event(event: Any, gate: Gate, logger: Logger, metrics: Metrics) -> dict[str, str]:

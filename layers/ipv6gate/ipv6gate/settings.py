@@ -71,7 +71,7 @@ class Settings:
     dns_zone_dir: str = ""
     dns_query_timeout_seconds: float = 2.0
     decision_budget_seconds: float = 10.0
-    dns_query_limit: int = 60
+    dns_query_limit: int = 120
     dns_cache_size: int = 4096
     ptr_mode: PtrMode = PtrMode.EXISTS
     trusted_receivers: tuple[str, ...] = ("inbound-smtp.*.amazonaws.com",)
@@ -98,7 +98,7 @@ class Settings:
             dns_zone_dir=env.get("DNS_ZONE_DIR", "").strip(),
             dns_query_timeout_seconds=env_number(env, "DNS_QUERY_TIMEOUT_SECONDS", 2.0, 0.05, 10.0),
             decision_budget_seconds=env_number(env, "DECISION_BUDGET_SECONDS", 10.0, 0.1, 25.0),
-            dns_query_limit=env_integer(env, "DNS_QUERY_LIMIT", 60, 5, 500),
+            dns_query_limit=env_integer(env, "DNS_QUERY_LIMIT", 120, 5, 500),
             dns_cache_size=env_integer(env, "DNS_CACHE_SIZE", 4096, 0, 1_000_000),
             ptr_mode=_choice(env, "PTR_MODE", PtrMode, PtrMode.EXISTS),
             trusted_receivers=_receivers(env.get("TRUSTED_RECEIVERS", ""), default_receiver),

@@ -24,6 +24,13 @@ _RECEIVED = re.compile(
     r"[ \t]+by[ \t]+(?P<by>[^ \t;]+)",
     re.IGNORECASE | re.DOTALL,
 )
+# SES continues "... [ip]) by <host> with SMTP id <messageId> ...". The message ID is SES's own, chosen
+# after the HELO and the PTR name are known, so a match that ends in it cannot be one the sender wrote.
+_ANCHOR = (
+    r"\[(?:IPv6:)?(?P<ip>[0-9A-Fa-f:.]+)\]\)[ \t]+by[ \t]+(?P<by>[^ \t;]+)"
+    r"[ \t]+with[ \t]+[^ \t]+[ \t]+id[ \t]+{id}(?![^ \t;])"
+)
+_HELO = re.compile(r"^from[ \t]+(?P<helo>[^ \t]+)", re.IGNORECASE)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")  # RFC 5322 folding: a line break followed by white space
 _WSP = re.compile(r"[ \t]+")
 
@@ -48,14 +55,26 @@ class Unknown:
     reason: str
 
 
-def find_source(headers: Sequence[tuple[str, str]], trusted_receivers: Sequence[str]) -> Source | Unknown:
-    """Parse the topmost Received header; never fall back to a lower (sender-written) one."""
+def find_source(
+    headers: Sequence[tuple[str, str]], trusted_receivers: Sequence[str], message_id: str = ""
+) -> Source | Unknown:
+    """Parse the topmost Received header; never fall back to a lower (sender-written) one.
+
+    With ``message_id`` (SES's), the address is the one SES wrote right before ``by <host> with ...
+    id <message_id>``, which no sender-chosen text can imitate; without it, or when SES's header does
+    not carry the ID, the first ``[ip]) by`` after the HELO.
+    """
     received = next((value for name, value in headers if name.lower() == "received"), None)
     if received is None:
         return Unknown("no Received header in the SES event")
     text = _WSP.sub(" ", _FOLD.sub("", received)).strip(" \t")
-    m = _RECEIVED.match(text)
-    if not m:
+    m: re.Match[str] | None = None
+    helo = _HELO.match(text)
+    if message_id and helo:
+        anchored = re.compile(_ANCHOR.format(id=re.escape(message_id)), re.IGNORECASE)
+        m = next(anchored.finditer(text, helo.end()), None)
+    m = m or _RECEIVED.match(text)
+    if not m or not helo:
         return Unknown("topmost Received header is not in SES's format")
     by = m.group("by").lower().rstrip(".")
     if not any(host_matches(by, pattern) for pattern in trusted_receivers):
@@ -66,7 +85,7 @@ def find_source(headers: Sequence[tuple[str, str]], trusted_receivers: Sequence[
         return Unknown("topmost Received header has no valid client address")
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket
-    return Source(ip=ip, helo=m.group("helo"), receiver=by)
+    return Source(ip=ip, helo=helo.group("helo"), receiver=by)
 
 
 def host_matches(host: str, pattern: str) -> bool:

@@ -21,6 +21,8 @@ from ipv6gate.source import IPAddress
 
 METHOD = "spf"
 _current: ContextVar[DnsSession] = ContextVar("ipv6gate_spf_dns")
+# How each name answered (OK, NODATA, NXDOMAIN), for the void-lookup rule below.
+_statuses: ContextVar[dict[tuple[str, str], Status]] = ContextVar("ipv6gate_spf_statuses")
 _RESULTS = {r.value: r for r in Result}
 _OTHER_FAMILY = {"A": "AAAA", "AAAA": "A"}
 
@@ -30,6 +32,7 @@ def _lookup(name: str, qtype: str, strict: object = True, timeout: float = 0) ->
     session = _current.get()
     try:
         answer = session.query(name, qtype)
+        _statuses.get({})[(name.lower().rstrip("."), qtype)] = answer.status
     except DnsTempError as exc:
         raise spf.TempError(f"DNS {exc}") from None
     except DnsNameError:
@@ -54,10 +57,9 @@ spf.DNSLookup = _lookup
 class _GateQuery(spf.query):  # type: ignore[misc]
     """pyspf's query with a configurable void limit that ignores family-only gaps."""
 
-    def __init__(self, *args: Any, void_limit: int, session: DnsSession, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, void_limit: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._void_limit = void_limit
-        self._session = session
 
     def dns(self, name: str, qtype: str, cnames: Any = None, ignore_void: bool = False) -> list[Any]:
         result: list[Any] = super().dns(name, qtype, cnames=cnames, ignore_void=True)
@@ -88,13 +90,12 @@ class _GateQuery(spf.query):  # type: ignore[misc]
         return names
 
     def _has_other_family(self, name: str, qtype: str) -> bool:
-        other = _OTHER_FAMILY.get(qtype)
-        if other is None:
+        """An empty A/AAAA answer for a name that exists (NODATA, not NXDOMAIN) is the client's family
+        missing, not a void: the host is there, with addresses of the other family (or none at all,
+        which RFC 7208 would count but which no sender can use to cost us anything). Costs no query."""
+        if qtype not in _OTHER_FAMILY:
             return False
-        try:
-            return self._session.query(name, other).status is Status.OK
-        except (DnsTempError, DnsNameError):
-            return False  # unknown: count it as void, as pyspf would
+        return _statuses.get({}).get((name.lower().rstrip("."), qtype)) is Status.NODATA
 
 
 def check_spf(dns_session: DnsSession, ip: IPAddress, mail_from: str, helo: str, *, void_limit: int) -> CheckResult:
@@ -107,6 +108,7 @@ def check_spf(dns_session: DnsSession, ip: IPAddress, mail_from: str, helo: str,
     if budget <= 0:
         return CheckResult(METHOD, Result.TEMPERROR, "decision time budget spent before SPF", props)
     token = _current.set(dns_session)
+    statuses_token = _statuses.set({})
     try:
         query = _GateQuery(
             i=str(ip),
@@ -115,13 +117,13 @@ def check_spf(dns_session: DnsSession, ip: IPAddress, mail_from: str, helo: str,
             querytime=budget,
             timeout=budget,
             void_limit=void_limit,
-            session=dns_session,
         )
         outcome, _code, explanation = query.check()
     except Exception as exc:  # pyspf on hostile input: never let it reject or crash the decision
         return CheckResult(METHOD, Result.TEMPERROR, f"SPF evaluation error: {exc.__class__.__name__}", props)
     finally:
         _current.reset(token)
+        _statuses.reset(statuses_token)
     result = _RESULTS.get(str(outcome), Result.PERMERROR)
-    domain = identity.rpartition("@")[2]
+    domain = identity.rpartition("@")[2] or identity  # "postmaster@" and the like still get a reason
     return CheckResult(METHOD, result, f"{domain}: {explanation}" if explanation else domain, props)
