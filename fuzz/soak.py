@@ -50,7 +50,7 @@ from ipv6gate.adapters.memory import InMemoryBounceQueue, InMemoryMessages, InMe
 from ipv6gate.dns import Answer, Backend, DnsResolver  # noqa: E402
 from ipv6gate.event import EventError, Mail, parse_event  # noqa: E402
 from ipv6gate.gate import Decision, Gate  # noqa: E402
-from ipv6gate.lambda_gate import handle_ses_event  # noqa: E402
+from ipv6gate.lambda_gate import handle_ses_event, log_json  # noqa: E402
 from ipv6gate.settings import Settings  # noqa: E402
 from ipv6gate.tenants import Mode, Tenant  # noqa: E402
 from tests.property import invariants, zones  # noqa: E402
@@ -377,7 +377,8 @@ def run(args: argparse.Namespace) -> int:
     names = list(GATE_WEIGHTS)
     weights = [GATE_WEIGHTS[n] for n in names]
     null = NullStream()
-    logger = Logger(service="ipv6gate-soak", stream=null, level="INFO")
+    # The function's own serializer (ASCII JSON), so what is counted below is what Lambda would lose.
+    logger = Logger(service="ipv6gate-soak", stream=null, level="INFO", json_serializer=log_json)
     metrics = Metrics(namespace="IPv6GateSoak", service="ipv6gate-soak")
     stats = Stats()
     rig = Rig(gates, messages, logger, metrics, null, stats)
