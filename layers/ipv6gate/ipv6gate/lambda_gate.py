@@ -14,8 +14,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from ipv6gate.decision import Decision
 from ipv6gate.event import EventError, parse_event
-from ipv6gate.gate import Decision, Gate
+from ipv6gate.gate import Gate
 from ipv6gate.policy import Disposition, Verdict
 
 CONTINUE = {"disposition": Disposition.CONTINUE.value}

@@ -10,7 +10,7 @@ from ipv6gate.tenants import Tenant
 
 if TYPE_CHECKING:  # the ports only name these types; importing them here would be circular
     from ipv6gate.bounce_request import BounceRequest
-    from ipv6gate.gate import Decision
+    from ipv6gate.decision import Decision
 
 
 class TenantLookupError(Exception):

@@ -15,7 +15,7 @@ from ipv6gate.ports import BounceQueueError, MessageStoreError, TraceError
 from ipv6gate.tenants import Tenant
 
 if TYPE_CHECKING:
-    from ipv6gate.gate import Decision
+    from ipv6gate.decision import Decision
 
 
 class InMemoryTenants:

@@ -1,0 +1,80 @@
+"""A decision: what the gate concluded about one message, and the bounce request it implies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ipv6gate.bounce import BounceAction, BounceDecision
+from ipv6gate.bounce_request import BouncedRecipient, BounceRequest
+from ipv6gate.domains import DomainError, recipient_domain
+from ipv6gate.policy import Checks, Disposition, RecipientVerdict, Verdict
+from ipv6gate.source import Source, Unknown
+from ipv6gate.tenants import Tenant
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    message_id: str
+    source: Source | Unknown
+    disposition: Disposition
+    verdicts: list[RecipientVerdict]
+    checks: Checks
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    dns_queries: int = 0
+    elapsed_ms: float = 0.0
+    mail_from: str = ""
+    arrival: str = ""  # SES's receipt timestamp
+    bounce: BounceDecision | None = None  # set when some recipient was rejected
+    dkim_signed: bool = False  # SES's header list shows a DKIM-Signature (or was truncated)
+
+    @property
+    def recipient_domains(self) -> list[str]:
+        domains = set()
+        for v in self.verdicts:
+            try:
+                domains.add(recipient_domain(v.recipient))
+            except DomainError:
+                continue
+        return sorted(domains)
+
+    @property
+    def client_ip(self) -> str | None:
+        return str(self.source.ip) if isinstance(self.source, Source) else None
+
+    def bounce_request(self) -> BounceRequest | None:
+        """What the bouncer needs to send the DSN, when the bounce policy said send."""
+        if self.bounce is None or self.bounce.action is BounceAction.SUPPRESS or not isinstance(self.source, Source):
+            return None
+        rejected = tuple(
+            BouncedRecipient(v.recipient, v.reply.status, str(v.reply))
+            for v in self.verdicts
+            if v.verdict is Verdict.REJECT and v.reply is not None
+        )
+        return BounceRequest(
+            message_id=self.message_id,
+            mail_from=self.mail_from,
+            client_ip=str(self.source.ip),
+            arrival=self.arrival or datetime.now(UTC).isoformat(),
+            reporting_mta=f"dns; {self.source.receiver or 'inbound-smtp.amazonaws.com'}",
+            recipients=rejected,
+            authenticate=self.bounce.action is BounceAction.DEFER,
+            dkim_signed=self.dkim_signed,
+            helo=self.source.helo,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "message_id": self.message_id,
+            "client_ip": self.client_ip,
+            "ip_version": self.source.version if isinstance(self.source, Source) else None,
+            "helo": self.source.helo if isinstance(self.source, Source) else None,
+            "disposition": self.disposition.value,
+            "recipients": [v.to_dict() for v in self.verdicts],
+            "checks": {c.method: c.to_dict() for c in (self.checks.iprev, self.checks.spf, self.checks.dkim)},
+            "bounce": self.bounce.to_dict() if self.bounce else None,
+            "notes": list(self.notes),
+            "dns_queries": self.dns_queries,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }
