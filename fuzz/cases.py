@@ -8,6 +8,7 @@ Authentication-Results, Received-SPF, X-SES-* look-alikes), the same event witho
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 import random
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 import dkim
 
 from tests.property.zones import BOOM_IP
-from tests.support import world
+from tests.support import ses, world
 
 RECEIVER = world.RECEIVER
 # Trusted by every gate the soak runs (each gate's TRUSTED_RECEIVERS covers these).
@@ -92,6 +93,8 @@ RECIPIENTS = (
 )
 LONG_DOMAIN = ".".join(["d" * 60] * 5)  # 304 octets: dnspython's NameTooLong in plain pyspf/dkimpy
 FORGERY_HEADERS = ("Authentication-Results", "Received-SPF", "X-SES-Spam-Verdict", "X-SES-RECEIPT", "ARC-Seal")
+# The soak's receipt events: exactly the headers given, all of SES's verdicts PASS.
+ses_event = functools.partial(ses.ses_event, common_headers={"messageId": "<x@y>"})
 
 
 @dataclass
@@ -309,10 +312,7 @@ class CaseFactory:
         tag = rng.choice(("", "", "IPv6:", "ipv6:", "IPV6:")) if ":" in literal else ""
         if rdns is None:
             rdns = rng.choice(("", helo if "(" not in helo else "x", "unknown", "mail.good.test", "a b c", "x)(y"))
-        text = (
-            f"from {helo} ({rdns} [{tag}{literal}]) by {by} with SMTP id {mid} for {rcpt}; "
-            "Fri, 27 Nov 2026 12:00:00 +0000 (UTC)"
-        )
+        text = ses.received_header(helo=helo, ip=literal, ip_form=tag, rdns=rdns, by=by, message_id=mid, recipient=rcpt)
         plain = bool(helo) and all(c.isascii() and c.isprintable() and c not in " ()[]" for c in helo)
         if rng.random() < 0.3:  # fold and stretch the whitespace as a header writer may
             words = text.split(" ")
@@ -416,21 +416,22 @@ class CaseFactory:
         else:
             msg_headers = [("From", f"<{mail_from}>"), ("To", rcpts[0] if rcpts else ""), ("Subject", "hello")]
         forgeries = self.forgeries(literal) if rng.random() < 0.15 else []
-        top: list[tuple[str, str]] = [("Return-Path", f"<{mail_from}>")]
-        if rng.random() < 0.97:
-            top.append(("Received", received))
-        else:
+        with_received = rng.random() < 0.97
+        if not with_received:
             by, trusted = "", False  # no SES header: a lower, sender-written one is then topmost
-        top += [("X-SES-Spam-Verdict", "PASS"), ("X-SES-Virus-Verdict", "PASS")]
+        top = ses.ses_headers(mail_from=mail_from, received=received if with_received else None)
         bounce_headers = [rng.choice(BOUNCE_HEADERS)] if rng.random() < 0.05 else []
         headers, truncated = self.truncate(top + forgeries + bounce_headers + msg_headers)
-        event = ses_event(mid, mail_from, rcpts, headers, truncated)
+        event = ses_event(headers=headers, mail_from=mail_from, recipients=rcpts, message_id=mid, truncated=truncated)
         case = Case(kind, event, raw, strict_parse=trusted and plain and not injected, injected=injected)
         if trusted and by:
             case.expected_ip = expected
         case.check_source = bool(by)
         if forgeries:
-            case.clean_event = ses_event(mid, mail_from, rcpts, top + bounce_headers + msg_headers, truncated)
+            clean = top + bounce_headers + msg_headers
+            case.clean_event = ses_event(
+                headers=clean, mail_from=mail_from, recipients=rcpts, message_id=mid, truncated=truncated
+            )
             case.tags.append("forged")
         if raw is not None and rng.random() < 0.08:
             case.raw = None  # the S3 object is missing
@@ -529,42 +530,3 @@ def _set(event: Any, obj: dict[str, Any], key: str, value: Any) -> Any:
 def _drop(event: Any, obj: dict[str, Any], key: str) -> Any:
     obj.pop(key, None)
     return event
-
-
-def ses_event(
-    message_id: str, mail_from: str, recipients: list[str], headers: list[tuple[str, str]], truncated: bool
-) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "eventSource": "aws:ses",
-                "eventVersion": "1.0",
-                "ses": {
-                    "mail": {
-                        "timestamp": "2026-11-27T12:00:00.000Z",
-                        "source": mail_from,
-                        "messageId": message_id,
-                        "destination": list(recipients),
-                        "headersTruncated": truncated,
-                        "headers": [{"name": n, "value": v} for n, v in headers],
-                        "commonHeaders": {"returnPath": mail_from, "messageId": "<x@y>", "subject": "hello"},
-                    },
-                    "receipt": {
-                        "timestamp": "2026-11-27T12:00:00.000Z",
-                        "processingTimeMillis": 120,
-                        "recipients": list(recipients),
-                        "spamVerdict": {"status": "PASS"},
-                        "virusVerdict": {"status": "PASS"},
-                        "spfVerdict": {"status": "PASS"},
-                        "dkimVerdict": {"status": "PASS"},
-                        "dmarcVerdict": {"status": "PASS"},
-                        "action": {
-                            "type": "Lambda",
-                            "invocationType": "RequestResponse",
-                            "functionArn": "arn:aws:lambda:eu-west-1:123456789012:function:ipv6gate-gate",
-                        },
-                    },
-                },
-            }
-        ]
-    }

@@ -487,7 +487,9 @@ def plain_library_demo(gate: RecordingGate, logger: Logger, metrics: Metrics, ou
         ("Received", f"from mail.good.test (x [{world.GOOD_IP}]) by {world.RECEIVER} with SMTP id m; date"),
         ("DKIM-Signature", f"v=1; a=rsa-sha256; d={LONG_DOMAIN}; s=rsa"),
     ]
-    event = ses_event("plain-demo", "alice@" + LONG_DOMAIN, ["bob@tenant.test"], headers, False)
+    event = ses_event(
+        headers=headers, mail_from="alice@" + LONG_DOMAIN, recipients=["bob@tenant.test"], message_id="plain-demo"
+    )
     assert isinstance(gate.messages, InMemoryMessages)
     gate.messages.messages["plain-demo"] = raw
     gate.reset()

@@ -19,17 +19,21 @@ import hashlib
 import ipaddress
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 REPO = Path(__file__).resolve().parents[1]
-RECEIVER = "inbound-smtp.eu-west-1.amazonaws.com"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # for tests.support.ses (the SES event builder the tests and the soak use)
+
+from tests.support import ses  # noqa: E402
+
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ipv6gate-GateFunction"
@@ -141,6 +145,37 @@ class Expect:
     would_reply: str | None = None  # monitor mode: the reply that was not enforced
 
 
+class Host(NamedTuple):
+    """A sending host as SES's Received header shows it."""
+
+    ip: str
+    helo: str
+    rdns: str  # what SES writes before the address ("unknown" without PTR)
+
+
+class Sender(NamedTuple):
+    """The envelope and From: of a message, and SES's own verdicts on it (for its headers)."""
+
+    mail_from: str
+    from_header: str
+    spf: str  # PASS | FAIL | SOFTFAIL | GRAY
+    dkim: str  # PASS | FAIL | GRAY
+    dmarc: str  # PASS | FAIL | GRAY
+
+
+SHOP_MX_V4 = Host(SHOP_V4, "mx1.shop.example", "mx1.shop.example")
+SHOP_MX_V6 = Host(SHOP_V6, "mx1.shop.example", "mx1.shop.example")
+SHOP_RELAY2 = Host(SHOP_NO_PTR, "relay2.shop.example", "unknown")
+NEWSLETTER_OUT = Host(NEWSLETTER_V6, "out.newsletter.example", "out.newsletter.example")
+FORGER_CPE = Host(FORGER_V6, "shop.example", "cpe-25.dyn.isp.example")
+PARTNER_RELAY = Host(PARTNER_V6, "relay.partner.example", "unknown")
+
+SHOP_ORDERS = Sender("orders@shop.example", "Shop <orders@shop.example>", spf="PASS", dkim="GRAY", dmarc="PASS")
+NEWSLETTER = Sender("bounces@newsletter.example", "Newsletter <news@newsletter.example>", "FAIL", "PASS", "PASS")
+SHOP_FORGED = Sender("billing@shop.example", "Shop Billing <billing@shop.example>", "FAIL", "GRAY", "FAIL")
+PARTNER = Sender("noreply@partner.example", "Partner <noreply@partner.example>", "FAIL", "GRAY", "GRAY")
+
+
 @dataclass(frozen=True)
 class Demo:
     name: str  # file stem
@@ -162,158 +197,118 @@ class Demo:
     minute: int = 0
     extra_headers: tuple[tuple[str, str], ...] = field(default=())
 
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        description: str,
+        host: Host,
+        sender: Sender,
+        *,
+        subject: str,
+        recipients: dict[str, Expect],
+        ip_form: str = "plain",
+        **options: Any,
+    ) -> Demo:
+        """A demo sent by ``sender`` from ``host``; ``options`` set the fields that have defaults."""
+        return cls(
+            name=name,
+            description=description,
+            ip_form=ip_form,
+            subject=subject,
+            recipients=recipients,
+            **host._asdict(),
+            **sender._asdict(),
+            **options,
+        )
 
-DEMOS: list[Demo] = [
-    Demo(
-        name="ipv4-sender",
-        description="IPv4 client: outside the IPv6 rule, accepted even for a tenant that has not opted in",
-        ip=SHOP_V4,
-        helo="mx1.shop.example",
-        rdns="mx1.shop.example",
-        ip_form="plain",
-        mail_from="orders@shop.example",
-        from_header="Shop <orders@shop.example>",
+
+STOP = "STOP_RULE_SET"
+_DEMOS_IN_ARRIVAL_ORDER = [
+    Demo.of(
+        "ipv4-sender",
+        "IPv4 client: outside the IPv6 rule, accepted even for a tenant that has not opted in",
+        SHOP_MX_V4,
+        SHOP_ORDERS,
         subject="Your order 1001 has shipped",
         recipients={"alice@example.net": Expect()},
-        spf="PASS",
-        dkim="GRAY",
-        dmarc="PASS",
-        minute=1,
     ),
-    Demo(
-        name="ipv6-spf-pass",
-        description="IPv6 with PTR and SPF pass to an opted-in tenant: accepted",
-        ip=SHOP_V6,
-        helo="mx1.shop.example",
-        rdns="mx1.shop.example",
-        ip_form="tagged",
-        mail_from="orders@shop.example",
-        from_header="Shop <orders@shop.example>",
+    Demo.of(
+        "ipv6-spf-pass",
+        "IPv6 with PTR and SPF pass to an opted-in tenant: accepted",
+        SHOP_MX_V6,
+        SHOP_ORDERS,
         subject="Your order 1002 has shipped",
         recipients={"bob@example.com": Expect()},
-        spf="PASS",
-        dkim="GRAY",
-        dmarc="PASS",
-        minute=2,
+        ip_form="tagged",
     ),
-    Demo(
-        name="ipv6-dkim-only",
-        description="IPv6 with PTR; SPF fails (host not listed) but the DKIM signature verifies: accepted",
-        ip=NEWSLETTER_V6,
-        helo="out.newsletter.example",
-        rdns="out.newsletter.example",
-        ip_form="plain",
-        mail_from="bounces@newsletter.example",
-        from_header="Newsletter <news@newsletter.example>",
+    Demo.of(
+        "ipv6-dkim-only",
+        "IPv6 with PTR; SPF fails (host not listed) but the DKIM signature verifies: accepted",
+        NEWSLETTER_OUT,
+        NEWSLETTER,
         subject="November issue",
         recipients={"carol@example.com": Expect()},
-        spf="FAIL",
-        dkim="PASS",
-        dmarc="PASS",
         signed=True,
-        minute=3,
     ),
-    Demo(
-        name="ipv6-no-ptr",
-        description="IPv6 without PTR (SPF would pass) to an opted-in tenant: 450 4.7.25",
-        ip=SHOP_NO_PTR,
-        helo="relay2.shop.example",
-        rdns="unknown",
-        ip_form="tagged",
-        mail_from="orders@shop.example",
-        from_header="Shop <orders@shop.example>",
+    Demo.of(
+        "ipv6-no-ptr",
+        "IPv6 without PTR (SPF would pass) to an opted-in tenant: 450 4.7.25",
+        SHOP_RELAY2,
+        SHOP_ORDERS,
         subject="Your order 1003 has shipped",
         recipients={"dave@example.com": Expect(reply=reply_4_7_25(SHOP_NO_PTR))},
-        spf="PASS",
-        dkim="GRAY",
-        dmarc="PASS",
-        disposition="STOP_RULE_SET",
-        minute=4,
+        ip_form="tagged",
+        disposition=STOP,
     ),
-    Demo(
-        name="ipv6-not-authenticated",
-        description="IPv6 with PTR forging shop.example: SPF fails, no DKIM: 450 4.7.26",
-        ip=FORGER_V6,
-        helo="shop.example",
-        rdns="cpe-25.dyn.isp.example",
-        ip_form="plain",
-        mail_from="billing@shop.example",
-        from_header="Shop Billing <billing@shop.example>",
+    Demo.of(
+        "ipv6-not-authenticated",
+        "IPv6 with PTR forging shop.example: SPF fails, no DKIM: 450 4.7.26",
+        FORGER_CPE,
+        SHOP_FORGED,
         subject="Invoice overdue",
         recipients={"erin@example.com": Expect(reply=reply_4_7_26(FORGER_V6))},
-        spf="FAIL",
-        dkim="GRAY",
-        dmarc="FAIL",
         dmarc_policy="reject",
-        disposition="STOP_RULE_SET",
-        minute=5,
+        disposition=STOP,
     ),
-    Demo(
-        name="ipv6-tenant-not-opted-in",
-        description="IPv6, PTR and SPF fine, but example.net has not opted in to IPv6: 550 5.2.1",
-        ip=SHOP_V6,
-        helo="mx1.shop.example",
-        rdns="mx1.shop.example",
-        ip_form="tagged",
-        mail_from="orders@shop.example",
-        from_header="Shop <orders@shop.example>",
+    Demo.of(
+        "ipv6-tenant-not-opted-in",
+        "IPv6, PTR and SPF fine, but example.net has not opted in to IPv6: 550 5.2.1",
+        SHOP_MX_V6,
+        SHOP_ORDERS,
         subject="Your order 1004 has shipped",
         recipients={"frank@example.net": Expect(reply=reply_5_2_1("example.net"))},
-        spf="PASS",
-        dkim="GRAY",
-        dmarc="PASS",
-        disposition="STOP_RULE_SET",
-        minute=6,
+        ip_form="tagged",
+        disposition=STOP,
     ),
-    Demo(
-        name="ipv6-mixed-recipients",
-        description="One opted-in and one not: the message continues, one recipient gets 550 5.2.1",
-        ip=SHOP_V6,
-        helo="mx1.shop.example",
-        rdns="mx1.shop.example",
-        ip_form="plain",
-        mail_from="orders@shop.example",
-        from_header="Shop <orders@shop.example>",
+    Demo.of(
+        "ipv6-mixed-recipients",
+        "One opted-in and one not: the message continues, one recipient gets 550 5.2.1",
+        SHOP_MX_V6,
+        SHOP_ORDERS,
         subject="Your order 1005 has shipped",
         recipients={"grace@example.com": Expect(), "heidi@example.net": Expect(reply=reply_5_2_1("example.net"))},
-        spf="PASS",
-        dkim="GRAY",
-        dmarc="PASS",
-        minute=7,
     ),
-    Demo(
-        name="ipv6-monitor-tenant",
-        description="No PTR, to a tenant in monitor mode: accepted, logged as would-reject 4.7.25",
-        ip=SHOP_NO_PTR,
-        helo="relay2.shop.example",
-        rdns="unknown",
-        ip_form="tagged",
-        mail_from="orders@shop.example",
-        from_header="Shop <orders@shop.example>",
+    Demo.of(
+        "ipv6-monitor-tenant",
+        "No PTR, to a tenant in monitor mode: accepted, logged as would-reject 4.7.25",
+        SHOP_RELAY2,
+        SHOP_ORDERS,
         subject="Your order 1006 has shipped",
         recipients={"ivan@example.org": Expect(would_reply=reply_4_7_25(SHOP_NO_PTR))},
-        spf="PASS",
-        dkim="GRAY",
-        dmarc="PASS",
-        minute=8,
+        ip_form="tagged",
     ),
-    Demo(
-        name="ipv6-partner-prefix",
-        description="From example.com's partner prefix (no PTR, SPF fails): not anonymous, accepted",
-        ip=PARTNER_V6,
-        helo="relay.partner.example",
-        rdns="unknown",
-        ip_form="plain",
-        mail_from="noreply@partner.example",
-        from_header="Partner <noreply@partner.example>",
+    Demo.of(
+        "ipv6-partner-prefix",
+        "From example.com's partner prefix (no PTR, SPF fails): not anonymous, accepted",
+        PARTNER_RELAY,
+        PARTNER,
         subject="Weekly stock report",
         recipients={"judy@example.com": Expect()},
-        spf="FAIL",
-        dkim="GRAY",
-        dmarc="GRAY",
-        minute=9,
     ),
 ]
+# One a minute: the n-th demo arrives n minutes (and 17 seconds) after BASE_DATE.
+DEMOS: list[Demo] = [replace(demo, minute=n) for n, demo in enumerate(_DEMOS_IN_ARRIVAL_ORDER, start=1)]
 
 BASE_DATE = "Mon, 02 Nov 2026 09:00:00 +0000"
 
@@ -345,10 +340,7 @@ def _b64(seed: bytes, length: int) -> str:
 
 def ses_headers(demo: Demo) -> list[tuple[str, str]]:
     """SES's prepended headers in SES's order (REFERENCE §2)."""
-    mid = message_id(demo)
     date, _ = _when(demo)
-    rcpt = next(iter(demo.recipients))
-    literal = f"IPv6:{demo.ip}" if demo.ip_form == "tagged" and ":" in demo.ip else demo.ip
     domain = demo.mail_from.rpartition("@")[2]
     spf_word = demo.spf.lower() if demo.spf != "GRAY" else "none"
     spf_text = {
@@ -362,29 +354,35 @@ def ses_headers(demo: Demo) -> list[tuple[str, str]]:
     dmarc_ar = "dmarc=none" if demo.dmarc == "GRAY" else f"dmarc={demo.dmarc.lower()}"
     seed = _digest("ses", demo.name)
     epoch = int(parsedate_to_datetime(date).timestamp())
-    return [
-        ("Return-Path", f"<{demo.mail_from}>"),
-        (
-            "Received",
-            f"from {demo.helo} ({demo.rdns} [{literal}]) by {RECEIVER} with SMTP id {mid} for {rcpt}; {date}",
-        ),
-        ("X-SES-Spam-Verdict", "PASS"),
-        ("X-SES-Virus-Verdict", "PASS"),
-        ("Received-SPF", f"{spf_word} (spfCheck: {spf_text}) {spf_detail}"),
-        (
-            "Authentication-Results",
-            f"amazonses.com; spf={spf_word} (spfCheck: {spf_text}) {spf_detail} "
-            f"{dkim_ar}; {dmarc_ar} header.from={from_domain};",
-        ),
-        ("X-SES-RECEIPT", _b64(seed + b"receipt", 192)),
-        (
-            "X-SES-DKIM-SIGNATURE",
-            f"a=rsa-sha256; q=dns/txt; b={_b64(seed + b'b', 256)}; c=relaxed/simple; "
-            f"s=ihchhvubuqgjsxyuhssfvqohv7z3u4hn; d=amazonses.com; t={epoch}; v=1; "
-            f"bh={_b64(seed + b'bh', 32)}; h=From:To:Cc:Bcc:Subject:Date:Message-ID:MIME-Version:Content-Type:"
-            "X-SES-RECEIPT;",
-        ),
-    ]
+    received = ses.received_header(
+        helo=demo.helo,
+        ip=demo.ip,
+        rdns=demo.rdns,
+        ip_form=demo.ip_form,
+        message_id=message_id(demo),
+        recipient=next(iter(demo.recipients)),
+        date=date,
+    )
+    return ses.ses_headers(
+        mail_from=demo.mail_from,
+        received=received,
+        extra=[
+            ("Received-SPF", f"{spf_word} (spfCheck: {spf_text}) {spf_detail}"),
+            (
+                "Authentication-Results",
+                f"amazonses.com; spf={spf_word} (spfCheck: {spf_text}) {spf_detail} "
+                f"{dkim_ar}; {dmarc_ar} header.from={from_domain};",
+            ),
+            ("X-SES-RECEIPT", _b64(seed + b"receipt", 192)),
+            (
+                "X-SES-DKIM-SIGNATURE",
+                f"a=rsa-sha256; q=dns/txt; b={_b64(seed + b'b', 256)}; c=relaxed/simple; "
+                f"s=ihchhvubuqgjsxyuhssfvqohv7z3u4hn; d=amazonses.com; t={epoch}; v=1; "
+                f"bh={_b64(seed + b'bh', 32)}; h=From:To:Cc:Bcc:Subject:Date:Message-ID:MIME-Version:Content-Type:"
+                "X-SES-RECEIPT;",
+            ),
+        ],
+    )
 
 
 def own_message(demo: Demo) -> bytes:
@@ -450,46 +448,24 @@ def ses_event(demo: Demo, raw: bytes) -> dict[str, Any]:
     value = {name.lower(): v for name, v in reversed(headers)}  # first occurrence wins
     _, timestamp = _when(demo)
     recipients = list(demo.recipients)
-    receipt: dict[str, Any] = {
-        "timestamp": timestamp,
-        "processingTimeMillis": 412 + demo.minute,
-        "recipients": recipients,
-        "spamVerdict": {"status": "PASS"},
-        "virusVerdict": {"status": "PASS"},
-        "spfVerdict": {"status": demo.spf},
-        "dkimVerdict": {"status": demo.dkim},
-        "dmarcVerdict": {"status": demo.dmarc},
-    }
-    if demo.dmarc_policy:
-        receipt["dmarcPolicy"] = demo.dmarc_policy
-    receipt["action"] = {"type": "Lambda", "functionArn": FUNCTION_ARN, "invocationType": "RequestResponse"}
-    return {
-        "Records": [
-            {
-                "eventSource": "aws:ses",
-                "eventVersion": "1.0",
-                "ses": {
-                    "mail": {
-                        "timestamp": timestamp,
-                        "source": demo.mail_from,
-                        "messageId": message_id(demo),
-                        "destination": recipients,
-                        "headersTruncated": False,
-                        "headers": [{"name": n, "value": v} for n, v in headers],
-                        "commonHeaders": {
-                            "returnPath": demo.mail_from,
-                            "from": [demo.from_header],
-                            "date": value["date"],
-                            "to": recipients,
-                            "messageId": value["message-id"],
-                            "subject": demo.subject,
-                        },
-                    },
-                    "receipt": receipt,
-                },
-            }
-        ]
-    }
+    return ses.ses_event(
+        headers=headers,
+        mail_from=demo.mail_from,
+        recipients=recipients,
+        message_id=message_id(demo),
+        common_headers={
+            "from": [demo.from_header],
+            "date": value["date"],
+            "to": recipients,
+            "messageId": value["message-id"],
+        },
+        subject=demo.subject,
+        timestamp=timestamp,
+        processing_ms=412 + demo.minute,
+        verdicts={"spam": "PASS", "virus": "PASS", "spf": demo.spf, "dkim": demo.dkim, "dmarc": demo.dmarc},
+        dmarc_policy=demo.dmarc_policy,
+        action={"type": "Lambda", "functionArn": FUNCTION_ARN, "invocationType": "RequestResponse"},
+    )
 
 
 def expected(demo: Demo) -> dict[str, Any]:

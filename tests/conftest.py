@@ -1,11 +1,13 @@
-"""Shared fixtures: generated keys, the zone-file DNS of the test world, a gate wired with fakes."""
+"""Shared fixtures: generated keys, the zone-file DNS of the test world, a gate wired with fakes, Powertools."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 
 import pytest
+from aws_lambda_powertools import Logger, Metrics
 
 from ipv6gate.adapters.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
@@ -13,6 +15,7 @@ from ipv6gate.gate import Gate
 from ipv6gate.settings import Settings
 from ipv6gate.tenants import Mode, Tenant
 from tests.support import world
+from tests.support.powertools import fresh_logger
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +57,18 @@ def make_gate(resolver: DnsResolver, tenants: InMemoryTenants, messages: InMemor
         return Gate(Settings.from_env(env), resolver, tenants, messages, clock=time.monotonic)
 
     return build
+
+
+@pytest.fixture
+def stream() -> io.StringIO:
+    """Where the ``powertools`` logger writes."""
+    return io.StringIO()
+
+
+@pytest.fixture
+def powertools(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO) -> tuple[Logger, Metrics]:
+    """Real Powertools: a fresh Logger writing to ``stream``, and Metrics with nothing recorded yet."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "IPv6GateTest")
+    metrics = Metrics()
+    metrics.clear_metrics()
+    return fresh_logger(stream), metrics

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
 from hypothesis import strategies as st
 
 from tests.property.zones import BOOM_IP
-from tests.support import world
+from tests.support import ses, world
 
 RECEIVER = world.RECEIVER
 TRUSTED = (RECEIVER,)
@@ -194,42 +195,11 @@ recipient_addresses = st.one_of(
 recipient_lists = st.lists(recipient_addresses, min_size=0, max_size=6)
 
 
-def ses_event(
-    *,
-    headers: list[tuple[str, str]],
-    mail_from: str,
-    recipients: list[str],
-    message_id: str = "o3vrnil0e2ic28trm7dfhrc2v0clambda4nbp0g1",
-    truncated: bool = False,
-) -> dict[str, Any]:
-    """An SES receipt event (RequestResponse) with exactly the given header list."""
-    return {
-        "Records": [
-            {
-                "eventSource": "aws:ses",
-                "eventVersion": "1.0",
-                "ses": {
-                    "mail": {
-                        "timestamp": "2026-11-27T12:00:00.000Z",
-                        "source": mail_from,
-                        "messageId": message_id,
-                        "destination": list(recipients),
-                        "headersTruncated": truncated,
-                        "headers": [{"name": n, "value": v} for n, v in headers],
-                        "commonHeaders": {"returnPath": mail_from, "subject": "hello"},
-                    },
-                    "receipt": {
-                        "timestamp": "2026-11-27T12:00:00.000Z",
-                        "recipients": list(recipients),
-                        "spfVerdict": {"status": "PASS"},
-                        "dkimVerdict": {"status": "PASS"},
-                        "action": {"type": "Lambda", "invocationType": "RequestResponse", "functionArn": "arn:x"},
-                    },
-                },
-            }
-        ]
-    }
-
+# An SES receipt event (RequestResponse) with exactly the given header list (keyword arguments of
+# tests.support.ses.ses_event: headers, mail_from, recipients, message_id, truncated).
+ses_event = functools.partial(
+    ses.ses_event, processing_ms=None, verdicts={"spf": "PASS", "dkim": "PASS"}, action=ses.lambda_action("arn:x")
+)
 
 json_values: st.SearchStrategy[Any] = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | any_text,

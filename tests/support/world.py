@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from ipv6gate.dns.zones import ZoneBackend
+from tests.support import ses
 
-RECEIVER = "inbound-smtp.eu-west-1.amazonaws.com"
+RECEIVER = ses.RECEIVER
 GOOD_IP = "2001:db8:1::25"  # PTR mail.good.test, forward-confirmed; in good.test's SPF
 NO_PTR_IP = "2001:db8:2::25"  # no PTR at all
 MISMATCH_IP = "2001:db8:3::25"  # PTR mail.nomatch.test, which does not resolve back
@@ -195,69 +196,27 @@ def ses_event(
     mail_from: str = "alice@good.test",
     recipients: tuple[str, ...] = ("bob@tenant.test",),
     raw: bytes | None = None,
-    message_id: str = "o3vrnil0e2ic28trm7dfhrc2v0clambda4nbp0g1",
+    message_id: str = ses.MESSAGE_ID,
     received: str | None = None,
     extra_headers: tuple[tuple[str, str], ...] = (),
     ip_form: str = "plain",
 ) -> dict[str, Any]:
     """An SES receipt event (RequestResponse) with SES's own headers first, then the message's."""
-    literal = f"IPv6:{ip}" if ip_form == "tagged" and ":" in ip else ip
-    received = received or (
-        f"from {helo} ({helo} [{literal}]) by {RECEIVER} with SMTP id {message_id} "
-        f"for {recipients[0]}; Fri, 27 Nov 2026 12:00:00 +0000 (UTC)"
+    received = received or ses.received_header(
+        helo=helo, ip=ip, ip_form=ip_form, message_id=message_id, recipient=recipients[0]
     )
-    ses_headers = [
-        ("Return-Path", f"<{mail_from}>"),
-        ("Received", received),
-        ("X-SES-Spam-Verdict", "PASS"),
-        ("X-SES-Virus-Verdict", "PASS"),
-        *extra_headers,
-    ]
     msg = raw if raw is not None else message(mail_from=mail_from, to=recipients[0])
     head = msg.split(b"\r\n\r\n", 1)[0].decode()
     unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ")
-    msg_headers = [tuple(line.split(": ", 1)) for line in unfolded.split("\r\n") if ": " in line]
-    headers = [{"name": n, "value": v} for n, v in [*ses_headers, *msg_headers]]
-    return {
-        "Records": [
-            {
-                "eventSource": "aws:ses",
-                "eventVersion": "1.0",
-                "ses": {
-                    "mail": {
-                        "timestamp": "2026-11-27T12:00:00.000Z",
-                        "source": mail_from,
-                        "messageId": message_id,
-                        "destination": list(recipients),
-                        "headersTruncated": False,
-                        "headers": headers,
-                        "commonHeaders": {
-                            "returnPath": mail_from,
-                            "from": [mail_from],
-                            "to": list(recipients),
-                            "messageId": "<test@good.test>",
-                            "subject": "hello",
-                        },
-                    },
-                    "receipt": {
-                        "timestamp": "2026-11-27T12:00:00.000Z",
-                        "processingTimeMillis": 120,
-                        "recipients": list(recipients),
-                        "spamVerdict": {"status": "PASS"},
-                        "virusVerdict": {"status": "PASS"},
-                        "spfVerdict": {"status": "PASS"},
-                        "dkimVerdict": {"status": "PASS"},
-                        "dmarcVerdict": {"status": "PASS"},
-                        "action": {
-                            "type": "Lambda",
-                            "invocationType": "RequestResponse",
-                            "functionArn": "arn:aws:lambda:eu-west-1:123456789012:function:ipv6gate-gate",
-                        },
-                    },
-                },
-            }
-        ]
-    }
+    fields = (line.partition(": ") for line in unfolded.split("\r\n"))
+    msg_headers = [(name, value) for name, colon, value in fields if colon]
+    return ses.ses_event(
+        headers=[*ses.ses_headers(mail_from=mail_from, received=received, extra=extra_headers), *msg_headers],
+        mail_from=mail_from,
+        recipients=recipients,
+        message_id=message_id,
+        common_headers={"from": [mail_from], "to": list(recipients), "messageId": "<test@good.test>"},
+    )
 
 
 def dump(event: dict[str, Any], path: Path) -> Path:

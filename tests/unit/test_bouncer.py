@@ -6,17 +6,13 @@ against the real SES API model (moto does not implement send_bounce).
 
 from __future__ import annotations
 
-import io
 import itertools
-import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools import Logger, Metrics
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
@@ -31,6 +27,7 @@ from ipv6gate.bouncer import (
     send_one,
 )
 from ipv6gate.settings import SettingsError
+from tests.support.powertools import emf, lines
 
 ARRIVAL = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 RECEIVER = "inbound-smtp.eu-west-1.amazonaws.com"
@@ -112,29 +109,6 @@ def ses() -> Iterator[tuple[Any, Stubber]]:
     with Stubber(client) as stubber:
         yield client, stubber
         stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def stream() -> io.StringIO:
-    return io.StringIO()
-
-
-@pytest.fixture
-def powertools(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO) -> tuple[Logger, Metrics]:
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "IPv6GateTest")
-    metrics = Metrics()
-    metrics.clear_metrics()
-    return Logger(service=f"bouncer-{uuid.uuid4().hex}", stream=stream), metrics
-
-
-def emf(metrics: Metrics) -> dict[str, float]:
-    blob = metrics.serialize_metric_set()
-    names = [m["Name"] for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
-    return {name: sum(blob[name]) if isinstance(blob[name], list) else blob[name] for name in names}
-
-
-def lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
 
 
 def throttle(stubber: Stubber, code: str = "Throttling", status: int = 400) -> None:
@@ -293,13 +267,23 @@ def test_throttling_beyond_max_attempts_retries_later(
     assert emf(metrics)["BounceThrottled"] == 5
 
 
-def test_throttling_stops_retrying_when_the_invocation_runs_out_of_time(
-    clock: FakeTime, pacer: Pacer, settings: BouncerSettings, ses, powertools
+@pytest.mark.parametrize(
+    ("throttled", "seconds_left"),
+    [
+        # Throttled once, then enough time for one call (15 s reserve), not for a 1 s backoff on top.
+        pytest.param(True, 15.5, id="throttled-then-out-of-time"),
+        # No response queued: a call would fail the stubber.
+        pytest.param(False, 5.0, id="no-time-for-the-first-call"),
+    ],
+)
+def test_no_call_starts_without_time_for_it(
+    throttled: bool, seconds_left: float, clock: FakeTime, pacer: Pacer, settings: BouncerSettings, ses, powertools
 ) -> None:
     client, stubber = ses
     logger, metrics = powertools
-    deadline = clock.now + 15.5  # enough for one call (15 s reserve), not for a 1 s backoff on top
-    throttle(stubber)
+    deadline = clock.now + seconds_left
+    if throttled:
+        throttle(stubber)
     with pytest.raises(BounceRetryLater, match="left"):
         send_one(
             request(),
@@ -314,24 +298,6 @@ def test_throttling_stops_retrying_when_the_invocation_runs_out_of_time(
         )
     assert clock.slept == []
     assert emf(metrics)["BounceDeferred"] == 1
-
-
-def test_no_call_starts_without_time_for_it(
-    clock: FakeTime, pacer: Pacer, settings: BouncerSettings, ses, powertools
-) -> None:
-    client, _ = ses  # no response queued: a call would fail the stubber
-    logger, metrics = powertools
-    with pytest.raises(BounceRetryLater):
-        send_one(
-            request(),
-            client,
-            settings,
-            pacer,
-            clock.wall,
-            logger=logger,
-            metrics=metrics,
-            remaining_seconds=lambda: 5.0,
-        )
 
 
 @pytest.mark.parametrize("code", ["MessageRejected", "InvalidParameterValue", "AccessDenied"])

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from aws_lambda_powertools import Logger, Metrics
@@ -14,31 +12,7 @@ from aws_lambda_powertools import Logger, Metrics
 from ipv6gate.gate import Gate
 from ipv6gate.lambda_gate import handle_ses_event
 from tests.support import world
-
-
-@pytest.fixture
-def stream() -> io.StringIO:
-    return io.StringIO()
-
-
-@pytest.fixture
-def powertools(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO) -> tuple[Logger, Metrics]:
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "IPv6GateTest")
-    metrics = Metrics()
-    metrics.clear_metrics()
-    # A fresh logger name per test: Powertools loggers are process-wide per service name.
-    return Logger(service=f"ipv6gate-{uuid.uuid4().hex}", stream=stream), metrics
-
-
-def lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-
-
-def emf(metrics: Metrics) -> dict[str, float]:
-    blob = metrics.serialize_metric_set()
-    names = [m["Name"] for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
-    # EMF keeps one value per add_metric call; CloudWatch sums them.
-    return {name: sum(blob[name]) if isinstance(blob[name], list) else blob[name] for name in names}
+from tests.support.powertools import emf, fresh_logger, lines
 
 
 def test_reject_is_logged_once_and_counted(
@@ -106,7 +80,7 @@ def test_sender_text_that_utf8_cannot_encode_does_not_lose_the_decision_line(
 
     raw = io.BytesIO()
     stdout = io.TextIOWrapper(raw, encoding="utf-8")  # what Lambda's stdout is
-    logger = Logger(service=f"ipv6gate-{uuid.uuid4().hex}", stream=stdout, json_serializer=log_json)
+    logger = fresh_logger(stdout, json_serializer=log_json)
     event = world.ses_event(ip=world.NO_PTR_IP, mail_from="ann\ud800@good.test", raw=world.message())
     handle_ses_event(event, make_gate(), logger, Metrics())
     stdout.flush()
