@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -35,25 +34,14 @@ OPTED_OUT = "550 5.2.1 Service unavailable, [optout.test] does not accept email 
 MAX_RECEIVE = 2
 
 
-def client(moto: MotoServer, service: str) -> Any:
-    make: Any = boto3.client
-    return make(
-        service,
-        region_name=REGION,
-        endpoint_url=moto.endpoint_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 @pytest.fixture(scope="module")
 def sqs(moto: MotoServer) -> Any:
-    return client(moto, "sqs")
+    return moto.client("sqs", REGION)
 
 
 @pytest.fixture(scope="module")
 def dynamodb(moto: MotoServer) -> Any:
-    ddb = client(moto, "dynamodb")
+    ddb = moto.client("dynamodb", REGION)
     ddb.create_table(
         TableName=IDEMPOTENCY_TABLE,
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
@@ -93,7 +81,7 @@ class SesStub:
     """The SES client the bouncer uses, stubbed; counts every SendBounce that reached it."""
 
     def __init__(self, moto: MotoServer) -> None:
-        self.client = client(moto, "ses")
+        self.client = moto.client("ses", REGION)
         self.stubber = Stubber(self.client)
         self.calls: list[dict[str, Any]] = []
         self.client.meta.events.register("before-parameter-build.ses.SendBounce", self._count)
