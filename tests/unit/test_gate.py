@@ -1,10 +1,11 @@
+import io
 import json
 from collections.abc import Callable
 
 import pytest
 
 from ipv6gate.adapters.memory import InMemoryMessages, InMemoryTenants
-from ipv6gate.dns import DnsResolver
+from ipv6gate.dns import Deadline, DnsResolver
 from ipv6gate.event import parse_event
 from ipv6gate.gate import Gate
 from ipv6gate.ports import TenantLookupError
@@ -165,3 +166,30 @@ def test_each_check_has_its_own_query_cap(make_gate: MakeGate) -> None:
     assert d.checks.spf.result.value == "temperror" and "query limit of 3" in d.checks.spf.reason
     assert d.checks.iprev.result.value == "permerror"
     assert d.verdicts[0].reply is not None and d.verdicts[0].reply.status == "4.7.25"
+
+
+def test_an_abandoned_dkim_check_stops_reading_the_message(
+    make_gate: MakeGate, messages: InMemoryMessages, keys: world.Keys
+) -> None:
+    # Once the verdict is certain the DKIM session is cancelled; the body must not be read any further.
+    raw = world.sign(world.message(body="x" * 200_000 + "\n"), keys)
+    messages.messages["o3vrnil0e2ic28trm7dfhrc2v0clambda4nbp0g1"] = raw
+    reads: list[int] = []
+    opened = messages.open
+
+    class Counting(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            chunk = super().read(size)
+            reads.append(len(chunk))
+            return chunk
+
+    def counting_open(message_id: str, max_bytes: int) -> io.BytesIO:
+        return Counting(opened(message_id, max_bytes).read())
+
+    messages.open = counting_open  # type: ignore[method-assign]
+    gate = make_gate()
+    session = gate.dns.session(Deadline(5.0))
+    session.cancel()
+    result = gate._dkim(parse_event(world.ses_event(ip=world.OTHER_IP, raw=raw)), session, None)
+    assert result.result.value == "temperror" and "decision already made" in result.reason
+    assert reads == []

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ipv6gate.bounce import BounceAction, BounceDecision
 from ipv6gate.bounce_request import BouncedRecipient, BounceRequest
-from ipv6gate.domains import DomainError, recipient_domain
 from ipv6gate.policy import Checks, Disposition, RecipientVerdict, Verdict
 from ipv6gate.source import Source, Unknown
-from ipv6gate.tenants import Tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +18,7 @@ class Decision:
     disposition: Disposition
     verdicts: list[RecipientVerdict]
     checks: Checks
-    tenants: dict[str, Tenant] = field(default_factory=dict)
+    domains: tuple[str, ...] = ()  # the recipients' canonical domains, for the trace's index
     notes: tuple[str, ...] = ()
     dns_queries: int = 0
     elapsed_ms: float = 0.0
@@ -28,16 +26,6 @@ class Decision:
     arrival: str = ""  # SES's receipt timestamp
     bounce: BounceDecision | None = None  # set when some recipient was rejected
     dkim_signed: bool = False  # SES's header list shows a DKIM-Signature (or was truncated)
-
-    @property
-    def recipient_domains(self) -> list[str]:
-        domains = set()
-        for v in self.verdicts:
-            try:
-                domains.add(recipient_domain(v.recipient))
-            except DomainError:
-                continue
-        return sorted(domains)
 
     @property
     def client_ip(self) -> str | None:

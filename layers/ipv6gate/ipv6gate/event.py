@@ -23,6 +23,11 @@ class Mail:
     headers_truncated: bool
     timestamp: str
 
+    @property
+    def may_be_dkim_signed(self) -> bool:
+        """SES's header list shows a DKIM-Signature, or was cut off before we could tell."""
+        return self.headers_truncated or self.has_header("DKIM-Signature")
+
     def has_header(self, name: str) -> bool:
         wanted = name.lower()
         return any(n.lower() == wanted for n, _ in self.headers)

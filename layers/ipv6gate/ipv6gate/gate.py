@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 from ipv6gate.bounce import decide_bounce
 from ipv6gate.checks.iprev import check_iprev
@@ -103,14 +104,14 @@ class Gate:
             disposition=disposition(verdicts),
             verdicts=verdicts,
             checks=checks,
-            tenants={r.domain: r.tenant for r in recipients if r.domain and r.tenant},
+            domains=tuple(sorted({r.domain for r in recipients if r.domain})),
             notes=tuple(notes),
             dns_queries=queries,
             elapsed_ms=(self.clock() - started) * 1000,
             mail_from=mail.mail_from,
             arrival=mail.timestamp,
             bounce=bounce,
-            dkim_signed=mail.has_header("DKIM-Signature") or mail.headers_truncated,
+            dkim_signed=mail.may_be_dkim_signed,
         )
 
     def act(self, decision: Decision) -> Decision:
@@ -207,8 +208,8 @@ class Gate:
 
         limit = self.settings.dkim_max_signatures
         if raw is not None:
-            return check_dkim_stream(session, io.BytesIO(raw), max_signatures=limit)
-        if not mail.has_header("DKIM-Signature") and not mail.headers_truncated:
+            return check_dkim_stream(session, _UntilCancelled(io.BytesIO(raw), session), max_signatures=limit)
+        if not mail.may_be_dkim_signed:
             return CheckResult("dkim", Result.NONE, "no DKIM-Signature header (message not fetched)")
         if self.messages is None:
             return CheckResult("dkim", Result.TEMPERROR, "raw message needed but no message store configured")
@@ -220,9 +221,23 @@ class Gate:
             result = Result.PERMERROR if exc.too_large else Result.TEMPERROR
             return CheckResult("dkim", result, f"raw message unavailable: {exc}")
         try:
-            return check_dkim_stream(session, stream, max_signatures=limit)
+            return check_dkim_stream(session, _UntilCancelled(stream, session), max_signatures=limit)
         finally:
             stream.close()
+
+
+class _UntilCancelled:
+    """A message stream that stops (an OSError, which the DKIM check reports as unreadable) once the
+    decision no longer waits for DKIM, so an abandoned check does not go on hashing a large body."""
+
+    def __init__(self, stream: BinaryIO, session: DnsSession) -> None:
+        self._stream = stream
+        self._session = session
+
+    def read(self, size: int = -1) -> bytes:
+        if self._session.cancelled:
+            raise OSError("decision already made")
+        return self._stream.read(size)
 
 
 def _settled(results: dict[str, CheckResult]) -> bool:

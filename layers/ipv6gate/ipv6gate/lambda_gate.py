@@ -14,6 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from ipv6gate.bounce import BounceAction
 from ipv6gate.decision import Decision
 from ipv6gate.event import EventError, parse_event
 from ipv6gate.gate import Gate
@@ -60,7 +61,7 @@ def count_decision(decision: Decision, metrics: Metrics) -> None:
     if decision.notes:
         metrics.add_metric(name="DecisionsWithNotes", unit=MetricUnit.Count, value=1)
     if decision.bounce is not None:
-        name = "BouncesQueued" if decision.bounce_request() is not None else "BouncesSuppressed"
+        name = "BouncesSuppressed" if decision.bounce.action is BounceAction.SUPPRESS else "BouncesQueued"
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     for note in decision.notes:
         if note.startswith("bounce could not be queued"):

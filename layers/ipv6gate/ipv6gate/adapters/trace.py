@@ -84,7 +84,7 @@ class DynamoTraceStore:
         if decision.client_ip:
             keys.append(("ix#ip", f"ip#{decision.client_ip}"))
         keys.append(("ix#sender", f"sender#{sender_key(decision.mail_from)}"))
-        keys.extend((f"ix#domain#{d}", f"domain#{d}") for d in sorted({*decision.recipient_domains}))
+        keys.extend((f"ix#domain#{d}", f"domain#{d}") for d in decision.domains)
         for sk, lookup in keys:
             yield {
                 "pk": pk,

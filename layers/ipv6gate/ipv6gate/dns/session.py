@@ -13,7 +13,7 @@ import dns.name
 import dns.rdatatype
 import dns.reversename
 
-from ipv6gate.dns.model import Answer, Backend, DnsNameError, DnsTempError, Status
+from ipv6gate.dns.model import Answer, Backend, DnsNameError, DnsTempError
 
 
 @dataclass
@@ -61,6 +61,10 @@ class DnsSession:
         """The decision is made: any check still running gets a temporary error at its next query."""
         self._cancelled = True
 
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
     def query(self, name: str | bytes | dns.name.Name, rdtype: str | dns.rdatatype.RdataType) -> Answer:
         qname = to_name(name)
         qtype = dns.rdatatype.RdataType.make(rdtype)
@@ -105,7 +109,3 @@ def to_name(name: str | bytes | dns.name.Name) -> dns.name.Name:
         return dns.name.from_text(text, origin=dns.name.root)
     except (UnicodeError, dns.exception.DNSException) as exc:
         raise DnsNameError(f"not a domain name: {name!r:.80} ({exc.__class__.__name__})") from None
-
-
-def empty(name: dns.name.Name, rdtype: dns.rdatatype.RdataType, status: Status) -> Answer:
-    return Answer(name, rdtype, status)
