@@ -2,15 +2,16 @@
 
 pyspf reads DNS through the module global ``spf.DNSLookup``; we install one dispatcher that
 answers from the session of the check running in the current thread (a ContextVar), so concurrent
-decisions never share state. We also replace pyspf's void-lookup counting: an empty AAAA answer
-for a host that has A records (or the reverse) is not "void" for our purpose, since it is only the
-client's address family that the host lacks (REFERENCE §3, the IPv6 trap).
+decisions never share state. We also replace pyspf's void-lookup counting: an empty AAAA (or A)
+answer for a name that exists (NODATA) is not "void" for our purpose, since it is only the client's
+address family that the host lacks (REFERENCE §3, the IPv6 trap); NXDOMAIN still counts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import spf
@@ -20,19 +21,26 @@ from ipv6gate.results import CheckResult, Result
 from ipv6gate.source import IPAddress
 
 METHOD = "spf"
-_current: ContextVar[DnsSession] = ContextVar("ipv6gate_spf_dns")
-# How each name answered (OK, NODATA, NXDOMAIN), for the void-lookup rule below.
-_statuses: ContextVar[dict[tuple[str, str], Status]] = ContextVar("ipv6gate_spf_statuses")
 _RESULTS = {r.value: r for r in Result}
-_OTHER_FAMILY = {"A": "AAAA", "AAAA": "A"}
+
+
+@dataclass
+class _Lookups:
+    """The DNS of the SPF check running in this thread, and how each name answered (for voids)."""
+
+    session: DnsSession
+    statuses: dict[tuple[str, str], Status] = field(default_factory=dict)
+
+
+_current: ContextVar[_Lookups] = ContextVar("ipv6gate_spf_lookups")
 
 
 def _lookup(name: str, qtype: str, strict: object = True, timeout: float = 0) -> Iterator[tuple[tuple[str, str], Any]]:
     """pyspf's DNS hook: ((name, qtype), value) pairs in the shapes pyspf's own dnspython driver yields."""
-    session = _current.get()
+    lookups = _current.get()
     try:
-        answer = session.query(name, qtype)
-        _statuses.get({})[(name.lower().rstrip("."), qtype)] = answer.status
+        answer = lookups.session.query(name, qtype)
+        lookups.statuses[(name.lower().rstrip("."), qtype)] = answer.status
     except DnsTempError as exc:
         raise spf.TempError(f"DNS {exc}") from None
     except DnsNameError:
@@ -63,7 +71,7 @@ class _GateQuery(spf.query):  # type: ignore[misc]
 
     def dns(self, name: str, qtype: str, cnames: Any = None, ignore_void: bool = False) -> list[Any]:
         result: list[Any] = super().dns(name, qtype, cnames=cnames, ignore_void=True)
-        if result or ignore_void or self._has_other_family(name, qtype):
+        if result or ignore_void or _name_exists(name, qtype):
             return result
         self.void_lookups += 1
         if self.void_lookups > self._void_limit:
@@ -89,13 +97,14 @@ class _GateQuery(spf.query):  # type: ignore[misc]
                 continue
         return names
 
-    def _has_other_family(self, name: str, qtype: str) -> bool:
-        """An empty A/AAAA answer for a name that exists (NODATA, not NXDOMAIN) is the client's family
-        missing, not a void: the host is there, with addresses of the other family (or none at all,
-        which RFC 7208 would count but which no sender can use to cost us anything). Costs no query."""
-        if qtype not in _OTHER_FAMILY:
-            return False
-        return _statuses.get({}).get((name.lower().rstrip("."), qtype)) is Status.NODATA
+
+def _name_exists(name: str, qtype: str) -> bool:
+    """An empty A/AAAA answer for a name that exists (NODATA, not NXDOMAIN) is the client's address
+    family missing, not a void: the host is there, typically with addresses of the other family (or
+    none at all, which RFC 7208 would count but no sender can use to cost us anything). No extra query."""
+    if qtype not in ("A", "AAAA"):
+        return False
+    return _current.get().statuses.get((name.lower().rstrip("."), qtype)) is Status.NODATA
 
 
 def check_spf(dns_session: DnsSession, ip: IPAddress, mail_from: str, helo: str, *, void_limit: int) -> CheckResult:
@@ -107,8 +116,7 @@ def check_spf(dns_session: DnsSession, ip: IPAddress, mail_from: str, helo: str,
     budget = dns_session.deadline.remaining()
     if budget <= 0:
         return CheckResult(METHOD, Result.TEMPERROR, "decision time budget spent before SPF", props)
-    token = _current.set(dns_session)
-    statuses_token = _statuses.set({})
+    token = _current.set(_Lookups(dns_session))
     try:
         query = _GateQuery(
             i=str(ip),
@@ -123,7 +131,6 @@ def check_spf(dns_session: DnsSession, ip: IPAddress, mail_from: str, helo: str,
         return CheckResult(METHOD, Result.TEMPERROR, f"SPF evaluation error: {exc.__class__.__name__}", props)
     finally:
         _current.reset(token)
-        _statuses.reset(statuses_token)
     result = _RESULTS.get(str(outcome), Result.PERMERROR)
     domain = identity.rpartition("@")[2] or identity  # "postmaster@" and the like still get a reason
     return CheckResult(METHOD, result, f"{domain}: {explanation}" if explanation else domain, props)
