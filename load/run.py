@@ -60,7 +60,7 @@ from tests.support.dns_proxy import DelayingDnsProxy  # noqa: E402
 DISPOSITIONS = {"CONTINUE", "STOP_RULE_SET"}
 RESULTS = {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy", "skipped"}
 BAD_NOTES = ("decision not recorded", "bounce could not be queued", "tenant lookup failed")
-BAD_METRICS = ("DecisionErrors", "MalformedEvents", "TraceWriteFailures", "BounceQueueFailures")
+BAD_METRICS = ("DecisionErrors", "MalformedEvents", "TraceWriteFailures", "BounceQueueFailures", "TenantLookupFailures")
 QUEUED_BOUNCE_ACTIONS = {"send", "defer"}  # Decision.bounce_request(): anything but suppress
 
 

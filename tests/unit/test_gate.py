@@ -125,6 +125,7 @@ def test_tenant_store_failure_fails_open_with_a_note(make_gate: MakeGate, tenant
     assert d.disposition.value == "CONTINUE"
     assert any("ProvisionedThroughputExceeded" in n for n in d.notes)
     assert d.verdicts[0].reason.startswith("accepted (fail open): tenant lookup failed")
+    assert d.faults == ("tenant_lookup",)
 
 
 def test_a_crashing_check_is_temperror_not_reject(make_gate: MakeGate, monkeypatch: pytest.MonkeyPatch) -> None:

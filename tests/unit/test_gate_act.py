@@ -59,6 +59,7 @@ def test_queue_failure_lets_the_message_through_with_a_note(make_gate: MakeGate)
     decision = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
     assert decision.disposition.value == "CONTINUE"
     assert any("AccessDenied" in n and "let through" in n for n in decision.notes)
+    assert decision.faults == ("bounce_queue",)
     assert trace.records[0][0].disposition.value == "CONTINUE"  # the trace says what really happened
 
 
@@ -68,6 +69,7 @@ def test_trace_failure_is_a_note_not_an_error(make_gate: MakeGate) -> None:
     decision = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
     assert decision.disposition.value == "STOP_RULE_SET"
     assert any("not recorded" in n and "Throttling" in n for n in decision.notes)
+    assert decision.faults == ("trace_write",)
 
 
 def test_accepted_mail_is_traced_without_a_bounce(make_gate: MakeGate) -> None:

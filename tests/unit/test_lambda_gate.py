@@ -86,3 +86,23 @@ def test_sender_text_that_utf8_cannot_encode_does_not_lose_the_decision_line(
     stdout.flush()
     [line] = [json.loads(text) for text in raw.getvalue().decode().splitlines()]
     assert line["message"] == "decision" and line["decision"]["client_ip"] == world.NO_PTR_IP
+
+
+def test_each_fault_is_a_metric_of_its_own(
+    make_gate: Callable[..., Gate], powertools: tuple[Logger, Metrics], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ipv6gate.adapters.memory import InMemoryTrace
+    from ipv6gate.ports import TenantLookupError
+
+    logger, metrics = powertools
+    gate = make_gate()
+    gate.trace = InMemoryTrace(fail_with="DynamoDB t: ThrottlingException")
+
+    def unreachable(domains: object) -> dict[str, object]:
+        raise TenantLookupError("DynamoDB t: EndpointConnectionError")
+
+    monkeypatch.setattr(gate.tenants, "get_many", unreachable)
+    handle_ses_event(world.ses_event(ip=world.NO_PTR_IP), gate, logger, metrics)
+    counts = emf(metrics)
+    assert counts["TenantLookupFailures"] == 1 and counts["TraceWriteFailures"] == 1
+    assert "BounceQueueFailures" not in counts

@@ -20,6 +20,9 @@ class Decision:
     checks: Checks
     domains: tuple[str, ...] = ()  # the recipients' canonical domains, for the trace's index
     notes: tuple[str, ...] = ()
+    # What went wrong, machine-readable (the notes say it for people): "tenant_lookup",
+    # "bounce_queue", "trace_write". Each is a metric of its own.
+    faults: tuple[str, ...] = ()
     dns_queries: int = 0
     elapsed_ms: float = 0.0
     mail_from: str = ""
@@ -63,6 +66,7 @@ class Decision:
             "checks": {c.method: c.to_dict() for c in (self.checks.iprev, self.checks.spf, self.checks.dkim)},
             "bounce": self.bounce.to_dict() if self.bounce else None,
             "notes": list(self.notes),
+            "faults": list(self.faults),
             "dns_queries": self.dns_queries,
             "elapsed_ms": round(self.elapsed_ms, 1),
         }

@@ -80,8 +80,9 @@ class Gate:
     def evaluate(self, mail: Mail, raw_message: bytes | None = None) -> Decision:
         started = self.clock()
         notes: list[str] = []
+        faults: list[str] = []
         source = find_source(mail.headers, self.settings.trusted_receivers, mail.message_id)
-        recipients = self._recipients(mail, source, notes)
+        recipients = self._recipients(mail, source, notes, faults)
         queries = 0
         if needs_checks(source, recipients):
             assert isinstance(source, Source)
@@ -106,6 +107,7 @@ class Gate:
             checks=checks,
             domains=tuple(sorted({r.domain for r in recipients if r.domain})),
             notes=tuple(notes),
+            faults=tuple(faults),
             dns_queries=queries,
             elapsed_ms=(self.clock() - started) * 1000,
             mail_from=mail.mail_from,
@@ -129,7 +131,9 @@ class Gate:
                     self.bounces.enqueue(request)
             except BounceQueueError as exc:
                 notes.append(f"bounce could not be queued, message let through: {exc}")
-                decision = replace(decision, disposition=Disposition.CONTINUE)
+                decision = replace(
+                    decision, disposition=Disposition.CONTINUE, faults=(*decision.faults, "bounce_queue")
+                )
         decision = replace(decision, notes=tuple(notes))
         # IPv4 mail is outside the rule (always accepted): recording it would cost a write per
         # message and explain nothing, so the trace holds IPv6 and unknown-client decisions.
@@ -138,10 +142,14 @@ class Gate:
             try:
                 self.trace.record(decision, self.now())
             except TraceError as exc:
-                decision = replace(decision, notes=(*decision.notes, f"decision not recorded in the trace: {exc}"))
+                decision = replace(
+                    decision,
+                    notes=(*decision.notes, f"decision not recorded in the trace: {exc}"),
+                    faults=(*decision.faults, "trace_write"),
+                )
         return decision
 
-    def _recipients(self, mail: Mail, source: Source | Unknown, notes: list[str]) -> list[Recipient]:
+    def _recipients(self, mail: Mail, source: Source | Unknown, notes: list[str], faults: list[str]) -> list[Recipient]:
         domains: dict[str, str | None] = {}
         for address in mail.recipients:
             try:
@@ -157,6 +165,7 @@ class Gate:
             except TenantLookupError as exc:
                 # Fail open: without tenant data nobody can be said to have opted in. Say so loudly.
                 notes.append(f"tenant lookup failed, every recipient accepted: {exc}")
+                faults.append("tenant_lookup")
                 return [Recipient(a, d, None, f"tenant lookup failed: {exc}") for a, d in domains.items()]
         return [Recipient(a, d, tenants.get(d) if d else None) for a, d in domains.items()]
 

@@ -63,11 +63,8 @@ def count_decision(decision: Decision, metrics: Metrics) -> None:
     if decision.bounce is not None:
         name = "BouncesSuppressed" if decision.bounce.action is BounceAction.SUPPRESS else "BouncesQueued"
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-    for note in decision.notes:
-        if note.startswith("bounce could not be queued"):
-            metrics.add_metric(name="BounceQueueFailures", unit=MetricUnit.Count, value=1)
-        elif note.startswith("decision not recorded"):
-            metrics.add_metric(name="TraceWriteFailures", unit=MetricUnit.Count, value=1)
+    for fault in decision.faults:  # tenant_lookup -> TenantLookupFailures, ...
+        metrics.add_metric(name=f"{_camel(fault)}Failures", unit=MetricUnit.Count, value=1)
     for verdict in decision.verdicts:
         if verdict.monitor:
             metrics.add_metric(name="RecipientsMonitorWouldReject", unit=MetricUnit.Count, value=1)
