@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -37,7 +37,6 @@ from ipv6gate.wiring import build_dns, build_messages
 
 logger = Logger(json_serializer=log_json)
 metrics = Metrics()
-tracer = Tracer()
 
 # A bad setting fails the cold start with a one-line message naming it (the records are redelivered).
 settings = BouncerSettings.from_env(os.environ)
@@ -105,7 +104,6 @@ send_bounce_once: Callable[..., dict[str, Any]] = idempotent_function(
 )
 
 
-@tracer.capture_method(capture_response=False)
 def record_handler(record: SQSRecord) -> dict[str, Any]:
     request = parse_record_body(record.body, logger=logger, metrics=metrics, sqs_message_id=record.message_id)
     logger.append_keys(message_id=request.message_id)
@@ -120,7 +118,6 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency_config.register_lambda_context(context)
     _invocation["context"] = context

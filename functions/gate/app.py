@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.data_classes import event_source
 from aws_lambda_powertools.utilities.data_classes.ses_event import SESEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,7 +20,6 @@ from ipv6gate.wiring import build_gate
 
 logger = Logger(json_serializer=log_json)
 metrics = Metrics()
-tracer = Tracer()
 
 # A bad setting fails the cold start with a one-line message naming it (SES then retries).
 gate = build_gate(Settings.from_env(os.environ))
@@ -28,7 +27,6 @@ gate = build_gate(Settings.from_env(os.environ))
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @event_source(data_class=SESEvent)
 def lambda_handler(event: SESEvent, context: LambdaContext) -> dict[str, Any]:
     return handle_ses_event(event.raw_event, gate, logger, metrics)

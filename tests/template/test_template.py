@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +370,15 @@ def test_layer(resources):
     assert {"Ref": name} in gate(resources)["Properties"]["Layers"]
     assert "python3.13" in layer["Properties"]["CompatibleRuntimes"]
     assert "arm64" in layer["Properties"]["CompatibleArchitectures"]
+
+
+def test_layer_requirements_match_the_package():
+    """The layer ships the package's dependencies, except boto3, which the python3.13 runtime provides."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    layer_file = REPO / "layers" / "ipv6gate" / "requirements.txt"
+    layer = [line.split("#")[0].strip() for line in layer_file.read_text().splitlines()]
+    assert sorted(filter(None, layer)) == sorted(d for d in project if not d.startswith("boto3"))
+    assert not any(d.startswith(("aws-xray-sdk", "aws-lambda-powertools[tracer")) for d in project)
 
 
 # --------------------------------------------------------------------------- storage
