@@ -213,7 +213,7 @@ class Gate:
 
     def _dkim(self, mail: Mail, session: DnsSession, raw: bytes | None) -> CheckResult:
         # Imported here so an IPv4 decision never pays for dkimpy (cold start).
-        from ipv6gate.checks.dkim_stream import check_dkim_stream
+        from ipv6gate.checks.dkim import check_dkim_stream
 
         limit = self.settings.dkim_max_signatures
         if raw is not None:

@@ -1,25 +1,59 @@
-"""DKIM (RFC 6376) through dkimpy, one signature at a time, with the key lookups on our DNS session.
+"""DKIM (RFC 6376, RFC 8301, RFC 8463): one verifier, for a message read as a stream or held whole.
 
-``dkim.verify()`` looks only at the first signature and folds every error into ``False``; here
-each signature (up to a cap) is verified on its own and its outcome kept, so a DNS timeout is a
-``temperror`` and not a failed signature. RFC 8301: rsa-sha1 signatures never count and RSA keys
-under 1024 bits are refused (dkimpy's ``minkey``). ed25519 (RFC 8463) verifies through PyNaCl.
+Each signature (up to a cap) is verified on its own until one passes, in RFC 6376 §6.1's order:
+1. the header block is read (``dkim_body``) and split into fields by dkimpy's ``rfc822_parse``;
+2. each DKIM-Signature is checked against RFC 6376 §3.5 (``dkim_records.parse_signature``); the
+   ones that survive name the body hashes to compute, and the body is read once for all of them;
+3. per signature: the key record is fetched through the decision's DNS session and checked
+   (``dkim_records.parse_key_record``, ``check_key_fits``), the body hash compared, the signed header
+   fields hashed with dkimpy's canonicalization and ``hash_headers``, and the signature checked with
+   dkimpy's RSASSA-PKCS1-v1_5 or PyNaCl's ed25519.
+
+Results in RFC 8601 words, each with the cause: ``pass``; ``fail`` (body hash or signature did not
+verify); ``neutral`` (signature syntax, expired, failed under a t=y testing key); ``permerror`` (no
+key, revoked, key syntax, unsupported algorithm, key not for this signature); ``temperror`` (DNS).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dkim
-from dkim.util import InvalidTagValueList, parse_tag_value
+import dkim.crypto
+import nacl.exceptions
+import nacl.signing
+from dkim.canonicalization import CanonicalizationPolicy
 
+from ipv6gate.checks.dkim_body import (
+    CHUNK_SIZE,
+    MAX_HEADER_BYTES,
+    BodyKey,
+    ByteStream,
+    Reader,
+    Unreadable,
+    hash_body,
+    read_header_block,
+)
+from ipv6gate.checks.dkim_records import (
+    MIN_RSA_BITS,
+    KeyRecord,
+    Signature,
+    Unusable,
+    check_key_fits,
+    parse_key_record,
+    parse_signature,
+)
 from ipv6gate.dns import DnsNameError, DnsSession, DnsTempError
 from ipv6gate.results import CheckResult, Result
 
 METHOD = "dkim"
-MIN_RSA_BITS = 1024
-ALLOWED_ALGORITHMS = {b"rsa-sha256", b"ed25519-sha256"}
+
+Header = tuple[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,83 +65,156 @@ class SignatureOutcome:
 
 
 def check_dkim(dns_session: DnsSession, message: bytes, *, max_signatures: int) -> CheckResult:
-    try:
-        verifier = dkim.DKIM(message, minkey=MIN_RSA_BITS)
-        signatures = [v for n, v in verifier.headers if n.lower() == b"dkim-signature"]
-    except Exception as exc:  # dkimpy parses sender-controlled bytes: report, don't crash
-        return CheckResult(METHOD, Result.PERMERROR, f"message could not be parsed: {exc.__class__.__name__}")
-    if not signatures:
-        return CheckResult(METHOD, Result.NONE, "no DKIM-Signature header")
-
-    return verify_signatures(verifier, signatures, dns_session, max_signatures=max_signatures)
+    """``check_dkim_stream`` for a message held whole."""
+    return check_dkim_stream(dns_session, io.BytesIO(message), max_signatures=max_signatures)
 
 
-def verify_signatures(
-    verifier: dkim.DKIM,
-    signatures: list[bytes],
+def check_dkim_stream(
     dns_session: DnsSession,
+    stream: ByteStream,
     *,
     max_signatures: int,
-    prepare: Callable[[int], None] | None = None,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+    chunk_size: int = CHUNK_SIZE,
+    now: Callable[[], float] = time.time,
 ) -> CheckResult:
-    """Try the signatures in order, up to the cap, until one passes; ``prepare(idx)`` runs before each."""
+    """Verify the message's DKIM signatures, reading ``stream`` once and holding its headers and one chunk."""
+    reader = Reader(stream, chunk_size)
+    try:
+        head = read_header_block(reader, max_header_bytes)
+    except Unreadable as exc:
+        return CheckResult(METHOD, Result.TEMPERROR, f"raw message unavailable: {short_reason(exc.__cause__ or exc)}")
+    if head is None:
+        return CheckResult(METHOD, Result.PERMERROR, f"header block over {max_header_bytes} bytes")
+    header_block, body_start = head
+    try:
+        headers: list[Header] = [(bytes(n), bytes(v)) for n, v in dkim.rfc822_parse(header_block)[0]]
+    except Exception as exc:  # dkimpy parses sender-controlled bytes: report, don't crash
+        return CheckResult(METHOD, Result.PERMERROR, f"message could not be parsed: {exc.__class__.__name__}")
+    fields = [h for h in headers if h[0].lower() == b"dkim-signature"]
+    if not fields:
+        return CheckResult(METHOD, Result.NONE, "no DKIM-Signature header")
+
+    checked_at = now()
+    parsed: list[Signature | SignatureOutcome] = []
+    for _, value in fields[:max_signatures]:
+        try:
+            parsed.append(parse_signature(value.decode("latin-1"), now=checked_at))
+        except Unusable as exc:
+            domain, selector = _names(value)
+            parsed.append(SignatureOutcome(domain, selector, exc.result, exc.cause))
+    wanted = {_body_key(sig) for sig in parsed if isinstance(sig, Signature)}
+    try:
+        digests = hash_body(reader, body_start, wanted) if wanted else {}
+    except Unreadable as exc:
+        return CheckResult(METHOD, Result.TEMPERROR, f"raw message unavailable: {short_reason(exc.__cause__ or exc)}")
+
     outcomes: list[SignatureOutcome] = []
-    for idx, raw in enumerate(signatures[:max_signatures]):
-        if prepare is not None:
-            prepare(idx)
-        outcome = _verify_one(verifier, idx, raw, dns_session)
+    for sig, field in zip(parsed, fields, strict=False):
+        outcome = sig if isinstance(sig, SignatureOutcome) else _verify(sig, field, headers, digests, dns_session)
         outcomes.append(outcome)
         if outcome.result is Result.PASS:
             return CheckResult(
                 METHOD,
                 Result.PASS,
-                f"signature by {outcome.domain} verified",
+                f"signature by {outcome.domain} verified{outcome.reason}",
                 {"header.d": outcome.domain, "header.s": outcome.selector},
             )
-    return _summary(outcomes, skipped=max(0, len(signatures) - max_signatures))
+    return _summary(outcomes, skipped=max(0, len(fields) - max_signatures))
 
 
-def _verify_one(verifier: dkim.DKIM, idx: int, raw: bytes, dns_session: DnsSession) -> SignatureOutcome:
+def _body_key(sig: Signature) -> BodyKey:
+    return (sig.body_canon, sig.hash_name, sig.length)
+
+
+def _verify(
+    sig: Signature, field: Header, headers: list[Header], digests: dict[BodyKey, bytes], dns_session: DnsSession
+) -> SignatureOutcome:
+    def outcome(result: Result, reason: str) -> SignatureOutcome:
+        return SignatureOutcome(sig.domain, sig.selector, result, reason)
+
+    name = f"{sig.selector}._domainkey.{sig.domain}".encode("latin-1")
     try:
-        tags = parse_tag_value(raw)
-    except InvalidTagValueList:
-        return SignatureOutcome("?", "?", Result.PERMERROR, "malformed DKIM-Signature")
-    domain = _text(tags.get(b"d", b"?"))
-    selector = _text(tags.get(b"s", b"?"))
-    algorithm = tags.get(b"a", b"")
-    if algorithm not in ALLOWED_ALGORITHMS:
-        reason = f"algorithm {_text(algorithm) or '?'} not accepted (RFC 8301)"
-        return SignatureOutcome(domain, selector, Result.PERMERROR, reason)
-
-    temp_failures: list[str] = []
-
-    def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+        records = dns_session.txt(name)
+    except DnsTempError as exc:
+        return outcome(Result.TEMPERROR, f"key lookup failed: {exc}")
+    except DnsNameError:
+        records = []
+    if not records:
+        return outcome(Result.PERMERROR, "no key for signature")
+    # RFC 6376 §6.1.2: with several key records the verifier may try each; the first one's cause is reported.
+    first: SignatureOutcome | None = None
+    for record in records:
         try:
-            records = dns_session.txt(name)
-        except DnsTempError as exc:
-            temp_failures.append(str(exc))
-            raise dkim.DnsTimeoutError(str(exc)) from None
-        except DnsNameError:
-            return None
-        return records[0] if records else None
+            key = parse_key_record(record.decode("latin-1"))
+            check_key_fits(sig, key)
+            if digests[_body_key(sig)] != sig.body_hash:
+                result = outcome(Result.FAIL, "body hash did not verify")
+            elif not _signature_verifies(sig, key, field, headers):
+                result = outcome(Result.FAIL, "signature did not verify")
+            else:
+                return outcome(Result.PASS, " (key in testing mode, t=y)" if key.testing else "")
+        except Unusable as exc:
+            first = first or outcome(exc.result, exc.cause)
+            continue
+        if key.testing:  # RFC 6376 §3.6.1: treat like unsigned mail, not as a failure
+            result = outcome(Result.NEUTRAL, f"{result.reason} under a testing key (t=y)")
+        first = first or result
+    assert first is not None
+    return first
 
+
+def _signature_verifies(sig: Signature, key: KeyRecord, field: Header, headers: list[Header]) -> bool:
+    """The header hash (dkimpy's canonicalization and field selection) checked against b=."""
+    public_key = _public_key(key)
+    policy = CanonicalizationPolicy.from_c_value(sig.c_value)
+    signed = [name.encode("latin-1") for name in sig.signed_fields]
+    # As dkimpy does (its bug 644046): a From field that h= does not cover is hashed too, so a second
+    # From added below the signed one breaks the signature instead of riding on it.
+    if b"from" in signed:
+        signed.append(b"from")
+    hasher = hashlib.new(sig.hash_name)
+    dkim.hash_headers(hasher, policy, policy.canonicalize_headers(headers), signed, field, sig.tags)
+    if key.key_type == "ed25519":
+        try:
+            public_key.verify(hasher.digest(), sig.signature)
+        except nacl.exceptions.BadSignatureError:
+            return False
+        return True
     try:
-        valid = verifier.verify(idx=idx, dnsfunc=dnsfunc)
-    except dkim.ValidationError as exc:
-        return SignatureOutcome(domain, selector, Result.FAIL, short_reason(exc))
-    except dkim.DKIMException as exc:  # key or signature malformed, key too small, unknown key type
-        return SignatureOutcome(domain, selector, Result.PERMERROR, short_reason(exc))
-    except Exception as exc:
-        return SignatureOutcome(domain, selector, Result.PERMERROR, f"verifier error: {exc.__class__.__name__}")
-    if temp_failures:
-        return SignatureOutcome(domain, selector, Result.TEMPERROR, f"key lookup failed: {temp_failures[0]}")
-    if valid:
-        return SignatureOutcome(domain, selector, Result.PASS, "verified")
-    return SignatureOutcome(domain, selector, Result.FAIL, "signature did not verify or key missing")
+        return bool(dkim.crypto.RSASSA_PKCS1_v1_5_verify(hasher, sig.signature, public_key))
+    except (TypeError, ValueError, dkim.crypto.DigestTooLargeError):
+        return False
+
+
+def _public_key(key: KeyRecord) -> Any:
+    if key.key_type == "ed25519":
+        if len(key.public_key) != 32:
+            raise Unusable(Result.PERMERROR, "key syntax: an ed25519 key is 32 octets")
+        return nacl.signing.VerifyKey(key.public_key)
+    try:
+        parsed = dkim.crypto.parse_public_key(key.public_key)
+        bits = parsed["modulus"].bit_length()
+    except Exception:  # the ASN.1 is sender-controlled: any failure is a malformed key
+        raise Unusable(Result.PERMERROR, "key syntax: p= is not an RSA public key") from None
+    if bits < MIN_RSA_BITS:
+        raise Unusable(Result.PERMERROR, f"RSA key too small: {bits} bits (RFC 8301 needs {MIN_RSA_BITS})")
+    return parsed
+
+
+def _names(value: bytes) -> tuple[str, str]:
+    """d= and s= of a signature that did not parse, best effort, for the reason and properties."""
+    found = {"d": "?", "s": "?"}
+    for spec in value.decode("latin-1").split(";"):
+        tag, _, tag_value = spec.partition("=")
+        if tag.strip() in found and tag_value.strip():
+            found[tag.strip()] = "".join(c if " " < c <= "~" else "?" for c in tag_value.strip())[:80]
+    return found["d"], found["s"]
 
 
 def _summary(outcomes: list[SignatureOutcome], skipped: int) -> CheckResult:
-    for wanted in (Result.TEMPERROR, Result.FAIL, Result.PERMERROR):
+    # A temporary failure first (a retry may pass), then a real verification failure, then the rest.
+    for wanted in (Result.TEMPERROR, Result.FAIL, Result.PERMERROR, Result.NEUTRAL):
         first = next((o for o in outcomes if o.result is wanted), None)
         if first is not None:
             extra = f"; {skipped} more signature(s) not tried" if skipped else ""
@@ -119,10 +226,6 @@ def _summary(outcomes: list[SignatureOutcome], skipped: int) -> CheckResult:
                 {"header.d": first.domain, "header.s": first.selector},
             )
     return CheckResult(METHOD, Result.PERMERROR, "no signature could be evaluated")
-
-
-def _text(value: bytes) -> str:
-    return value.decode("ascii", "replace")
 
 
 def short_reason(exc: BaseException) -> str:
