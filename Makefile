@@ -29,13 +29,17 @@ $(STAMP): pyproject.toml layers/ipv6gate/requirements.txt
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# Knot DNS, the real DNS server the integration tests and the demo start on loopback.
+# Knot DNS, the real DNS server the integration tests and the demo start on loopback, and Perl's
+# Mail::DKIM, the independent verifier of the DKIM differential test (tests/differential/).
 knot:
-	@if ! command -v knotd >/dev/null 2>&1 && [ ! -x /usr/sbin/knotd ]; then \
-	  echo "installing knot (Knot DNS) with apt-get"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq knot >/dev/null; \
-	fi
+	@missing=""; \
+	  command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || missing="knot"; \
+	  perl -MMail::DKIM::Verifier -e 1 2>/dev/null || missing="$$missing libmail-dkim-perl"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing$$missing with apt-get"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  fi
 
 clean:
 	rm -rf $(VENV) .venv-security .aws-sam .pytest_cache .mypy_cache .ruff_cache
