@@ -14,6 +14,7 @@ each variant the test asserts:
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import time
@@ -53,6 +54,7 @@ class Variant:
     after: Callable[[bytes], bytes] = lambda raw: raw  # applied to the signed message
     expect: Result | None = None  # our RFC 8601 result when it must be exactly this
     hash_name: str = "sha256"
+    b_first: bool = False
 
 
 def put(name: str, value: str) -> Callable[[Tags], Tags]:
@@ -134,6 +136,23 @@ VARIANTS = [
     Variant("sig-z-ignored", True, edit=add("z", "From:alice@diff.test|To:bob@tenant.test")),
     Variant("sig-l-tail-unsigned", True, body_length=15, after=lambda r: r + b"unsigned tail\r\n"),
     Variant("sig-a-unknown", False, edit=put("a", "rsa-sha512"), expect=Result.PERMERROR),
+    Variant("sig-d-mixed-case-t-s-key", True, key="v=DKIM1; t=s; p={rsa}", edit=put("d", "Diff.Test")),
+    Variant("sig-l-longer-than-body", False, body_length=99999, expect=Result.FAIL),
+    Variant("sig-b-first", True, b_first=True, expect=Result.PASS),
+    Variant("sig-b-inside-another-value", True, edit=add("zz", "x b=AAAA"), expect=Result.PASS),
+    Variant("sig-b-empty", False, after=lambda r: re.sub(rb"; b=[A-Za-z0-9+/=]+", b"; b=", r), expect=Result.NEUTRAL),
+    Variant("sig-h-empty-name", False, edit=put("h", "from::to"), expect=Result.NEUTRAL),
+    Variant("sig-d-two-final-dots", False, edit=put("d", "diff.test.."), expect=Result.NEUTRAL),
+    Variant("sig-h-too-many-fields", False, edit=put("h", ":".join(["from"] * 300)), expect=Result.NEUTRAL),
+    Variant(
+        "ed25519-b-not-64-octets",
+        False,
+        key=ED,
+        signer="ed",
+        edit=ED_SIG,
+        after=lambda r: re.sub(rb"; b=[A-Za-z0-9+/=]+", b"; b=AAAA", r),
+        expect=Result.FAIL,
+    ),
     # -- RFC 8301
     Variant("rsa-sha1", False, edit=put("a", "rsa-sha1"), hash_name="sha1", expect=Result.PERMERROR),
     Variant("rsa-768-bit-key", False, key="v=DKIM1; k=rsa; p={small}", signer="small", expect=Result.PERMERROR),
@@ -150,6 +169,10 @@ DIFFERENCES: dict[str, tuple[bool, str]] = {
     "sig-v-missing": (True, "RFC 6376 §3.5/§6.1.1: v= is REQUIRED; a missing required tag is PERMFAIL"),
     "sig-x-before-t": (True, "RFC 6376 §3.5: x= MUST be greater than t= when both are present"),
     "sig-repeated-tag": (True, "RFC 6376 §3.2: a repeated tag name makes the entire tag-list invalid"),
+    "sig-l-longer-than-body": (True, "RFC 6376 §3.5: l= MUST NOT be larger than the canonicalized body"),
+    "sig-h-empty-name": (True, "RFC 6376 §3.5: each h= entry is a field-name (1*ftext); an empty one is not"),
+    "sig-d-two-final-dots": (True, "RFC 6376 §3.5: d= is a domain-name; 'diff.test..' is not one"),
+    "sig-h-too-many-fields": (True, "our resource cap (MAX_SIGNED_FIELDS), not an RFC rule: no real h= nears it"),
 }
 
 
@@ -209,6 +232,7 @@ def differential(tmp_path_factory: pytest.TempPathFactory, keys: world.Keys) -> 
             canonicalization=variant.canonicalization,
             body_length=variant.body_length,
             hash_name=variant.hash_name,
+            b_first=variant.b_first,
         )
         messages[variant.name] = variant.after(signed)
 

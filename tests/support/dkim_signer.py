@@ -58,6 +58,7 @@ def sign(
     canonicalization: str = "relaxed/relaxed",
     body_length: int | None = None,
     hash_name: str = "sha256",
+    b_first: bool = False,
 ) -> bytes:
     """Prepend a DKIM-Signature with ``tags`` in that order; ``bh=`` and ``b=`` are filled in here.
 
@@ -72,7 +73,8 @@ def sign(
         canon = canon[:body_length]
     body_hash = base64.b64encode(hashlib.new(hash_name, canon).digest()).decode()
     listed = "; ".join(f"{name}={value}" for name, value in tags)
-    value = f" {listed}; bh={body_hash}; b="
+    # b= last (as signers write it), or first when ``b_first``: RFC 6376 §3.7 removes its value wherever it is.
+    value, tail = (" b=", f"; {listed}; bh={body_hash}") if b_first else (f" {listed}; bh={body_hash}; b=", "")
     signed_names = next((v for n, v in tags if n == "h"), "from").split(":")
     data = b""
     remaining = list(fields)
@@ -81,13 +83,13 @@ def sign(
             if remaining[index][0].lower() == name.strip().lower().encode():
                 data += canonical_header(*remaining.pop(index), header_c) + b"\r\n"
                 break
-    data += canonical_header(b"DKIM-Signature", value.encode(), header_c)
+    data += canonical_header(b"DKIM-Signature", (value + tail).encode(), header_c)
     if isinstance(private_key, rsa.RSAPrivateKey):
         digest = hashes.SHA1() if hash_name == "sha1" else hashes.SHA256()
         signature = private_key.sign(data, padding.PKCS1v15(), digest)
     else:
         signature = private_key.sign(hashlib.sha256(data).digest())  # RFC 8463: ed25519 over the SHA-256
-    return b"DKIM-Signature:" + value.encode() + base64.b64encode(signature) + b"\r\n" + raw
+    return b"DKIM-Signature:" + value.encode() + base64.b64encode(signature) + tail.encode() + b"\r\n" + raw
 
 
 def public_key_b64(private_key: PrivateKey) -> str:

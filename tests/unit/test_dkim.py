@@ -6,14 +6,20 @@ test_dkim_body.py; each RFC 6376 tag and key-record rule in test_dkim_records.py
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 from collections.abc import Callable
 
+import dns.zone
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ipv6gate.checks.dkim import check_dkim, check_dkim_stream
 from ipv6gate.checks.dkim_body import CHUNK_SIZE
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
+from ipv6gate.dns.zones import ZoneBackend
 from ipv6gate.results import CheckResult, Result
 from tests.support import world
 
@@ -116,3 +122,39 @@ def test_overlong_d_is_not_a_crash(check: Check, resolver: DnsResolver, keys: wo
     )
     r = check(resolver.session(Deadline(5)), raw)
     assert r.result is Result.NEUTRAL and "is not a domain name" in r.reason
+
+
+@pytest.mark.parametrize("change", ["plus modulus", "leading zero octet"])
+def test_rsa_signature_must_be_k_octets_below_the_modulus(
+    check: Check, session: DnsSession, keys: world.Keys, change: str
+) -> None:
+    """RFC 8017 §8.2.2: s + n, or s with a leading zero, is the same integer mod n but not a valid signature."""
+    raw = world.sign(world.message(), keys)
+    assert check(session, raw).result is Result.PASS
+    field_end = re.search(rb"\r\n(?![ \t])", raw)
+    assert field_end is not None
+    found = re.search(rb"[;\s]b=([A-Za-z0-9+/=\s]+)$", raw[: field_end.start()])  # dkimpy writes b= last
+    assert found is not None
+    signature = base64.b64decode(re.sub(rb"\s+", b"", found.group(1)))
+    modulus = serialization.load_der_public_key(base64.b64decode(keys.rsa_public_b64)).public_numbers().n  # type: ignore[union-attr]
+    if change == "plus modulus":
+        value = int.from_bytes(signature) + modulus
+        forged = value.to_bytes((value.bit_length() + 7) // 8)
+    else:
+        forged = b"\0" + signature
+    tampered = raw.replace(found.group(1), base64.b64encode(forged), 1)
+    r = check(session, tampered)
+    assert r.result is Result.FAIL and "signature did not verify" in r.reason
+
+
+def test_rsa_key_with_a_huge_exponent_is_refused(check: Check, keys: world.Keys) -> None:
+    """A sender's key must not buy CPU time beyond the decision budget (pure-Python RSA)."""
+    n = serialization.load_der_public_key(base64.b64decode(keys.rsa_public_b64)).public_numbers().n  # type: ignore[union-attr]
+    huge = rsa.RSAPublicNumbers((1 << 100) + 1, n).public_key()
+    der = huge.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    texts = dict(world.zone_texts(keys))
+    texts["good.test"] += f"huge._domainkey TXT {world._txt('v=DKIM1; p=' + base64.b64encode(der).decode())}\n"
+    zones = [dns.zone.from_text(text, origin=origin + ".") for origin, text in texts.items()]
+    session = DnsResolver(ZoneBackend(zones), query_timeout=1.0, query_limit=60).session(Deadline(5))
+    r = check(session, world.sign(world.message(), keys, selector="huge"))
+    assert r.result is Result.PERMERROR and "RSA key too large" in r.reason

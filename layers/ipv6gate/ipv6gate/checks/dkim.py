@@ -6,8 +6,8 @@ Each signature (up to a cap) is verified on its own until one passes, in RFC 637
    ones that survive name the body hashes to compute, and the body is read once for all of them;
 3. per signature: the key record is fetched through the decision's DNS session and checked
    (``dkim_records.parse_key_record``, ``check_key_fits``), the body hash compared, the signed header
-   fields hashed with dkimpy's canonicalization and ``hash_headers``, and the signature checked with
-   dkimpy's RSASSA-PKCS1-v1_5 or PyNaCl's ed25519.
+   fields hashed with dkimpy's canonicalization and field selection, and the signature checked with
+   dkimpy's RSASSA-PKCS1-v1_5 (after RFC 8017's length and range checks) or PyNaCl's ed25519.
 
 Results in RFC 8601 words, each with the cause: ``pass``; ``fail`` (body hash or signature did not
 verify); ``neutral`` (signature syntax, expired, failed under a t=y testing key); ``permerror`` (no
@@ -40,6 +40,8 @@ from ipv6gate.checks.dkim_body import (
     read_header_block,
 )
 from ipv6gate.checks.dkim_records import (
+    MAX_RSA_BITS,
+    MAX_RSA_EXPONENT_BITS,
     MIN_RSA_BITS,
     KeyRecord,
     Signature,
@@ -128,7 +130,11 @@ def _body_key(sig: Signature) -> BodyKey:
 
 
 def _verify(
-    sig: Signature, field: Header, headers: list[Header], digests: dict[BodyKey, bytes], dns_session: DnsSession
+    sig: Signature,
+    field: Header,
+    headers: list[Header],
+    digests: dict[BodyKey, bytes | None],
+    dns_session: DnsSession,
 ) -> SignatureOutcome:
     def outcome(result: Result, reason: str) -> SignatureOutcome:
         return SignatureOutcome(sig.domain, sig.selector, result, reason)
@@ -148,7 +154,10 @@ def _verify(
         try:
             key = parse_key_record(record.decode("latin-1"))
             check_key_fits(sig, key)
-            if digests[_body_key(sig)] != sig.body_hash:
+            body_hash = digests[_body_key(sig)]
+            if body_hash is None:
+                result = outcome(Result.FAIL, f"body is shorter than l={sig.length}")
+            elif body_hash != sig.body_hash:
                 result = outcome(Result.FAIL, "body hash did not verify")
             elif not _signature_verifies(sig, key, field, headers):
                 result = outcome(Result.FAIL, "signature did not verify")
@@ -165,7 +174,7 @@ def _verify(
 
 
 def _signature_verifies(sig: Signature, key: KeyRecord, field: Header, headers: list[Header]) -> bool:
-    """The header hash (dkimpy's canonicalization and field selection) checked against b=."""
+    """The header hash (RFC 6376 §3.7, with dkimpy's canonicalization and field selection) checked against b=."""
     public_key = _public_key(key)
     policy = CanonicalizationPolicy.from_c_value(sig.c_value)
     signed = [name.encode("latin-1") for name in sig.signed_fields]
@@ -174,17 +183,49 @@ def _signature_verifies(sig: Signature, key: KeyRecord, field: Header, headers: 
     if b"from" in signed:
         signed.append(b"from")
     hasher = hashlib.new(sig.hash_name)
-    dkim.hash_headers(hasher, policy, policy.canonicalize_headers(headers), signed, field, sig.tags)
+    candidates = _bottom_fields(policy.canonicalize_headers(headers), signed)
+    own = policy.canonicalize_headers([(field[0], _without_b_value(field[1]))])
+    for name, value in dkim.select_headers(candidates, signed) + [(n, v.rstrip()) for n, v in own]:
+        hasher.update(name + b":" + value)
     if key.key_type == "ed25519":
         try:
             public_key.verify(hasher.digest(), sig.signature)
-        except nacl.exceptions.BadSignatureError:
+        except (nacl.exceptions.BadSignatureError, ValueError):  # ValueError: b= is not 64 octets
             return False
         return True
+    modulus: int = public_key["modulus"]
+    # RFC 8017 §8.2.2: a signature is exactly k octets and, as an integer, below the modulus.
+    if len(sig.signature) != (modulus.bit_length() + 7) // 8 or int.from_bytes(sig.signature) >= modulus:
+        return False
     try:
         return bool(dkim.crypto.RSASSA_PKCS1_v1_5_verify(hasher, sig.signature, public_key))
     except (TypeError, ValueError, dkim.crypto.DigestTooLargeError):
         return False
+
+
+def _bottom_fields(headers: list[Header], signed: list[bytes]) -> list[Header]:
+    """The fields h= can select (RFC 6376 §5.4.2: bottom-up, one per listing), in message order.
+
+    dkimpy's ``select_headers`` costs (h= entries) x (fields); given only these, it picks the same ones.
+    """
+    wanted = {name: signed.count(name) for name in set(signed)}
+    kept: list[Header] = []
+    for field in reversed(headers):
+        name = field[0].lower()
+        if wanted.get(name, 0) > 0:
+            wanted[name] -= 1
+            kept.append(field)
+    return kept[::-1]
+
+
+def _without_b_value(value: bytes) -> bytes:
+    """The DKIM-Signature value with the b= tag's value, and the white space around it, removed (§3.7)."""
+    specs = value.split(b";")
+    for index, spec in enumerate(specs):
+        name, equals, _ = spec.partition(b"=")
+        if equals and name.strip(b" \t\r\n") == b"b":
+            specs[index] = name + equals
+    return b";".join(specs)
 
 
 def _public_key(key: KeyRecord) -> Any:
@@ -195,10 +236,13 @@ def _public_key(key: KeyRecord) -> Any:
     try:
         parsed = dkim.crypto.parse_public_key(key.public_key)
         bits = parsed["modulus"].bit_length()
+        exponent_bits = parsed["publicExponent"].bit_length()
     except Exception:  # the ASN.1 is sender-controlled: any failure is a malformed key
         raise Unusable(Result.PERMERROR, "key syntax: p= is not an RSA public key") from None
     if bits < MIN_RSA_BITS:
         raise Unusable(Result.PERMERROR, f"RSA key too small: {bits} bits (RFC 8301 needs {MIN_RSA_BITS})")
+    if bits > MAX_RSA_BITS or exponent_bits > MAX_RSA_EXPONENT_BITS:
+        raise Unusable(Result.PERMERROR, f"RSA key too large: {bits} bits, exponent of {exponent_bits} bits")
     return parsed
 
 

@@ -13,7 +13,8 @@ costs what a small one does; a message held whole is read through ``io.BytesIO``
   SP); trailing CRLFs as for simple, and a body with no content hashes as empty. This reproduces
   dkimpy's ``Simple``/``Relaxed.canonicalize_body`` (tested against it), including its quirk of
   keeping whitespace at the very end of a body with no final line break. ``l=`` truncates the
-  canonical body; reading stops early once every needed hash has its ``l=`` octets.
+  canonical body (a body shorter than ``l=`` gets no hash); reading stops early once every needed
+  hash has its ``l=`` octets.
 
 A failure to read the stream raises ``Unreadable`` (the caller reports it as temporary).
 """
@@ -45,7 +46,7 @@ class Unreadable(Exception):
 
 def body_digests(
     stream: ByteStream, wanted: Iterable[BodyKey], *, chunk_size: int = CHUNK_SIZE
-) -> dict[BodyKey, bytes]:
+) -> dict[BodyKey, bytes | None]:
     """The canonical body hashes of a body read from ``stream`` (positioned at the body's start)."""
     return hash_body(Reader(stream, chunk_size), b"", set(wanted))
 
@@ -97,7 +98,7 @@ def _body_offset(buf: bytearray, searched: int) -> int | None:
     return match.end() if match else None
 
 
-def hash_body(reader: Reader, first: bytes, wanted: set[BodyKey]) -> dict[BodyKey, bytes]:
+def hash_body(reader: Reader, first: bytes, wanted: set[BodyKey]) -> dict[BodyKey, bytes | None]:
     sinks = {key: _Sink(key[1], key[2]) for key in wanted}
     canonicalizers = [
         _BodyCanonicalizer(name == "relaxed", [sink for key, sink in sinks.items() if key[0] == name])
@@ -163,8 +164,9 @@ class _Sink:
             self._hash.update(part)
             self._left -= len(part)
 
-    def digest(self) -> bytes:
-        return self._hash.digest()
+    def digest(self) -> bytes | None:
+        """The hash; None when ``l=`` asked for more octets than the canonical body has (RFC 6376 §3.5)."""
+        return None if self._left else self._hash.digest()
 
 
 class _BodyCanonicalizer:

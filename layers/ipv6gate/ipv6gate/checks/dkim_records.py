@@ -23,6 +23,11 @@ from ipv6gate.results import Result
 ALGORITHMS = {"rsa-sha256": ("rsa", "sha256"), "ed25519-sha256": ("ed25519", "sha256")}
 REFUSED_ALGORITHMS = {"rsa-sha1": "rsa-sha1 is not accepted (RFC 8301)"}
 MIN_RSA_BITS = 1024
+# RFC 8301 §3.2: verifiers MUST handle 1024-4096 bits and MAY handle more. Larger keys, exponents and
+# h= lists only buy a sender CPU time beyond the decision budget (pure-Python RSA, header selection).
+MAX_RSA_BITS = 8192
+MAX_RSA_EXPONENT_BITS = 64
+MAX_SIGNED_FIELDS = 256
 CANONICALIZATIONS = ("simple", "relaxed")
 
 _TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -79,7 +84,7 @@ def parse_tag_list(text: str, what: str) -> dict[str, str]:
 class Signature:
     """A DKIM-Signature that passed every syntax rule; values as the verifier needs them."""
 
-    domain: str  # d=, as written (compared case-insensitively)
+    domain: str  # d=, lowercased (domain names compare case-insensitively), without a final dot
     selector: str  # s=
     key_type: str  # from a=: "rsa" or "ed25519"
     hash_name: str  # from a=: "sha256"
@@ -88,7 +93,7 @@ class Signature:
     header_canon: str  # c=, "simple" or "relaxed"
     body_canon: str
     signed_fields: tuple[str, ...]  # h=, lowercased, in order
-    identity_domain: str  # the domain of i= (decoded), or d= when i= is absent
+    identity_domain: str  # the domain of i= (decoded, lowercased), or d= when i= is absent
     length: int | None  # l=
     tags: dict[str, str]  # all of them, for dkimpy's header hash
 
@@ -114,13 +119,17 @@ def parse_signature(raw: str, *, now: float) -> Signature:
     if algorithm not in ALGORITHMS:
         raise Unusable(Result.PERMERROR, f"algorithm {_shown(tags['a'])} is not supported")
     key_type, hash_name = ALGORITHMS[algorithm]
-    domain = tags["d"].rstrip(".")
+    domain = tags["d"].lower().removesuffix(".")
     if not _is_domain(domain):
         raise _syntax(f"d={_shown(tags['d'])} is not a domain name")
     if not _is_domain(tags["s"]):
         raise _syntax(f"s={_shown(tags['s'])} is not a selector")
     header_canon, body_canon = _canonicalization(tags.get("c", "simple/simple"))
     signed = tuple(name.strip(_WSP).lower() for name in tags["h"].split(":"))
+    if not all(signed):
+        raise _syntax("h= has an empty field name")
+    if len(signed) > MAX_SIGNED_FIELDS:
+        raise _syntax(f"h= lists {len(signed)} fields (this verifier hashes at most {MAX_SIGNED_FIELDS})")
     if "from" not in signed:
         raise _syntax("h= does not include From (RFC 6376 §5.4)")
     if "q" in tags and "dns/txt" not in (method.strip(_WSP).lower() for method in tags["q"].split(":")):
@@ -193,7 +202,7 @@ def _check_times(tags: dict[str, str], now: float) -> None:
 
 def _base64(tags: dict[str, str], name: str, error: Callable[[str], Unusable]) -> bytes:
     compact = re.sub(r"[ \t\r\n]", "", tags[name])
-    if not _BASE64.match(compact) or len(compact) % 4:
+    if not compact or not _BASE64.match(compact) or len(compact) % 4:
         raise error(f"{name}= is not valid base64")
     try:
         return base64.b64decode(compact, validate=True)
