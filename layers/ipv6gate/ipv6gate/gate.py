@@ -21,14 +21,7 @@ from ipv6gate.decision import Decision
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
 from ipv6gate.domains import DomainError, recipient_domain
 from ipv6gate.event import Mail
-from ipv6gate.policy import (
-    Checks,
-    Disposition,
-    Recipient,
-    decide,
-    disposition,
-    needs_checks,
-)
+from ipv6gate.policy import Checks, Recipient, certain, decide, disposition, needs_checks
 from ipv6gate.ports import (
     BounceQueue,
     BounceQueueError,
@@ -87,7 +80,7 @@ class Gate:
         if needs_checks(source, recipients):
             assert isinstance(source, Source)
             deadline = Deadline(self.settings.decision_budget_seconds, self.clock)
-            checks, queries = self._run_checks(mail, source, deadline, raw_message)
+            checks, queries = self._run_checks(mail, source, recipients, deadline, raw_message)
         else:
             why = "not needed: IPv4, unknown client, or no opted-in recipient"
             checks = Checks(skipped("iprev", why), skipped("spf", why), skipped("dkim", why))
@@ -131,9 +124,8 @@ class Gate:
                     self.bounces.enqueue(request)
             except BounceQueueError as exc:
                 notes.append(f"bounce could not be queued, message let through: {exc}")
-                decision = replace(
-                    decision, disposition=Disposition.CONTINUE, faults=(*decision.faults, "bounce_queue")
-                )
+                lost = disposition(decision.verdicts, bounce_lost=True)
+                decision = replace(decision, disposition=lost, faults=(*decision.faults, "bounce_queue"))
         decision = replace(decision, notes=tuple(notes))
         # IPv4 mail is outside the rule (always accepted): recording it would cost a write per
         # message and explain nothing, so the trace holds IPv6 and unknown-client decisions.
@@ -169,8 +161,12 @@ class Gate:
                 return [Recipient(a, d, None, f"tenant lookup failed: {exc}") for a, d in domains.items()]
         return [Recipient(a, d, tenants.get(d) if d else None) for a, d in domains.items()]
 
-    def _run_checks(self, mail: Mail, source: Source, deadline: Deadline, raw: bytes | None) -> tuple[Checks, int]:
+    def _run_checks(
+        self, mail: Mail, source: Source, recipients: list[Recipient], deadline: Deadline, raw: bytes | None
+    ) -> tuple[Checks, int]:
         """The three checks concurrently; their results and the DNS queries they made.
+
+        Unless ``complete_checks``, it stops waiting once the policy says the verdicts are certain.
 
         One deadline for all, but a DNS session (and query cap) each: a sender's SPF record, which
         it writes itself, must not be able to spend the queries the PTR lookup needs.
@@ -189,10 +185,14 @@ class Gate:
         }
         futures = {self._pool.submit(task): name for name, task in tasks.items()}
         results: dict[str, CheckResult] = {}
+
+        def settled() -> bool:
+            return not self.complete_checks and certain(source, recipients, results, s.temperror_action)
+
         # A small grace beyond the DNS budget for CPU work (hashing a large body).
         give_up = self.clock() + max(0.0, deadline.remaining()) + 2.0
         pending = set(futures)
-        while pending and not (not self.complete_checks and _settled(results)):
+        while pending and not settled():
             done, pending = cf.wait(pending, timeout=max(0.0, give_up - self.clock()), return_when=cf.FIRST_COMPLETED)
             if not done:
                 break
@@ -204,7 +204,7 @@ class Gate:
             name = futures[future]
             if future.done():
                 results[name] = _outcome(name, future)
-            elif _settled(results):
+            elif certain(source, recipients, results, s.temperror_action):
                 results[name] = skipped(name, "not needed: the verdict was already certain")
             else:
                 results[name] = CheckResult(name, Result.TEMPERROR, "check did not finish within the decision budget")
@@ -247,21 +247,6 @@ class _UntilCancelled:
         if self._session.cancelled:
             raise OSError("decision already made")
         return self._stream.read(size)
-
-
-def _settled(results: dict[str, CheckResult]) -> bool:
-    """Whether the verdict no longer depends on the checks still running (see policy.decide).
-
-    Once the PTR is known: a PTR failure decides (4.7.25) whatever SPF and DKIM say, and an SPF or
-    DKIM pass decides the authentication gate. What the bounce policy would still like to know is
-    worked out by the bouncer, off this path.
-    """
-    iprev = results.get("iprev")
-    if iprev is None:
-        return False
-    if iprev.result not in (Result.PASS, Result.TEMPERROR):
-        return True
-    return any(r.passed for r in results.values() if r.method != "iprev")
 
 
 def _outcome(name: str, future: cf.Future[CheckResult]) -> CheckResult:

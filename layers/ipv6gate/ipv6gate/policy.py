@@ -1,6 +1,6 @@
 """The decision: a pure function of (source, tenants, check results) -> per-recipient verdicts.
 
-Order per recipient (REFERENCE §1): not opted in -> 550 5.2.1; no usable PTR -> 450 4.7.25;
+Order per recipient (Exchange Online's documented rule): not opted in -> 550 5.2.1; no usable PTR -> 450 4.7.25;
 neither SPF nor DKIM pass -> 450 4.7.26; otherwise accept. A temporary DNS failure rejects only
 when the outcome does not depend on it, unless the operator chose TEMPERROR_ACTION=reject.
 """
@@ -8,6 +8,7 @@ when the outcome does not depend on it, unless the operator chose TEMPERROR_ACTI
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
@@ -87,11 +88,45 @@ def decide(
     return [_decide_one(source, r, checks, temperror_action) for r in recipients]
 
 
-def disposition(verdicts: list[RecipientVerdict]) -> Disposition:
-    """Stop the rule set only when no recipient is left to deliver to."""
-    if verdicts and all(v.verdict is Verdict.REJECT for v in verdicts):
+def disposition(verdicts: list[RecipientVerdict], *, bounce_lost: bool = False) -> Disposition:
+    """Stop the rule set only when no recipient is left to deliver to.
+
+    ``bounce_lost``: a bounce was due but could not be queued. Stopping the message then would leave
+    its sender with no word at all, so it is let through instead (fail open; the decision says why).
+    """
+    if verdicts and all(v.verdict is Verdict.REJECT for v in verdicts) and not bounce_lost:
         return Disposition.STOP_RULE_SET
     return Disposition.CONTINUE
+
+
+# One result of each class the rule tells apart: pass, temporary, anything else (fail, none, ...).
+_REPRESENTATIVES = (Result.PASS, Result.TEMPERROR, Result.FAIL)
+CHECK_NAMES = ("iprev", "spf", "dkim")
+
+
+def certain(
+    source: Source | Unknown,
+    recipients: list[Recipient],
+    known: dict[str, CheckResult],
+    temperror_action: TempErrorAction = TempErrorAction.ACCEPT,
+) -> bool:
+    """Whether ``decide`` already gives the same verdicts and replies, whatever the checks not in ``known`` say.
+
+    The check runner asks this after each result, so the rule is written once (in ``decide``): every
+    completion of the missing results is tried, one result per class the rule distinguishes
+    (``tests/property/test_certainty.py`` proves that these classes stand for every RFC 8601 value).
+    """
+    missing = [name for name in CHECK_NAMES if name not in known]
+    outcomes: set[tuple[tuple[Verdict, str | None, bool], ...]] = set()
+    for combination in itertools.product(_REPRESENTATIVES, repeat=len(missing)):
+        results = dict(known) | {name: CheckResult(name, r, "") for name, r in zip(missing, combination, strict=True)}
+        verdicts = decide(
+            source, recipients, Checks(results["iprev"], results["spf"], results["dkim"]), temperror_action
+        )
+        outcomes.add(tuple((v.verdict, str(v.reply) if v.reply else None, v.monitor) for v in verdicts))
+        if len(outcomes) > 1:
+            return False
+    return True
 
 
 def _decide_one(
