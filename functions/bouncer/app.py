@@ -32,7 +32,6 @@ from ipv6gate.bounce import BounceDecision
 from ipv6gate.bounce_request import BounceRequest
 from ipv6gate.bouncer import BouncerSettings, Pacer, parse_record_body, send_one, ses_client
 from ipv6gate.lambda_gate import log_json
-from ipv6gate.settings import Settings
 from ipv6gate.wiring import build_dns, build_messages
 
 logger = Logger(json_serializer=log_json)
@@ -42,9 +41,8 @@ metrics = Metrics()
 settings = BouncerSettings.from_env(os.environ)
 ses = ses_client()
 # For requests the gate queued before SPF/DKIM finished: the same DNS layer and message store.
-check_settings = Settings.from_env(os.environ)
-dns = build_dns(check_settings)
-messages = build_messages(check_settings)
+dns = build_dns(settings.checks)
+messages = build_messages(settings.checks)
 pacer = Pacer(settings.rate_per_second)
 processor = BatchProcessor(event_type=EventType.SQS)
 _invocation: dict[str, LambdaContext] = {}
@@ -74,7 +72,7 @@ def _remaining_seconds() -> float:
 def _authenticate(request: BounceRequest) -> BounceDecision:
     from ipv6gate.sender_auth import authenticate_sender
 
-    return authenticate_sender(request, dns=dns, messages=messages, settings=check_settings)
+    return authenticate_sender(request, dns=dns, messages=messages, settings=settings.checks)
 
 
 def _send_bounce(*, bounce: dict[str, str], request: BounceRequest) -> dict[str, Any]:

@@ -14,9 +14,8 @@ import itertools
 
 import pytest
 
-from ipv6gate.policy import CHECK_NAMES, Checks, Recipient, certain, decide
+from ipv6gate.policy import CHECK_NAMES, Checks, Recipient, TempErrorAction, certain, decide
 from ipv6gate.results import CheckResult, Result
-from ipv6gate.settings import TempErrorAction
 from ipv6gate.source import Source
 from ipv6gate.tenants import Mode, Tenant
 

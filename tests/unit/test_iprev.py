@@ -3,10 +3,9 @@ import ipaddress
 import dns.name
 import pytest
 
-from ipv6gate.checks.iprev import check_iprev, is_host_name
+from ipv6gate.checks.iprev import PtrMode, check_iprev, is_host_name
 from ipv6gate.dns import DnsSession
 from ipv6gate.results import Result
-from ipv6gate.settings import PtrMode
 from tests.support import world
 
 

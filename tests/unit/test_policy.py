@@ -3,9 +3,18 @@ import ipaddress
 import pytest
 
 from ipv6gate import replies
-from ipv6gate.policy import Checks, Disposition, Recipient, RecipientVerdict, Verdict, decide, disposition, needs_checks
+from ipv6gate.policy import (
+    Checks,
+    Disposition,
+    Recipient,
+    RecipientVerdict,
+    TempErrorAction,
+    Verdict,
+    decide,
+    disposition,
+    needs_checks,
+)
 from ipv6gate.results import CheckResult, Result
-from ipv6gate.settings import TempErrorAction
 from ipv6gate.source import Source, Unknown
 from ipv6gate.tenants import Mode, Tenant, parse_prefix
 

@@ -1,6 +1,12 @@
+import dataclasses
+import re
+
 import pytest
 
-from ipv6gate.settings import DnsServer, PtrMode, Settings, SettingsError, TempErrorAction, parse_dns_servers
+from ipv6gate.bouncer import BouncerSettings
+from ipv6gate.checks.iprev import PtrMode
+from ipv6gate.policy import TempErrorAction
+from ipv6gate.settings import DnsServer, Settings, SettingsError, parse_dns_servers
 
 
 def test_defaults_follow_the_region() -> None:
@@ -56,7 +62,7 @@ def test_dns_server_forms() -> None:
         ({"TEMPERROR_ACTION": "maybe"}, "TEMPERROR_ACTION: 'maybe' is not one of accept|reject"),
         ({"DNS_QUERY_TIMEOUT_SECONDS": "soon"}, "DNS_QUERY_TIMEOUT_SECONDS: 'soon' is not a number"),
         ({"DECISION_BUDGET_SECONDS": "60"}, "DECISION_BUDGET_SECONDS: 60.0 is outside"),
-        ({"DNS_QUERY_LIMIT": "-3"}, "DNS_QUERY_LIMIT: '-3' is not a whole number"),
+        ({"DNS_QUERY_LIMIT": "-3"}, "DNS_QUERY_LIMIT: -3 is outside 5..500"),
         ({"DNS_QUERY_TIMEOUT_SECONDS": "5", "DECISION_BUDGET_SECONDS": "2"}, "must not exceed"),
         ({"TRUSTED_RECEIVERS": "mx/evil"}, "TRUSTED_RECEIVERS: 'mx/evil'"),
     ],
@@ -103,3 +109,28 @@ def test_readme_documents_every_setting() -> None:
 
     readme = Path(__file__).parents[2].joinpath("README.md").read_text()
     assert [name for name in ENV_NAMES if f"| `{name}` |" not in readme] == []
+
+
+def _readme_default(spec: dataclasses.Field[object]) -> str:
+    if spec.metadata["shown"]:
+        return str(spec.metadata["shown"])
+    value = spec.default
+    if value == "":
+        return "empty"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"`{value}`"
+
+
+@pytest.mark.parametrize("model", [Settings, BouncerSettings])
+def test_readme_table_shows_each_declared_default(model: type) -> None:
+    """Each setting is declared once (settings.setting); the README's tables must say the same default."""
+    from pathlib import Path
+
+    readme = Path(__file__).parents[2].joinpath("README.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([A-Z0-9_]+)` \| ([^|]+?) \|", readme, re.M)}
+    declared = [spec for spec in dataclasses.fields(model) if "env" in spec.metadata]
+    assert declared
+    assert {spec.metadata["env"]: rows.get(spec.metadata["env"]) for spec in declared} == {
+        spec.metadata["env"]: _readme_default(spec) for spec in declared
+    }

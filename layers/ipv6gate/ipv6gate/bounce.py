@@ -17,7 +17,12 @@ from enum import StrEnum
 
 from ipv6gate.policy import Checks, RecipientVerdict, Verdict
 from ipv6gate.results import Result
-from ipv6gate.settings import BounceMode
+
+
+class BounceMode(StrEnum):
+    AUTHENTICATED = "authenticated"  # bounce only to an authenticated envelope sender (no backscatter)
+    ALWAYS = "always"  # to any sender, except where a bounce is never right (null sender, DSNs, ...)
+    NEVER = "never"
 
 
 class BounceAction(StrEnum):

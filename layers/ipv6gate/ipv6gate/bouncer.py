@@ -18,7 +18,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,16 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from ipv6gate.bounce import BounceAction, BounceDecision
 from ipv6gate.bounce_request import BounceRequest, BounceRequestError
-from ipv6gate.settings import SettingsError, env_integer, env_number
-
-# Every environment variable the bouncer reads (README "Bounces" and template.yaml document each).
-ENV_NAMES = (
-    "BOUNCE_SENDER",
-    "BOUNCE_SENDER_ARN",
-    "IDEMPOTENCY_TABLE",
-    "BOUNCE_MAX_AGE_HOURS",
-    "BOUNCE_RATE_PER_SECOND",
-)
+from ipv6gate.settings import Settings, SettingsError, env_names, from_env, integer, number, setting, text
 
 # Error codes SES (query protocol) and the AWS SDKs use for "slow down"; SES v1 answers
 # ``Throttling`` ("Maximum sending rate exceeded.") with HTTP 400.
@@ -64,15 +55,35 @@ _IDENTITY_ARN = re.compile(r"^arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/\S+$
 
 
 # --------------------------------------------------------------------------- settings
+def _email(raw: str) -> str:
+    if not _EMAIL.fullmatch(raw):
+        raise ValueError(f"{raw!r} is not an email address like bounces@example.com")
+    return raw
+
+
+def _identity_arn(raw: str) -> str:
+    if not _IDENTITY_ARN.fullmatch(raw):
+        raise ValueError(f"{raw!r} is not an SES identity ARN (arn:aws:ses:...:identity/...)")
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class BouncerSettings:
-    """The bouncer's settings, read once per cold start (``from_env``) and validated."""
+    """The bouncer's one settings model, read once per cold start (``from_env``) and validated.
 
-    bounce_sender: str
-    bounce_sender_arn: str = ""
-    idempotency_table: str = ""
-    max_age_hours: int = 24
-    rate_per_second: float = 1.0
+    ``checks`` holds the gate's settings, for the senders the bouncer must authenticate itself.
+    """
+
+    bounce_sender: str = setting(
+        "BOUNCE_SENDER", "", _email, "From address of bounces (a verified SES identity)", shown="(required)"
+    )
+    bounce_sender_arn: str = setting("BOUNCE_SENDER_ARN", "", _identity_arn, "identity ARN for sending authorization")
+    idempotency_table: str = setting(
+        "IDEMPOTENCY_TABLE", "", text, "DynamoDB table of idempotency records", shown="(required)"
+    )
+    max_age_hours: int = setting("BOUNCE_MAX_AGE_HOURS", 24, integer(1, 24), "older requests are dropped")
+    rate_per_second: float = setting("BOUNCE_RATE_PER_SECOND", 1.0, number(0.01, 10.0), "SendBounce calls per second")
+    checks: Settings = field(default_factory=Settings)
     # Not environment settings: the retry shape, fixed by SES's 1/s quota and the 60 s Timeout.
     max_attempts: int = 5  # SendBounce calls per request and invocation (1 + 4 retries)
     backoff_base_seconds: float = 1.0
@@ -82,24 +93,12 @@ class BouncerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BouncerSettings:
         """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
-        sender = env.get("BOUNCE_SENDER", "").strip()
-        if not sender:
+        settings = from_env(cls, env, checks=Settings.from_env(env))
+        if not settings.bounce_sender:
             raise SettingsError("BOUNCE_SENDER: not set (the From address of bounces, a verified SES identity)")
-        if not _EMAIL.fullmatch(sender):
-            raise SettingsError(f"BOUNCE_SENDER: {sender!r} is not an email address like bounces@example.com")
-        arn = env.get("BOUNCE_SENDER_ARN", "").strip()
-        if arn and not _IDENTITY_ARN.fullmatch(arn):
-            raise SettingsError(f"BOUNCE_SENDER_ARN: {arn!r} is not an SES identity ARN (arn:aws:ses:...:identity/...)")
-        table = env.get("IDEMPOTENCY_TABLE", "").strip()
-        if not table:
+        if not settings.idempotency_table:
             raise SettingsError("IDEMPOTENCY_TABLE: not set (the DynamoDB table that keeps bounces from repeating)")
-        return cls(
-            bounce_sender=sender,
-            bounce_sender_arn=arn,
-            idempotency_table=table,
-            max_age_hours=env_integer(env, "BOUNCE_MAX_AGE_HOURS", 24, 1, 24),
-            rate_per_second=env_number(env, "BOUNCE_RATE_PER_SECOND", 1.0, 0.01, 10.0),
-        )
+        return settings
 
     @property
     def max_age(self) -> timedelta:
@@ -109,6 +108,10 @@ class BouncerSettings:
     def idempotency_expiry_seconds(self) -> int:
         """How long a sent bounce's idempotency record lives: beyond the last moment it could repeat."""
         return self.max_age_hours * 3600 + IDEMPOTENCY_MARGIN_SECONDS
+
+
+# Every environment variable the bouncer reads for itself (README "Bounces" and template.yaml document each).
+ENV_NAMES = env_names(BouncerSettings)
 
 
 # --------------------------------------------------------------------------- pacing

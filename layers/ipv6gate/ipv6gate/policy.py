@@ -15,9 +15,13 @@ from enum import Enum, StrEnum
 from ipv6gate import replies
 from ipv6gate.replies import Reply
 from ipv6gate.results import CheckResult, Result
-from ipv6gate.settings import TempErrorAction
 from ipv6gate.source import Source, Unknown
 from ipv6gate.tenants import Mode, Tenant
+
+
+class TempErrorAction(StrEnum):
+    ACCEPT = "accept"  # a temporary DNS failure that decides the outcome lets the mail through
+    REJECT = "reject"  # ... or answers the 450 that the failing check would carry
 
 
 class Verdict(StrEnum):

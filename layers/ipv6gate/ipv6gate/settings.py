@@ -1,59 +1,27 @@
 """Every setting of the gate in one validated, immutable model, read once per cold start.
 
-Only this module and the entry points look at the environment; the core receives a ``Settings``.
-Each name below is documented in the README and is a Parameter in ``template.yaml``.
+Each setting is declared once, as a field with ``setting(env, default, parser, help)``: ``from_env``,
+``ENV_NAMES`` and the tests that check the README's table and the template's Parameters all read
+that declaration. The enums belong to the domain code that uses them (``PtrMode`` to iprev,
+``TempErrorAction`` to the policy, ``BounceMode`` to the bounce policy), which never imports this
+module. Only this module and the entry points look at the environment.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from typing import Any
 
-# Every environment variable the core reads (the README and template.yaml document each one).
-ENV_NAMES = (
-    "TENANTS_TABLE",
-    "MESSAGE_BUCKET",
-    "MESSAGE_PREFIX",
-    "DNS_SERVERS",
-    "DNS_ZONE_DIR",
-    "DNS_QUERY_TIMEOUT_SECONDS",
-    "DECISION_BUDGET_SECONDS",
-    "DNS_QUERY_LIMIT",
-    "DNS_CACHE_SIZE",
-    "PTR_MODE",
-    "TRUSTED_RECEIVERS",
-    "TEMPERROR_ACTION",
-    "SPF_VOID_LOOKUP_LIMIT",
-    "DKIM_MAX_SIGNATURES",
-    "MESSAGE_MAX_BYTES",
-    "BOUNCE_MODE",
-    "BOUNCE_QUEUE_URL",
-    "TRACE_TABLE",
-    "TRACE_TTL_DAYS",
-    "TENANT_CACHE_SECONDS",
-)
+from ipv6gate.bounce import BounceMode
+from ipv6gate.checks.iprev import PtrMode
+from ipv6gate.policy import TempErrorAction
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it and says what is expected."""
-
-
-class PtrMode(StrEnum):
-    EXISTS = "exists"  # a valid, non-numeric host name is published for the address
-    FCRDNS = "fcrdns"  # ... and that name resolves back to the same address
-
-
-class TempErrorAction(StrEnum):
-    ACCEPT = "accept"  # a temporary DNS failure that decides the outcome lets the mail through
-    REJECT = "reject"  # ... or answers the 450 that the failing check would carry
-
-
-class BounceMode(StrEnum):
-    AUTHENTICATED = "authenticated"  # bounce only to an authenticated envelope sender (no backscatter)
-    ALWAYS = "always"  # to any sender, except where a bounce is never right (null sender, DSNs, ...)
-    NEVER = "never"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,62 +30,83 @@ class DnsServer:
     port: int = 53
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    tenants_table: str = ""
-    message_bucket: str = ""
-    message_prefix: str = ""
-    dns_servers: tuple[DnsServer, ...] = ()
-    dns_zone_dir: str = ""
-    dns_query_timeout_seconds: float = 2.0
-    decision_budget_seconds: float = 10.0
-    dns_query_limit: int = 120
-    dns_cache_size: int = 4096
-    ptr_mode: PtrMode = PtrMode.EXISTS
-    trusted_receivers: tuple[str, ...] = ("inbound-smtp.*.amazonaws.com",)
-    temperror_action: TempErrorAction = TempErrorAction.ACCEPT
-    spf_void_lookup_limit: int = 2
-    dkim_max_signatures: int = 5
-    message_max_bytes: int = 40 * 1024 * 1024
-    bounce_mode: BounceMode = BounceMode.AUTHENTICATED
-    bounce_queue_url: str = ""
-    trace_table: str = ""
-    trace_ttl_days: int = 30
-    tenant_cache_seconds: int = 30
+def setting[T](
+    env: str, default: T, parse: Callable[[str], T], help: str, *, shown: str | None = None, strip: bool = True
+) -> Any:
+    """Declare a setting once: its variable, default, parser (raw text -> value; ValueError says why) and help.
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or ""
-        default_receiver = f"inbound-smtp.{region}.amazonaws.com" if region else "inbound-smtp.*.amazonaws.com"
-        settings = cls(
-            tenants_table=env.get("TENANTS_TABLE", "").strip(),
-            message_bucket=env.get("MESSAGE_BUCKET", "").strip(),
-            message_prefix=env.get("MESSAGE_PREFIX", ""),
-            dns_servers=parse_dns_servers(env.get("DNS_SERVERS", "")),
-            dns_zone_dir=env.get("DNS_ZONE_DIR", "").strip(),
-            dns_query_timeout_seconds=env_number(env, "DNS_QUERY_TIMEOUT_SECONDS", 2.0, 0.05, 10.0),
-            decision_budget_seconds=env_number(env, "DECISION_BUDGET_SECONDS", 10.0, 0.1, 25.0),
-            dns_query_limit=env_integer(env, "DNS_QUERY_LIMIT", 120, 5, 500),
-            dns_cache_size=env_integer(env, "DNS_CACHE_SIZE", 4096, 0, 1_000_000),
-            ptr_mode=_choice(env, "PTR_MODE", PtrMode, PtrMode.EXISTS),
-            trusted_receivers=_receivers(env.get("TRUSTED_RECEIVERS", ""), default_receiver),
-            temperror_action=_choice(env, "TEMPERROR_ACTION", TempErrorAction, TempErrorAction.ACCEPT),
-            spf_void_lookup_limit=env_integer(env, "SPF_VOID_LOOKUP_LIMIT", 2, 0, 100),
-            dkim_max_signatures=env_integer(env, "DKIM_MAX_SIGNATURES", 5, 1, 50),
-            message_max_bytes=env_integer(env, "MESSAGE_MAX_BYTES", 40 * 1024 * 1024, 1024, 64 * 1024 * 1024),
-            bounce_mode=_choice(env, "BOUNCE_MODE", BounceMode, BounceMode.AUTHENTICATED),
-            bounce_queue_url=env.get("BOUNCE_QUEUE_URL", "").strip(),
-            trace_table=env.get("TRACE_TABLE", "").strip(),
-            trace_ttl_days=env_integer(env, "TRACE_TTL_DAYS", 30, 1, 3650),
-            tenant_cache_seconds=env_integer(env, "TENANT_CACHE_SECONDS", 30, 0, 3600),
-        )
-        if settings.dns_query_timeout_seconds > settings.decision_budget_seconds:
-            raise SettingsError(
-                "DNS_QUERY_TIMEOUT_SECONDS must not exceed DECISION_BUDGET_SECONDS "
-                f"({settings.dns_query_timeout_seconds} > {settings.decision_budget_seconds})"
-            )
-        return settings
+    ``shown`` is how the README's table writes the default when it is not the value itself;
+    ``strip=False`` keeps white space that is part of the value (a key prefix).
+    """
+    return field(default=default, metadata={"env": env, "parse": parse, "help": help, "shown": shown, "strip": strip})
+
+
+def number(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not re.fullmatch(r"[+-]?\d+", raw):
+            raise ValueError(f"{raw!r} is not a whole number ({low}..{high})")
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def choice[E: StrEnum](kind: type[E]) -> Callable[[str], E]:
+    def parse(raw: str) -> E:
+        try:
+            return kind(raw.lower())
+        except ValueError:
+            raise ValueError(f"{raw!r} is not one of {'|'.join(m.value for m in kind)}") from None
+
+    return parse
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+def from_env[S](cls: type[S], env: Mapping[str, str], **derived: Any) -> S:
+    """An instance of the settings dataclass ``cls`` from ``env``; ``SettingsError`` names the first bad one.
+
+    An unset or empty variable means the declared default, or the value in ``derived`` (defaults that
+    depend on something else, such as the region).
+    """
+    values: dict[str, Any] = {}
+    for spec in fields(cls):  # type: ignore[arg-type]
+        meta = spec.metadata
+        if "env" not in meta:
+            continue
+        raw = env.get(meta["env"], "")
+        raw = raw.strip() if meta["strip"] else raw
+        if not raw:
+            continue
+        try:
+            values[spec.name] = meta["parse"](raw)
+        except SettingsError:
+            raise  # already names the variable
+        except ValueError as exc:
+            raise SettingsError(f"{meta['env']}: {exc}") from None
+    return cls(**(derived | values))
+
+
+def env_names(cls: type[Any]) -> tuple[str, ...]:
+    """Every environment variable a settings dataclass reads, in declaration order."""
+    return tuple(spec.metadata["env"] for spec in fields(cls) if "env" in spec.metadata)
 
 
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d{1,5}))?$")
@@ -151,45 +140,80 @@ def parse_dns_servers(value: str) -> tuple[DnsServer, ...]:
     return tuple(servers)
 
 
-def _receivers(value: str, default: str) -> tuple[str, ...]:
+def _receivers(value: str) -> tuple[str, ...]:
     items = tuple(v.strip().lower() for v in value.split(",") if v.strip())
     for item in items:
         if not re.fullmatch(r"[a-z0-9*.-]+", item):
-            raise SettingsError(f"TRUSTED_RECEIVERS: {item!r} is not a host name pattern")
-    return items or (default,)
+            raise ValueError(f"{item!r} is not a host name pattern")
+    return items
 
 
-def env_number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}: {raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}: {value} is outside {low}..{high}")
-    return value
+_SYSTEM_RESOLVER: tuple[DnsServer, ...] = ()
+_ANY_SES_REGION: tuple[str, ...] = ("inbound-smtp.*.amazonaws.com",)
 
 
-def env_integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not re.fullmatch(r"\d+", raw):
-        raise SettingsError(f"{name}: {raw!r} is not a whole number")
-    value = int(raw)
-    if not low <= value <= high:
-        raise SettingsError(f"{name}: {value} is outside {low}..{high}")
-    return value
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The gate's settings (the Lambda, the CLI and the bouncer's checks); README "Settings" documents each."""
+
+    tenants_table: str = setting(
+        "TENANTS_TABLE", "", text, "DynamoDB table of tenants (partition key `domain`)", shown="(required)"
+    )
+    message_bucket: str = setting(
+        "MESSAGE_BUCKET", "", text, "bucket the S3 action writes raw messages to; empty = no DKIM fetch"
+    )
+    message_prefix: str = setting(
+        "MESSAGE_PREFIX", "", text, "key prefix of raw messages", shown="empty (template: `inbound/`)", strip=False
+    )
+    dns_servers: tuple[DnsServer, ...] = setting(
+        "DNS_SERVERS", _SYSTEM_RESOLVER, parse_dns_servers, "resolvers to ask", shown="system resolver"
+    )
+    dns_zone_dir: str = setting("DNS_ZONE_DIR", "", text, "answer DNS from zone files (demo, tests)", shown="unset")
+    dns_query_timeout_seconds: float = setting(
+        "DNS_QUERY_TIMEOUT_SECONDS", 2.0, number(0.05, 10.0), "one query's limit"
+    )
+    decision_budget_seconds: float = setting(
+        "DECISION_BUDGET_SECONDS", 10.0, number(0.1, 25.0), "all DNS of a decision"
+    )
+    dns_query_limit: int = setting("DNS_QUERY_LIMIT", 120, integer(5, 500), "DNS queries per check of a decision")
+    dns_cache_size: int = setting("DNS_CACHE_SIZE", 4096, integer(0, 1_000_000), "answers kept per warm container")
+    ptr_mode: PtrMode = setting("PTR_MODE", PtrMode.EXISTS, choice(PtrMode), "what iprev wants of the PTR")
+    trusted_receivers: tuple[str, ...] = setting(
+        "TRUSTED_RECEIVERS",
+        _ANY_SES_REGION,
+        _receivers,
+        "hosts whose Received header is trusted",
+        shown="`inbound-smtp.<AWS_REGION>.amazonaws.com`",
+    )
+    temperror_action: TempErrorAction = setting(
+        "TEMPERROR_ACTION", TempErrorAction.ACCEPT, choice(TempErrorAction), "when a temporary error decides"
+    )
+    spf_void_lookup_limit: int = setting("SPF_VOID_LOOKUP_LIMIT", 2, integer(0, 100), "RFC 7208 §4.6.4 limit")
+    dkim_max_signatures: int = setting("DKIM_MAX_SIGNATURES", 5, integer(1, 50), "signatures verified per message")
+    message_max_bytes: int = setting(
+        "MESSAGE_MAX_BYTES", 40 * 1024 * 1024, integer(1024, 64 * 1024 * 1024), "largest raw message read for DKIM"
+    )
+    bounce_mode: BounceMode = setting(
+        "BOUNCE_MODE", BounceMode.AUTHENTICATED, choice(BounceMode), "who gets a DSN for a rejection"
+    )
+    bounce_queue_url: str = setting("BOUNCE_QUEUE_URL", "", text, "SQS queue of bounce requests; empty = no bounces")
+    trace_table: str = setting("TRACE_TABLE", "", text, "DynamoDB table of decisions; empty = no trace")
+    trace_ttl_days: int = setting("TRACE_TTL_DAYS", 30, integer(1, 3650), "days a decision is kept")
+    tenant_cache_seconds: int = setting("TENANT_CACHE_SECONDS", 30, integer(0, 3600), "seconds a tenant is cached")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or ""
+        derived = {"trusted_receivers": (f"inbound-smtp.{region}.amazonaws.com",)} if region else {}
+        settings = from_env(cls, env, **derived)
+        if settings.dns_query_timeout_seconds > settings.decision_budget_seconds:
+            raise SettingsError(
+                "DNS_QUERY_TIMEOUT_SECONDS must not exceed DECISION_BUDGET_SECONDS "
+                f"({settings.dns_query_timeout_seconds} > {settings.decision_budget_seconds})"
+            )
+        return settings
 
 
-def _choice[E: StrEnum](env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        allowed = "|".join(member.value for member in kind)
-        raise SettingsError(f"{name}: {raw!r} is not one of {allowed}") from None
+# Every environment variable the core reads (the README and template.yaml document each one).
+ENV_NAMES = env_names(Settings)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 
 import dns.name
 
 from ipv6gate.dns import DnsSession, DnsTempError, Status
 from ipv6gate.results import CheckResult, Result
-from ipv6gate.settings import PtrMode
 from ipv6gate.source import IPAddress
 
 METHOD = "iprev"
+
+
+class PtrMode(StrEnum):
+    EXISTS = "exists"  # a valid, non-numeric host name is published for the address
+    FCRDNS = "fcrdns"  # ... and that name resolves back to the same address
+
+
 _MAX_NAMES = 10  # RFC 7208 §4.6.4 uses the same bound for PTR names; a host rarely has more than one
 _LDH_LABEL = re.compile(rb"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
