@@ -43,10 +43,8 @@ class BounceRequest:
     recipients: tuple[BouncedRecipient, ...]
     # Set when the gate decided before SPF/DKIM were known: the bouncer must prove the sender first.
     authenticate: bool = False
-    dkim_signed: bool = False
-    helo: str = (
-        ""  # the client's HELO (SPF's %{h} macro)  # the message carries a DKIM-Signature (worth fetching for DKIM)
-    )
+    dkim_signed: bool = False  # the message carries a DKIM-Signature (worth fetching for DKIM)
+    helo: str = ""  # the client's HELO (SPF's %{h} macro)
 
     def to_json(self) -> str:
         body = asdict(self)

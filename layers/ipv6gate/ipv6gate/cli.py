@@ -50,14 +50,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--domain", help="recent decisions for a recipient domain")
     trace.add_argument("--limit", type=int, default=20, help="how many recent decisions (default 20)")
     args = parser.parse_args(argv)
-    if args.command == "tenants":
-        from ipv6gate.tenant_cli import run_tenants
+    if args.command in ("tenants", "trace"):
+        try:
+            settings = Settings.from_env(os.environ)  # the entry point reads the environment, once
+        except SettingsError as exc:
+            print(f"ipv6gate: configuration: {exc}", file=sys.stderr)
+            return 2
+        if args.command == "tenants":
+            from ipv6gate.tenant_cli import run_tenants
 
-        return run_tenants(args)
-    if args.command == "trace":
+            return run_tenants(args, settings, local_user=os.environ.get("USER") or "unknown")
         from ipv6gate.trace_cli import run_trace
 
-        return run_trace(args)
+        return run_trace(args, settings)
     return _evaluate(args)
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from ipv6gate.tenants import Tenant
 
-if TYPE_CHECKING:  # the ports only name these types; importing them here would be circular
+if TYPE_CHECKING:  # the ports only name these types (in annotations); no import at run time
     from ipv6gate.bounce_request import BounceRequest
     from ipv6gate.decision import Decision
 

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from ipv6gate.domains import DomainError, normalize_domain
 from ipv6gate.ports import TenantLookupError
+from ipv6gate.settings import Settings
 from ipv6gate.tenants import Mode, Tenant, parse_prefix
 
 
-def run_tenants(args: argparse.Namespace) -> int:
+def run_tenants(args: argparse.Namespace, settings: Settings, *, local_user: str) -> int:
     try:
         domain = normalize_domain(args.domain) if getattr(args, "domain", None) else None
         prefix = str(parse_prefix(args.prefix)) if getattr(args, "prefix", None) else None
     except (DomainError, ValueError) as exc:
         print(f"ipv6gate: {exc}", file=sys.stderr)
         return 1
-    table = os.environ.get("TENANTS_TABLE", "").strip()
+    table = settings.tenants_table
     if not table:
         print("ipv6gate: configuration: TENANTS_TABLE: not set (the DynamoDB table of tenant domains)", file=sys.stderr)
         return 2
@@ -31,13 +31,13 @@ def run_tenants(args: argparse.Namespace) -> int:
 
     admin = TenantAdmin(aws_client("dynamodb"), table)
     try:
-        return _dispatch(args, admin, domain, prefix)
+        return _dispatch(args, admin, domain, prefix, local_user)
     except TenantLookupError as exc:
         print(f"ipv6gate: {exc}", file=sys.stderr)
         return 3
 
 
-def _dispatch(args: argparse.Namespace, admin: Any, domain: str | None, prefix: str | None) -> int:
+def _dispatch(args: argparse.Namespace, admin: Any, domain: str | None, prefix: str | None, local_user: str) -> int:
     action: str = args.action
     if action in ("status", "list"):
         items = [admin.get(domain)] if domain else admin.scan()
@@ -47,7 +47,7 @@ def _dispatch(args: argparse.Namespace, admin: Any, domain: str | None, prefix: 
             _show(item, args.json, names_only=action == "list")
         return 0
     assert domain is not None
-    stamp = {"by": args.by or _caller(), "now": datetime.now(UTC).isoformat(timespec="seconds")}
+    stamp = {"by": args.by or _caller(local_user), "now": datetime.now(UTC).isoformat(timespec="seconds")}
     tenant: Tenant
     if action == "enable":
         tenant = admin.enable(domain, mode=Mode.MONITOR if args.monitor else Mode.ENFORCE, **stamp)
@@ -79,7 +79,7 @@ def _show(item: dict[str, Any], as_json: bool, *, names_only: bool) -> None:
     print("  ".join(parts))
 
 
-def _caller() -> str:
+def _caller(local_user: str) -> str:
     """The AWS identity making the change; the local user when STS cannot say."""
     try:
         from ipv6gate.wiring import aws_client
@@ -87,4 +87,4 @@ def _caller() -> str:
         arn: str = aws_client("sts").get_caller_identity()["Arn"]
         return arn
     except Exception:
-        return os.environ.get("USER") or "unknown"
+        return local_user

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from ipv6gate.domains import DomainError, normalize_domain
 from ipv6gate.ports import TraceError
+from ipv6gate.settings import Settings
 
 
-def run_trace(args: argparse.Namespace) -> int:
+def run_trace(args: argparse.Namespace, settings: Settings) -> int:
     lookups = [(k, getattr(args, k)) for k in ("ip", "sender", "domain") if getattr(args, k)]
     if bool(args.message_id) == bool(lookups):
         print("ipv6gate: trace needs a MESSAGE_ID or one of --ip, --sender, --domain", file=sys.stderr)
@@ -30,13 +30,13 @@ def run_trace(args: argparse.Namespace) -> int:
             print(f"ipv6gate: --{kind} {value[:80]!r}: {exc}", file=sys.stderr)
             return 1
         key = (kind, canonical)
-    table = os.environ.get("TRACE_TABLE", "").strip()
+    table = settings.trace_table
     if not table:
         print("ipv6gate: configuration: TRACE_TABLE: not set (the DynamoDB table of decisions)", file=sys.stderr)
         return 2
     from ipv6gate.wiring import aws_client
 
-    store = DynamoTraceStore(aws_client("dynamodb"), table, ttl_days=30)
+    store = DynamoTraceStore(aws_client("dynamodb"), table, ttl_days=settings.trace_ttl_days)
     try:
         if key is None:
             record = store.get(args.message_id)

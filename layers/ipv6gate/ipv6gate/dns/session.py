@@ -1,4 +1,4 @@
-"""Per-decision DNS sessions: one deadline and one query cap shared by every check."""
+"""DNS sessions: one per check of a decision, each with its own query cap, all under the decision's deadline."""
 
 from __future__ import annotations
 
