@@ -14,8 +14,8 @@ from typing import Any
 from bench.latency import gate_settings, make_case, make_gate, outcome_of, quiesce
 from bench.scenarios import CPU_SENDER, CPU_V4_SENDER
 from bench.stats import summarize
-from ipv6gate.adapters.memory import InMemoryMessages
-from ipv6gate.event import parse_event
+from ipv6gate.mail.event import parse_event
+from ipv6gate.ports.memory import InMemoryMessages
 from tests.support import world
 from tests.support.dns_proxy import DelayingDnsProxy
 

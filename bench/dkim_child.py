@@ -97,10 +97,10 @@ def main(argv: list[str]) -> int:
     sys.path[:] = [p for p in sys.path if p not in ("", here)]
 
     import ipv6gate.checks.dkim as dkim_check
-    from ipv6gate.adapters.memory import InMemoryMessages, InMemoryTenants
-    from ipv6gate.event import parse_event
+    from ipv6gate.decision.tenants import Tenant
+    from ipv6gate.mail.event import parse_event
+    from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
     from ipv6gate.settings import Settings
-    from ipv6gate.tenants import Tenant
     from ipv6gate.wiring import build_gate
 
     warm_raw = Path(request["warm_message"]).read_bytes()

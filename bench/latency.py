@@ -26,11 +26,11 @@ import dns.resolver
 from bench.scenarios import Scenario
 from bench.stats import Summary, summarize
 from bench.world import TENANT, Sender, event, message
-from ipv6gate.adapters.memory import InMemoryMessages, InMemoryTenants
-from ipv6gate.event import Mail, parse_event
-from ipv6gate.gate import Decision, Gate
+from ipv6gate.decision.tenants import Tenant
+from ipv6gate.evaluation.gate import Decision, Gate
+from ipv6gate.mail.event import Mail, parse_event
+from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
-from ipv6gate.tenants import Tenant
 from ipv6gate.wiring import build_gate
 from tests.support import world
 from tests.support.dns_proxy import DelayingDnsProxy

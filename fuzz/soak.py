@@ -46,13 +46,13 @@ import dns.rdatatype  # noqa: E402
 from aws_lambda_powertools import Logger, Metrics  # noqa: E402
 
 from fuzz.cases import LONG_DOMAIN, Case, CaseFactory, ses_event  # noqa: E402
-from ipv6gate.adapters.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants, InMemoryTrace  # noqa: E402
+from ipv6gate.decision.tenants import Mode, Tenant  # noqa: E402
 from ipv6gate.dns import Answer, Backend, DnsResolver  # noqa: E402
-from ipv6gate.event import EventError, Mail, parse_event  # noqa: E402
-from ipv6gate.gate import Decision, Gate  # noqa: E402
-from ipv6gate.lambda_gate import handle_ses_event, log_json  # noqa: E402
+from ipv6gate.entrypoints.lambda_gate import handle_ses_event, log_json  # noqa: E402
+from ipv6gate.evaluation.gate import Decision, Gate  # noqa: E402
+from ipv6gate.mail.event import EventError, Mail, parse_event  # noqa: E402
+from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants, InMemoryTrace  # noqa: E402
 from ipv6gate.settings import Settings  # noqa: E402
-from ipv6gate.tenants import Mode, Tenant  # noqa: E402
 from tests.property import invariants, zones  # noqa: E402
 from tests.support import world  # noqa: E402
 

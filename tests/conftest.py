@@ -9,11 +9,11 @@ from collections.abc import Callable
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
-from ipv6gate.adapters.memory import InMemoryMessages, InMemoryTenants
+from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
-from ipv6gate.gate import Gate
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
-from ipv6gate.tenants import Mode, Tenant
 from tests.support import world
 from tests.support.powertools import fresh_logger
 

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from ipv6gate.checks.dkim import check_dkim, check_dkim_stream
+from ipv6gate.checks.results import Result
 from ipv6gate.dns import Deadline, DnsResolver
-from ipv6gate.results import Result
 from ipv6gate.settings import DnsServer, Settings
 from ipv6gate.wiring import build_dns
 from tests.support import dkim_signer, world

@@ -14,14 +14,14 @@ from typing import Any
 import boto3
 import pytest
 
-from ipv6gate.adapters.dynamodb import DynamoTenantDirectory
-from ipv6gate.adapters.s3 import S3MessageStore
-from ipv6gate.event import parse_event
-from ipv6gate.policy import Disposition
+from ipv6gate.aws.dynamodb import DynamoTenantDirectory
+from ipv6gate.aws.s3 import S3MessageStore
+from ipv6gate.checks.results import Result
+from ipv6gate.decision.policy import Disposition
+from ipv6gate.decision.tenants import Mode, Tenant
+from ipv6gate.mail.event import parse_event
 from ipv6gate.ports import MessageStoreError, TenantLookupError
-from ipv6gate.results import Result
 from ipv6gate.settings import Settings
-from ipv6gate.tenants import Mode, Tenant
 from ipv6gate.wiring import aws_client, build_gate
 from tests.support import world
 from tests.support.knot import KnotServer

@@ -12,12 +12,12 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
-from ipv6gate.adapters.dynamodb import DynamoTenantDirectory
-from ipv6gate.adapters.s3 import S3MessageStore
-from ipv6gate.adapters.sqs import SqsBounceQueue
-from ipv6gate.adapters.trace import DynamoTraceStore
-from ipv6gate.event import parse_event
-from ipv6gate.gate import Gate
+from ipv6gate.aws.dynamodb import DynamoTenantDirectory
+from ipv6gate.aws.s3 import S3MessageStore
+from ipv6gate.aws.sqs import SqsBounceQueue
+from ipv6gate.aws.trace import DynamoTraceStore
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.mail.event import parse_event
 from ipv6gate.ports import MessageStoreError, TenantLookupError
 from tests.support import world
 from tests.support.moto_server import MotoServer

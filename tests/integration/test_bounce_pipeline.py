@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from ipv6gate.bounce_request import BouncedRecipient, BounceRequest
+from ipv6gate.bounce.request import BouncedRecipient, BounceRequest
 from tests.support import world
 from tests.support.bounce_pipeline import drain_bounce_queue, load_bouncer_app, run_bouncer_on_queue
 from tests.support.moto_server import REGION, MotoServer
@@ -283,8 +283,8 @@ def test_poison_message_is_reported_then_dead_lettered(app, ses, sqs, queues) ->
 def test_gate_to_queue_to_bouncer_end_to_end(app, ses, sqs, queues, make_gate) -> None:
     """A PTR-less sender whose SPF passes: the gate stops the message and queues a bounce, the bouncer
     sends one DSN with 4.7.25; the same SES event delivered twice still gives one bounce."""
-    from ipv6gate.adapters.sqs import SqsBounceQueue
-    from ipv6gate.event import parse_event
+    from ipv6gate.aws.sqs import SqsBounceQueue
+    from ipv6gate.mail.event import parse_event
 
     url, _ = queues
     gate = make_gate()

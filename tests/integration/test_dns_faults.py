@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from ipv6gate.adapters.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants
-from ipv6gate.event import parse_event
-from ipv6gate.gate import Decision, Gate
+from ipv6gate.decision.tenants import Tenant
+from ipv6gate.evaluation.gate import Decision, Gate
+from ipv6gate.mail.event import parse_event
+from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
-from ipv6gate.tenants import Tenant
 from ipv6gate.wiring import build_dns
 from tests.support import world
 from tests.support.dns_proxy import DelayingDnsProxy

@@ -19,17 +19,17 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from ipv6gate.adapters.memory import InMemoryTenants
 from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.iprev import PtrMode, check_iprev
+from ipv6gate.checks.results import Result
 from ipv6gate.checks.spf import check_spf
+from ipv6gate.decision.policy import Verdict
+from ipv6gate.decision.tenants import Tenant
 from ipv6gate.dns import Deadline, DnsResolver, DnsTempError, Status
 from ipv6gate.dns.network import NetworkBackend
-from ipv6gate.event import parse_event
-from ipv6gate.policy import Verdict
-from ipv6gate.results import Result
+from ipv6gate.mail.event import parse_event
+from ipv6gate.ports.memory import InMemoryTenants
 from ipv6gate.settings import DnsServer, Settings, parse_dns_servers
-from ipv6gate.tenants import Tenant
 from ipv6gate.wiring import build_gate
 from tests.support import world
 from tests.support.knot import KnotServer

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from ipv6gate.adapters.trace import DynamoTraceStore
-from ipv6gate.event import parse_event
-from ipv6gate.gate import Gate
+from ipv6gate.aws.trace import DynamoTraceStore
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.mail.event import parse_event
 from tests.support import world
 from tests.support.moto_server import MotoServer, aws_env
 

@@ -18,11 +18,11 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 from hypothesis import HealthCheck, settings
 
-from ipv6gate.adapters.memory import InMemoryMessages, InMemoryTenants
+from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import DnsResolver
-from ipv6gate.gate import Gate
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
-from ipv6gate.tenants import Mode, Tenant
 from tests.property import zones
 from tests.support import world
 

@@ -1,7 +1,7 @@
 """What every decision must look like, whatever the input: shared by the property tests and fuzz/soak.py.
 
 The reply texts are written out here from the README (Exchange Online's wording), not taken from
-``ipv6gate.replies``, so a change to a reply text is caught rather than mirrored.
+``ipv6gate.decision.replies``, so a change to a reply text is caught rather than mirrored.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import json
 import re
 from typing import Any
 
-from ipv6gate.domains import DomainError, recipient_domain
-from ipv6gate.event import Mail
-from ipv6gate.gate import Decision
-from ipv6gate.policy import Disposition, Verdict
-from ipv6gate.results import Result
-from ipv6gate.source import Source, Unknown
+from ipv6gate.checks.results import Result
+from ipv6gate.decision.policy import Disposition, Verdict
+from ipv6gate.evaluation.gate import Decision
+from ipv6gate.mail.domains import DomainError, recipient_domain
+from ipv6gate.mail.event import Mail
+from ipv6gate.mail.source import Source, Unknown
 
 DISPOSITIONS = frozenset({"CONTINUE", "STOP_RULE_SET"})
 # RFC 8601 result values the three methods may report, plus "skipped" (check not needed).

@@ -14,10 +14,10 @@ import itertools
 
 import pytest
 
-from ipv6gate.policy import CHECK_NAMES, Checks, Recipient, TempErrorAction, certain, decide
-from ipv6gate.results import CheckResult, Result
-from ipv6gate.source import Source
-from ipv6gate.tenants import Mode, Tenant
+from ipv6gate.checks.results import CheckResult, Result
+from ipv6gate.decision.policy import CHECK_NAMES, Checks, Recipient, TempErrorAction, certain, decide
+from ipv6gate.decision.tenants import Mode, Tenant
+from ipv6gate.mail.source import Source
 
 CLIENT = ipaddress.IPv6Address("2001:db8:5::25")
 SOURCE = Source(CLIENT, "mail.example.net")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from ipv6gate.domains import DomainError, normalize_domain, recipient_domain
+from ipv6gate.mail.domains import DomainError, normalize_domain, recipient_domain
 from tests.property import strategies as s
 
 LDH = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")

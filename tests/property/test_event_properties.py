@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipv6gate.event import EventError, Mail, parse_event
+from ipv6gate.mail.event import EventError, Mail, parse_event
 from tests.property import strategies as s
 from tests.support import world
 

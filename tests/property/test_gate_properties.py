@@ -12,9 +12,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ipv6gate.event import parse_event
-from ipv6gate.gate import Decision, Gate
-from ipv6gate.lambda_gate import handle_ses_event
+from ipv6gate.entrypoints.lambda_gate import handle_ses_event
+from ipv6gate.evaluation.gate import Decision, Gate
+from ipv6gate.mail.event import parse_event
 from tests.property import invariants
 from tests.property import strategies as s
 from tests.property.conftest import PropWorld

@@ -7,7 +7,7 @@ import ipaddress
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ipv6gate.source import Source, Unknown, find_source
+from ipv6gate.mail.source import Source, Unknown, find_source
 from tests.property import strategies as s
 
 TRUSTED = s.TRUSTED

@@ -16,8 +16,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from ipv6gate.bounce_request import BouncedRecipient, BounceRequest, BounceRequestError
-from ipv6gate.bouncer import (
+from ipv6gate.bounce.request import BouncedRecipient, BounceRequest, BounceRequestError
+from ipv6gate.bounce.sender import (
     BounceRetryLater,
     BouncerSettings,
     Pacer,

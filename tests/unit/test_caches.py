@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ipv6gate.adapters.cached import CachedTenantDirectory
-from ipv6gate.adapters.memory import InMemoryTenants
+from ipv6gate.aws.cached import CachedTenantDirectory
+from ipv6gate.decision.tenants import Tenant
 from ipv6gate.ports import TenantLookupError
-from ipv6gate.tenants import Tenant
+from ipv6gate.ports.memory import InMemoryTenants
 
 
 class Clock:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ipv6gate.cli import main
+from ipv6gate.entrypoints.cli import main
 from tests.support import world
 
 

@@ -7,16 +7,16 @@ import ipaddress
 
 import pytest
 
-from ipv6gate.adapters.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.iprev import check_iprev
 from ipv6gate.checks.spf import check_spf
+from ipv6gate.decision.policy import Checks, Recipient, RecipientVerdict, decide, disposition
 from ipv6gate.dns import Deadline
-from ipv6gate.event import Mail, parse_event
-from ipv6gate.gate import Gate
-from ipv6gate.policy import Checks, Recipient, RecipientVerdict, decide, disposition
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.mail.event import Mail, parse_event
+from ipv6gate.mail.source import Source, find_source
+from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
-from ipv6gate.source import Source, find_source
 from ipv6gate.wiring import build_dns
 from tests.support import sam_local
 
@@ -28,8 +28,8 @@ MESSAGES = InMemoryMessages(sam_local.stored_messages())
 
 def sequential(mail: Mail) -> tuple[str, list[tuple[str, str | None]]]:
     """The reference: no threads, no early exit, no shortcuts beyond the rule itself."""
-    from ipv6gate.domains import DomainError, recipient_domain
-    from ipv6gate.results import CheckResult, Result
+    from ipv6gate.checks.results import CheckResult, Result
+    from ipv6gate.mail.domains import DomainError, recipient_domain
 
     source = find_source(mail.headers, SETTINGS.trusted_receivers, mail.message_id)
     recipients = []

@@ -16,7 +16,7 @@ from ipv6gate.checks.dkim_records import (
     parse_signature,
     parse_tag_list,
 )
-from ipv6gate.results import Result
+from ipv6gate.checks.results import Result
 
 NOW = 1_800_000_000
 B64 = "AAAA"

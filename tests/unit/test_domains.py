@@ -1,6 +1,6 @@
 import pytest
 
-from ipv6gate.domains import DomainError, normalize_domain, recipient_domain
+from ipv6gate.mail.domains import DomainError, normalize_domain, recipient_domain
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 
-from ipv6gate.event import EventError, parse_event
+from ipv6gate.mail.event import EventError, parse_event
 from tests.support import world
 
 

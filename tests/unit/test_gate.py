@@ -4,12 +4,12 @@ from collections.abc import Callable
 
 import pytest
 
-from ipv6gate.adapters.memory import InMemoryMessages, InMemoryTenants
+from ipv6gate.decision.tenants import Tenant
 from ipv6gate.dns import Deadline, DnsResolver
-from ipv6gate.event import parse_event
-from ipv6gate.gate import Gate
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.mail.event import parse_event
 from ipv6gate.ports import TenantLookupError
-from ipv6gate.tenants import Tenant
+from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from tests.support import world
 
 MakeGate = Callable[..., Gate]
@@ -109,7 +109,7 @@ def test_monitor_mode_tenant(make_gate: MakeGate) -> None:
 
 
 def test_partner_prefix(make_gate: MakeGate, tenants: InMemoryTenants) -> None:
-    from ipv6gate.tenants import parse_prefix
+    from ipv6gate.decision.tenants import parse_prefix
 
     tenants.tenants["tenant.test"] = Tenant("tenant.test", True, partner_prefixes=(parse_prefix("2001:db8:2::/48"),))
     d = make_gate().evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP)))
@@ -129,7 +129,7 @@ def test_tenant_store_failure_fails_open_with_a_note(make_gate: MakeGate, tenant
 
 
 def test_a_crashing_check_is_temperror_not_reject(make_gate: MakeGate, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ipv6gate.gate as gate_module
+    import ipv6gate.evaluation.gate as gate_module
 
     def boom(*args: object) -> None:
         raise RuntimeError("bug")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ipv6gate.adapters.memory import InMemoryBounceQueue, InMemoryTrace
-from ipv6gate.bounce_request import BounceRequest
-from ipv6gate.event import parse_event
-from ipv6gate.gate import Gate
+from ipv6gate.bounce.request import BounceRequest
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.mail.event import parse_event
+from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryTrace
 from tests.support import world
 
 MakeGate = Callable[..., Gate]

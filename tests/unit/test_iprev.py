@@ -4,8 +4,8 @@ import dns.name
 import pytest
 
 from ipv6gate.checks.iprev import PtrMode, check_iprev, is_host_name
+from ipv6gate.checks.results import Result
 from ipv6gate.dns import DnsSession
-from ipv6gate.results import Result
 from tests.support import world
 
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
-from ipv6gate.gate import Gate
-from ipv6gate.lambda_gate import handle_ses_event
+from ipv6gate.entrypoints.lambda_gate import handle_ses_event
+from ipv6gate.evaluation.gate import Gate
 from tests.support import world
 from tests.support.powertools import emf, fresh_logger, lines
 
@@ -76,7 +76,7 @@ def test_monitor_and_temperror_metrics(
 def test_sender_text_that_utf8_cannot_encode_does_not_lose_the_decision_line(
     make_gate: Callable[..., Gate], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ipv6gate.lambda_gate import log_json
+    from ipv6gate.entrypoints.lambda_gate import log_json
 
     raw = io.BytesIO()
     stdout = io.TextIOWrapper(raw, encoding="utf-8")  # what Lambda's stdout is
@@ -91,8 +91,8 @@ def test_sender_text_that_utf8_cannot_encode_does_not_lose_the_decision_line(
 def test_each_fault_is_a_metric_of_its_own(
     make_gate: Callable[..., Gate], powertools: tuple[Logger, Metrics], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ipv6gate.adapters.memory import InMemoryTrace
     from ipv6gate.ports import TenantLookupError
+    from ipv6gate.ports.memory import InMemoryTrace
 
     logger, metrics = powertools
     gate = make_gate()

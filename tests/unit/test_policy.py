@@ -2,8 +2,9 @@ import ipaddress
 
 import pytest
 
-from ipv6gate import replies
-from ipv6gate.policy import (
+from ipv6gate.checks.results import CheckResult, Result
+from ipv6gate.decision import replies
+from ipv6gate.decision.policy import (
     Checks,
     Disposition,
     Recipient,
@@ -14,9 +15,8 @@ from ipv6gate.policy import (
     disposition,
     needs_checks,
 )
-from ipv6gate.results import CheckResult, Result
-from ipv6gate.source import Source, Unknown
-from ipv6gate.tenants import Mode, Tenant, parse_prefix
+from ipv6gate.decision.tenants import Mode, Tenant, parse_prefix
+from ipv6gate.mail.source import Source, Unknown
 
 IP = ipaddress.IPv6Address("2001:db8::25")
 V6 = Source(IP, "mx.sender.test")

@@ -1,6 +1,6 @@
 import ipaddress
 
-from ipv6gate import replies
+from ipv6gate.decision import replies
 
 
 def test_reply_texts_are_verbatim_with_compressed_address() -> None:

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ipv6gate.adapters.memory import InMemoryMessages
-from ipv6gate.bounce import BounceAction
-from ipv6gate.bounce_request import BouncedRecipient, BounceRequest
+from ipv6gate.bounce.policy import BounceAction
+from ipv6gate.bounce.request import BouncedRecipient, BounceRequest
+from ipv6gate.bounce.sender_auth import authenticate_sender
 from ipv6gate.dns import DnsResolver
-from ipv6gate.sender_auth import authenticate_sender
+from ipv6gate.ports.memory import InMemoryMessages
 from ipv6gate.settings import Settings
 from tests.support import world
 

@@ -3,9 +3,9 @@ import re
 
 import pytest
 
-from ipv6gate.bouncer import BouncerSettings
+from ipv6gate.bounce.sender import BouncerSettings
 from ipv6gate.checks.iprev import PtrMode
-from ipv6gate.policy import TempErrorAction
+from ipv6gate.decision.policy import TempErrorAction
 from ipv6gate.settings import DnsServer, Settings, SettingsError, parse_dns_servers
 
 

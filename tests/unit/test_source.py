@@ -2,7 +2,7 @@ import ipaddress
 
 import pytest
 
-from ipv6gate.source import Source, Unknown, find_source, host_matches
+from ipv6gate.mail.source import Source, Unknown, find_source, host_matches
 
 TRUSTED = ("inbound-smtp.eu-west-1.amazonaws.com",)
 SES = (

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from ipv6gate.bounce import BounceMode
+from ipv6gate.bounce.policy import BounceMode
 from ipv6gate.checks.iprev import PtrMode
-from ipv6gate.policy import TempErrorAction
+from ipv6gate.decision.policy import TempErrorAction
 
 
 class SettingsError(ValueError):

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from ipv6gate.dns import Backend, DnsResolver, DnsTempError
-from ipv6gate.gate import Gate
+from ipv6gate.evaluation.gate import Gate
 from ipv6gate.ports import BounceQueue, MessageStore, TenantDirectory, TraceStore
 from ipv6gate.settings import Settings, SettingsError
 
@@ -77,11 +77,11 @@ class _LazyClient:
 def build_tenants(settings: Settings, clients: Clients | None = None) -> TenantDirectory:
     if not settings.tenants_table:
         raise SettingsError("TENANTS_TABLE: not set (the DynamoDB table of tenant domains)")
-    from ipv6gate.adapters.dynamodb import DynamoTenantDirectory
+    from ipv6gate.aws.dynamodb import DynamoTenantDirectory
 
     directory: TenantDirectory = DynamoTenantDirectory((clients or Clients()).lazy("dynamodb"), settings.tenants_table)
     if settings.tenant_cache_seconds:
-        from ipv6gate.adapters.cached import CachedTenantDirectory
+        from ipv6gate.aws.cached import CachedTenantDirectory
 
         directory = CachedTenantDirectory(directory, settings.tenant_cache_seconds)
     return directory
@@ -90,7 +90,7 @@ def build_tenants(settings: Settings, clients: Clients | None = None) -> TenantD
 def build_messages(settings: Settings, clients: Clients | None = None) -> MessageStore | None:
     if not settings.message_bucket:
         return None
-    from ipv6gate.adapters.s3 import S3MessageStore
+    from ipv6gate.aws.s3 import S3MessageStore
 
     return S3MessageStore((clients or Clients()).lazy("s3"), settings.message_bucket, settings.message_prefix)
 
@@ -98,7 +98,7 @@ def build_messages(settings: Settings, clients: Clients | None = None) -> Messag
 def build_bounce_queue(settings: Settings, clients: Clients | None = None) -> BounceQueue | None:
     if not settings.bounce_queue_url:
         return None
-    from ipv6gate.adapters.sqs import SqsBounceQueue
+    from ipv6gate.aws.sqs import SqsBounceQueue
 
     return SqsBounceQueue((clients or Clients()).lazy("sqs"), settings.bounce_queue_url)
 
@@ -106,7 +106,7 @@ def build_bounce_queue(settings: Settings, clients: Clients | None = None) -> Bo
 def build_trace(settings: Settings, clients: Clients | None = None) -> TraceStore | None:
     if not settings.trace_table:
         return None
-    from ipv6gate.adapters.trace import DynamoTraceStore
+    from ipv6gate.aws.trace import DynamoTraceStore
 
     return DynamoTraceStore((clients or Clients()).lazy("dynamodb"), settings.trace_table, settings.trace_ttl_days)
 

@@ -50,8 +50,8 @@ from ipv6gate.checks.dkim_records import (
     parse_key_record,
     parse_signature,
 )
+from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.dns import DnsNameError, DnsSession, DnsTempError
-from ipv6gate.results import CheckResult, Result
 
 METHOD = "dkim"
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ipv6gate.results import Result
+from ipv6gate.checks.results import Result
 
 # RFC 8301: rsa-sha1 MUST NOT be considered valid, RSA keys under 1024 bits MUST NOT.
 # RFC 8463 adds ed25519-sha256. Each algorithm is (key type, hash).

@@ -7,9 +7,9 @@ from enum import StrEnum
 
 import dns.name
 
+from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.dns import DnsSession, DnsTempError, Status
-from ipv6gate.results import CheckResult, Result
-from ipv6gate.source import IPAddress
+from ipv6gate.mail.source import IPAddress
 
 METHOD = "iprev"
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import spf
 
+from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.dns import DnsNameError, DnsSession, DnsTempError, Status
-from ipv6gate.results import CheckResult, Result
-from ipv6gate.source import IPAddress
+from ipv6gate.mail.source import IPAddress
 
 METHOD = "spf"
 _RESULTS = {r.value: r for r in Result}

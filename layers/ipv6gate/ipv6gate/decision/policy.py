@@ -12,11 +12,11 @@ import itertools
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
-from ipv6gate import replies
-from ipv6gate.replies import Reply
-from ipv6gate.results import CheckResult, Result
-from ipv6gate.source import Source, Unknown
-from ipv6gate.tenants import Mode, Tenant
+from ipv6gate.checks.results import CheckResult, Result
+from ipv6gate.decision import replies
+from ipv6gate.decision.replies import Reply
+from ipv6gate.decision.tenants import Mode, Tenant
+from ipv6gate.mail.source import Source, Unknown
 
 
 class TempErrorAction(StrEnum):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ipv6gate.decision.tenants import Mode, Tenant, parse_prefix
 from ipv6gate.ports import TenantLookupError
-from ipv6gate.tenants import Mode, Tenant, parse_prefix
 
 _BATCH = 100  # BatchGetItem's limit per request
 _MAX_ROUNDS = 5  # retries of UnprocessedKeys before giving up (throttling)

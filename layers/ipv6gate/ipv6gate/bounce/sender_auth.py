@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 
-from ipv6gate.bounce import BounceAction, BounceDecision, sender_authenticated
-from ipv6gate.bounce_request import BounceRequest
+from ipv6gate.bounce.policy import BounceAction, BounceDecision, sender_authenticated
+from ipv6gate.bounce.request import BounceRequest
+from ipv6gate.checks.results import CheckResult, Result, skipped
 from ipv6gate.checks.spf import check_spf
+from ipv6gate.decision.policy import Checks
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
-from ipv6gate.policy import Checks
 from ipv6gate.ports import MessageStore, MessageStoreError
-from ipv6gate.results import CheckResult, Result, skipped
 from ipv6gate.settings import Settings
 
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ipv6gate.policy import Checks, RecipientVerdict, Verdict
-from ipv6gate.results import Result
+from ipv6gate.checks.results import Result
+from ipv6gate.decision.policy import Checks, RecipientVerdict, Verdict
 
 
 class BounceMode(StrEnum):

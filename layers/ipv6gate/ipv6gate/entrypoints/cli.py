@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ipv6gate.event import EventError, parse_event
+from ipv6gate.mail.event import EventError, parse_event
 from ipv6gate.settings import Settings, SettingsError
 
 EXIT_INPUT = 1
@@ -57,10 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ipv6gate: configuration: {exc}", file=sys.stderr)
             return 2
         if args.command == "tenants":
-            from ipv6gate.tenant_cli import run_tenants
+            from ipv6gate.entrypoints.tenant_cli import run_tenants
 
             return run_tenants(args, settings, local_user=os.environ.get("USER") or "unknown")
-        from ipv6gate.trace_cli import run_trace
+        from ipv6gate.entrypoints.trace_cli import run_trace
 
         return run_trace(args, settings)
     return _evaluate(args)
@@ -93,7 +93,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raw = _read_bytes(args.message) if args.message else None
         tenants = None
         if args.tenants:
-            from ipv6gate.adapters.memory import InMemoryTenants
+            from ipv6gate.ports.memory import InMemoryTenants
 
             try:
                 tenants = InMemoryTenants.from_json_file(args.tenants)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ipv6gate.bounce_request import BounceRequest
+from ipv6gate.bounce.request import BounceRequest
 from ipv6gate.ports import BounceQueueError
 
 

@@ -15,13 +15,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import BinaryIO
 
-from ipv6gate.bounce import decide_bounce
+from ipv6gate.bounce.policy import decide_bounce
 from ipv6gate.checks.iprev import check_iprev
-from ipv6gate.decision import Decision
+from ipv6gate.checks.results import CheckResult, Result, skipped
+from ipv6gate.decision.policy import Checks, Recipient, certain, decide, disposition, needs_checks
+from ipv6gate.decision.record import Decision
+from ipv6gate.decision.tenants import Tenant
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
-from ipv6gate.domains import DomainError, recipient_domain
-from ipv6gate.event import Mail
-from ipv6gate.policy import Checks, Recipient, certain, decide, disposition, needs_checks
+from ipv6gate.mail.domains import DomainError, recipient_domain
+from ipv6gate.mail.event import Mail
+from ipv6gate.mail.source import Source, Unknown, find_source
 from ipv6gate.ports import (
     BounceQueue,
     BounceQueueError,
@@ -32,10 +35,7 @@ from ipv6gate.ports import (
     TraceError,
     TraceStore,
 )
-from ipv6gate.results import CheckResult, Result, skipped
 from ipv6gate.settings import Settings
-from ipv6gate.source import Source, Unknown, find_source
-from ipv6gate.tenants import Tenant
 
 __all__ = ["Decision", "Gate"]  # Decision lives in decision.py; importing it from here still works
 

@@ -14,11 +14,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from ipv6gate.bounce import BounceAction
-from ipv6gate.decision import Decision
-from ipv6gate.event import EventError, parse_event
-from ipv6gate.gate import Gate
-from ipv6gate.policy import Disposition, Verdict
+from ipv6gate.bounce.policy import BounceAction
+from ipv6gate.decision.policy import Disposition, Verdict
+from ipv6gate.decision.record import Decision
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.mail.event import EventError, parse_event
 
 CONTINUE = {"disposition": Disposition.CONTINUE.value}
 

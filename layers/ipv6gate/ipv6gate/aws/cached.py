@@ -11,8 +11,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
+from ipv6gate.decision.tenants import Tenant
 from ipv6gate.ports import TenantDirectory
-from ipv6gate.tenants import Tenant
 
 
 class CachedTenantDirectory:

@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ipv6gate.source import IPAddress
+from ipv6gate.mail.source import IPAddress
 
 
 class Mode(StrEnum):

@@ -8,10 +8,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from ipv6gate.domains import DomainError, normalize_domain
+from ipv6gate.decision.tenants import Mode, Tenant, parse_prefix
+from ipv6gate.mail.domains import DomainError, normalize_domain
 from ipv6gate.ports import TenantLookupError
 from ipv6gate.settings import Settings
-from ipv6gate.tenants import Mode, Tenant, parse_prefix
 
 
 def run_tenants(args: argparse.Namespace, settings: Settings, *, local_user: str) -> int:
@@ -26,7 +26,7 @@ def run_tenants(args: argparse.Namespace, settings: Settings, *, local_user: str
         print("ipv6gate: configuration: TENANTS_TABLE: not set (the DynamoDB table of tenant domains)", file=sys.stderr)
         return 2
 
-    from ipv6gate.adapters.dynamodb import TenantAdmin
+    from ipv6gate.aws.dynamodb import TenantAdmin
     from ipv6gate.wiring import aws_client
 
     admin = TenantAdmin(aws_client("dynamodb"), table)

@@ -25,8 +25,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from ipv6gate.bounce import BounceAction, BounceDecision
-from ipv6gate.bounce_request import BounceRequest, BounceRequestError
+from ipv6gate.bounce.policy import BounceAction, BounceDecision
+from ipv6gate.bounce.request import BounceRequest, BounceRequestError
 from ipv6gate.settings import Settings, SettingsError, env_names, from_env, integer, number, setting, text
 
 # Error codes SES (query protocol) and the AWS SDKs use for "slow down"; SES v1 answers

@@ -9,13 +9,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ipv6gate.adapters.dynamodb import tenant_from_plain
-from ipv6gate.bounce_request import BounceRequest
+from ipv6gate.aws.dynamodb import tenant_from_plain
+from ipv6gate.bounce.request import BounceRequest
+from ipv6gate.decision.tenants import Tenant
 from ipv6gate.ports import BounceQueueError, MessageStoreError, TraceError
-from ipv6gate.tenants import Tenant
 
 if TYPE_CHECKING:
-    from ipv6gate.decision import Decision
+    from ipv6gate.decision.record import Decision
 
 
 class InMemoryTenants:

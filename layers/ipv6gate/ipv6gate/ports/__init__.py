@@ -6,11 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from ipv6gate.tenants import Tenant
+from ipv6gate.decision.tenants import Tenant
 
 if TYPE_CHECKING:  # the ports only name these types (in annotations); no import at run time
-    from ipv6gate.bounce_request import BounceRequest
-    from ipv6gate.decision import Decision
+    from ipv6gate.bounce.request import BounceRequest
+    from ipv6gate.decision.record import Decision
 
 
 class TenantLookupError(Exception):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ipv6gate.bounce import BounceAction, BounceDecision
-from ipv6gate.bounce_request import BouncedRecipient, BounceRequest
-from ipv6gate.policy import Checks, Disposition, RecipientVerdict, Verdict
-from ipv6gate.source import Source, Unknown
+from ipv6gate.bounce.policy import BounceAction, BounceDecision
+from ipv6gate.bounce.request import BouncedRecipient, BounceRequest
+from ipv6gate.decision.policy import Checks, Disposition, RecipientVerdict, Verdict
+from ipv6gate.mail.source import Source, Unknown
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ipv6gate.domains import DomainError, normalize_domain
+from ipv6gate.mail.domains import DomainError, normalize_domain
 from ipv6gate.ports import TraceError
 from ipv6gate.settings import Settings
 
@@ -19,7 +19,7 @@ def run_trace(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.limit <= 1000:
         print(f"ipv6gate: --limit {args.limit} is outside 1..1000", file=sys.stderr)
         return 1
-    from ipv6gate.adapters.trace import DynamoTraceStore, ip_key, sender_key
+    from ipv6gate.aws.trace import DynamoTraceStore, ip_key, sender_key
 
     key: tuple[str, str] | None = None
     if lookups:
