@@ -30,8 +30,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ipv6gate.bounce.policy import BounceDecision
 from ipv6gate.bounce.request import BounceRequest
-from ipv6gate.bounce.sender import BouncerSettings, Pacer, parse_record_body, send_one, ses_client
+from ipv6gate.entrypoints.bouncer import Pacer, parse_record_body, send_one, ses_client
 from ipv6gate.entrypoints.lambda_gate import log_json
+from ipv6gate.settings import BouncerSettings
 from ipv6gate.wiring import build_dns, build_messages
 
 logger = Logger(json_serializer=log_json)
@@ -70,7 +71,7 @@ def _remaining_seconds() -> float:
 
 
 def _authenticate(request: BounceRequest) -> BounceDecision:
-    from ipv6gate.bounce.sender_auth import authenticate_sender
+    from ipv6gate.evaluation.sender_proof import authenticate_sender
 
     return authenticate_sender(request, dns=dns, messages=messages, settings=settings.checks)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ipv6gate.dns import Deadline, DnsResolver, Status
+from ipv6gate.dns.model import DnsServer
 from ipv6gate.dns.network import NetworkBackend
-from ipv6gate.settings import DnsServer
 from tests.support.dns_proxy import DelayingDnsProxy
 from tests.support.knot import KnotServer
 

@@ -624,7 +624,7 @@ def test_bounce_queue_redrive_retention_and_visibility(tpl, resources):
 
 
 def test_bouncer_function(tpl, resources):
-    from ipv6gate.bounce.sender import ENV_NAMES
+    from ipv6gate.settings import BOUNCER_ENV_NAMES as ENV_NAMES
 
     fn = resources["BouncerFunction"]
     props = fn["Properties"]

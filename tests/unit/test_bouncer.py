@@ -17,16 +17,15 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from ipv6gate.bounce.request import BouncedRecipient, BounceRequest, BounceRequestError
-from ipv6gate.bounce.sender import (
+from ipv6gate.entrypoints.bouncer import (
     BounceRetryLater,
-    BouncerSettings,
     Pacer,
     backoff_seconds,
     is_throttling,
     parse_record_body,
     send_one,
 )
-from ipv6gate.settings import SettingsError
+from ipv6gate.settings import BouncerSettings, SettingsError
 from tests.support.powertools import emf, lines
 
 ARRIVAL = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

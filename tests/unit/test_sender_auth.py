@@ -8,8 +8,8 @@ import pytest
 
 from ipv6gate.bounce.policy import BounceAction
 from ipv6gate.bounce.request import BouncedRecipient, BounceRequest
-from ipv6gate.bounce.sender_auth import authenticate_sender
 from ipv6gate.dns import DnsResolver
+from ipv6gate.evaluation.sender_proof import authenticate_sender
 from ipv6gate.ports.memory import InMemoryMessages
 from ipv6gate.settings import Settings
 from tests.support import world

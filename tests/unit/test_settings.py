@@ -3,10 +3,10 @@ import re
 
 import pytest
 
-from ipv6gate.bounce.sender import BouncerSettings
 from ipv6gate.checks.iprev import PtrMode
 from ipv6gate.decision.policy import TempErrorAction
-from ipv6gate.settings import DnsServer, Settings, SettingsError, parse_dns_servers
+from ipv6gate.dns.model import DnsServer
+from ipv6gate.settings import BouncerSettings, Settings, SettingsError, parse_dns_servers
 
 
 def test_defaults_follow_the_region() -> None:

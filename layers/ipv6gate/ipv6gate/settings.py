@@ -12,22 +12,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from ipv6gate.bounce.policy import BounceMode
 from ipv6gate.checks.iprev import PtrMode
 from ipv6gate.decision.policy import TempErrorAction
+from ipv6gate.dns.model import DnsServer
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it and says what is expected."""
-
-
-@dataclass(frozen=True, slots=True)
-class DnsServer:
-    host: str
-    port: int = 53
 
 
 def setting[T](
@@ -217,3 +213,72 @@ class Settings:
 
 # Every environment variable the core reads (the README and template.yaml document each one).
 ENV_NAMES = env_names(Settings)
+
+
+# --------------------------------------------------------------------------- the bouncer
+IDEMPOTENCY_MARGIN_SECONDS = 6 * 3600  # idempotency records outlive the send window by this much
+
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@"
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+_IDENTITY_ARN = re.compile(r"^arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/\S+$")
+
+
+def _email(raw: str) -> str:
+    if not _EMAIL.fullmatch(raw):
+        raise ValueError(f"{raw!r} is not an email address like bounces@example.com")
+    return raw
+
+
+def _identity_arn(raw: str) -> str:
+    if not _IDENTITY_ARN.fullmatch(raw):
+        raise ValueError(f"{raw!r} is not an SES identity ARN (arn:aws:ses:...:identity/...)")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class BouncerSettings:
+    """The bouncer's one settings model, read once per cold start (``from_env``) and validated.
+
+    ``checks`` holds the gate's settings, for the senders the bouncer must authenticate itself.
+    """
+
+    bounce_sender: str = setting(
+        "BOUNCE_SENDER", "", _email, "From address of bounces (a verified SES identity)", shown="(required)"
+    )
+    bounce_sender_arn: str = setting("BOUNCE_SENDER_ARN", "", _identity_arn, "identity ARN for sending authorization")
+    idempotency_table: str = setting(
+        "IDEMPOTENCY_TABLE", "", text, "DynamoDB table of idempotency records", shown="(required)"
+    )
+    max_age_hours: int = setting("BOUNCE_MAX_AGE_HOURS", 24, integer(1, 24), "older requests are dropped")
+    rate_per_second: float = setting("BOUNCE_RATE_PER_SECOND", 1.0, number(0.01, 10.0), "SendBounce calls per second")
+    checks: Settings = field(default_factory=Settings)
+    # Not environment settings: the retry shape, fixed by SES's 1/s quota and the 60 s Timeout.
+    max_attempts: int = 5  # SendBounce calls per request and invocation (1 + 4 retries)
+    backoff_base_seconds: float = 1.0
+    backoff_cap_seconds: float = 8.0
+    call_reserve_seconds: float = 15.0  # time one call (connect 3 s + read 10 s) and the idempotency write need
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> BouncerSettings:
+        """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
+        settings = from_env(cls, env, checks=Settings.from_env(env))
+        if not settings.bounce_sender:
+            raise SettingsError("BOUNCE_SENDER: not set (the From address of bounces, a verified SES identity)")
+        if not settings.idempotency_table:
+            raise SettingsError("IDEMPOTENCY_TABLE: not set (the DynamoDB table that keeps bounces from repeating)")
+        return settings
+
+    @property
+    def max_age(self) -> timedelta:
+        return timedelta(hours=self.max_age_hours)
+
+    @property
+    def idempotency_expiry_seconds(self) -> int:
+        """How long a sent bounce's idempotency record lives: beyond the last moment it could repeat."""
+        return self.max_age_hours * 3600 + IDEMPOTENCY_MARGIN_SECONDS
+
+
+# Every environment variable the bouncer reads for itself (README "Bounces" and template.yaml document each).
+BOUNCER_ENV_NAMES = env_names(BouncerSettings)

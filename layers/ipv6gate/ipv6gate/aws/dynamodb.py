@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ipv6gate.decision.tenants import Mode, Tenant, parse_prefix
+from ipv6gate.decision.tenants import Mode, Tenant, tenant_from_plain
 from ipv6gate.ports import TenantLookupError
 
 _BATCH = 100  # BatchGetItem's limit per request
@@ -50,23 +50,6 @@ class DynamoTenantDirectory:
 def tenant_from_item(item: Mapping[str, Mapping[str, Any]]) -> Tenant:
     """A tenant from a DynamoDB item in the wire format (``{"domain": {"S": ...}}``)."""
     return tenant_from_plain(_plain(item))
-
-
-def tenant_from_plain(item: Mapping[str, Any]) -> Tenant:
-    domain = item.get("domain")
-    if not isinstance(domain, str) or not domain:
-        raise ValueError("tenant item has no 'domain' string")
-    enabled = item.get("ipv6_inbound", False)
-    mode = str(item.get("mode") or Mode.ENFORCE.value).lower()
-    if mode not in {m.value for m in Mode}:
-        raise ValueError(f"tenant {domain}: mode {mode!r} is not enforce|monitor")
-    prefixes = item.get("partner_prefixes") or []
-    return Tenant(
-        domain=domain.lower(),
-        ipv6_inbound=enabled is True,
-        mode=Mode(mode),
-        partner_prefixes=tuple(parse_prefix(str(p)) for p in prefixes),
-    )
 
 
 class TenantAdmin:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from ipv6gate.decision.record import Decision
+from ipv6gate.evaluation.record import Decision
 from ipv6gate.ports import TraceError
 
 _MAX_ITEMS = 25  # BatchWriteItem's limit: the decision, two index items, up to 22 domains

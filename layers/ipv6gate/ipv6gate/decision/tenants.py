@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from ipv6gate.mail.source import IPAddress
 
@@ -35,3 +37,20 @@ def parse_prefix(text: str) -> ipaddress.IPv6Network:
     if not isinstance(network, ipaddress.IPv6Network):
         raise ValueError(f"{text[:60]!r} is an IPv4 prefix; partner prefixes are IPv6")
     return network
+
+
+def tenant_from_plain(item: Mapping[str, Any]) -> Tenant:
+    domain = item.get("domain")
+    if not isinstance(domain, str) or not domain:
+        raise ValueError("tenant item has no 'domain' string")
+    enabled = item.get("ipv6_inbound", False)
+    mode = str(item.get("mode") or Mode.ENFORCE.value).lower()
+    if mode not in {m.value for m in Mode}:
+        raise ValueError(f"tenant {domain}: mode {mode!r} is not enforce|monitor")
+    prefixes = item.get("partner_prefixes") or []
+    return Tenant(
+        domain=domain.lower(),
+        ipv6_inbound=enabled is True,
+        mode=Mode(mode),
+        partner_prefixes=tuple(parse_prefix(str(p)) for p in prefixes),
+    )

@@ -43,3 +43,11 @@ class Backend(Protocol):
     """Answers one question within ``timeout`` seconds or raises ``DnsTempError``."""
 
     def lookup(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, timeout: float) -> Answer: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DnsServer:
+    """A resolver to ask (settings: DNS_SERVERS)."""
+
+    host: str
+    port: int = 53

@@ -8,8 +8,7 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-from ipv6gate.dns.model import Answer, DnsTempError, Status
-from ipv6gate.settings import DnsServer
+from ipv6gate.dns.model import Answer, DnsServer, DnsTempError, Status
 
 
 class NetworkBackend:

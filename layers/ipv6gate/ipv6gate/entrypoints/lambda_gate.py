@@ -16,8 +16,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from ipv6gate.bounce.policy import BounceAction
 from ipv6gate.decision.policy import Disposition, Verdict
-from ipv6gate.decision.record import Decision
 from ipv6gate.evaluation.gate import Gate
+from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import EventError, parse_event
 
 CONTINUE = {"disposition": Disposition.CONTINUE.value}

@@ -19,9 +19,9 @@ from ipv6gate.bounce.policy import decide_bounce
 from ipv6gate.checks.iprev import check_iprev
 from ipv6gate.checks.results import CheckResult, Result, skipped
 from ipv6gate.decision.policy import Checks, Recipient, certain, decide, disposition, needs_checks
-from ipv6gate.decision.record import Decision
 from ipv6gate.decision.tenants import Tenant
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
+from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.domains import DomainError, recipient_domain
 from ipv6gate.mail.event import Mail
 from ipv6gate.mail.source import Source, Unknown, find_source

@@ -10,7 +10,7 @@ from ipv6gate.decision.tenants import Tenant
 
 if TYPE_CHECKING:  # the ports only name these types (in annotations); no import at run time
     from ipv6gate.bounce.request import BounceRequest
-    from ipv6gate.decision.record import Decision
+    from ipv6gate.evaluation.record import Decision
 
 
 class TenantLookupError(Exception):

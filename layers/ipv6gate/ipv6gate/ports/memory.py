@@ -9,13 +9,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ipv6gate.aws.dynamodb import tenant_from_plain
 from ipv6gate.bounce.request import BounceRequest
-from ipv6gate.decision.tenants import Tenant
+from ipv6gate.decision.tenants import Tenant, tenant_from_plain
 from ipv6gate.ports import BounceQueueError, MessageStoreError, TraceError
 
 if TYPE_CHECKING:
-    from ipv6gate.decision.record import Decision
+    from ipv6gate.evaluation.record import Decision
 
 
 class InMemoryTenants:

@@ -15,11 +15,10 @@ so the tests check pacing and backoff in fake time.
 from __future__ import annotations
 
 import random
-import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -27,7 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from ipv6gate.bounce.policy import BounceAction, BounceDecision
 from ipv6gate.bounce.request import BounceRequest, BounceRequestError
-from ipv6gate.settings import Settings, SettingsError, env_names, from_env, integer, number, setting, text
+from ipv6gate.settings import BouncerSettings
 
 # Error codes SES (query protocol) and the AWS SDKs use for "slow down"; SES v1 answers
 # ``Throttling`` ("Maximum sending rate exceeded.") with HTTP 400.
@@ -45,75 +44,8 @@ THROTTLING_CODES = frozenset(
 )
 THROTTLING_HTTP_STATUS = frozenset({429, 503})
 
-IDEMPOTENCY_MARGIN_SECONDS = 6 * 3600  # idempotency records outlive the send window by this much
-
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@"
-    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
-)
-_IDENTITY_ARN = re.compile(r"^arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/\S+$")
-
 
 # --------------------------------------------------------------------------- settings
-def _email(raw: str) -> str:
-    if not _EMAIL.fullmatch(raw):
-        raise ValueError(f"{raw!r} is not an email address like bounces@example.com")
-    return raw
-
-
-def _identity_arn(raw: str) -> str:
-    if not _IDENTITY_ARN.fullmatch(raw):
-        raise ValueError(f"{raw!r} is not an SES identity ARN (arn:aws:ses:...:identity/...)")
-    return raw
-
-
-@dataclass(frozen=True, slots=True)
-class BouncerSettings:
-    """The bouncer's one settings model, read once per cold start (``from_env``) and validated.
-
-    ``checks`` holds the gate's settings, for the senders the bouncer must authenticate itself.
-    """
-
-    bounce_sender: str = setting(
-        "BOUNCE_SENDER", "", _email, "From address of bounces (a verified SES identity)", shown="(required)"
-    )
-    bounce_sender_arn: str = setting("BOUNCE_SENDER_ARN", "", _identity_arn, "identity ARN for sending authorization")
-    idempotency_table: str = setting(
-        "IDEMPOTENCY_TABLE", "", text, "DynamoDB table of idempotency records", shown="(required)"
-    )
-    max_age_hours: int = setting("BOUNCE_MAX_AGE_HOURS", 24, integer(1, 24), "older requests are dropped")
-    rate_per_second: float = setting("BOUNCE_RATE_PER_SECOND", 1.0, number(0.01, 10.0), "SendBounce calls per second")
-    checks: Settings = field(default_factory=Settings)
-    # Not environment settings: the retry shape, fixed by SES's 1/s quota and the 60 s Timeout.
-    max_attempts: int = 5  # SendBounce calls per request and invocation (1 + 4 retries)
-    backoff_base_seconds: float = 1.0
-    backoff_cap_seconds: float = 8.0
-    call_reserve_seconds: float = 15.0  # time one call (connect 3 s + read 10 s) and the idempotency write need
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> BouncerSettings:
-        """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
-        settings = from_env(cls, env, checks=Settings.from_env(env))
-        if not settings.bounce_sender:
-            raise SettingsError("BOUNCE_SENDER: not set (the From address of bounces, a verified SES identity)")
-        if not settings.idempotency_table:
-            raise SettingsError("IDEMPOTENCY_TABLE: not set (the DynamoDB table that keeps bounces from repeating)")
-        return settings
-
-    @property
-    def max_age(self) -> timedelta:
-        return timedelta(hours=self.max_age_hours)
-
-    @property
-    def idempotency_expiry_seconds(self) -> int:
-        """How long a sent bounce's idempotency record lives: beyond the last moment it could repeat."""
-        return self.max_age_hours * 3600 + IDEMPOTENCY_MARGIN_SECONDS
-
-
-# Every environment variable the bouncer reads for itself (README "Bounces" and template.yaml document each).
-ENV_NAMES = env_names(BouncerSettings)
-
-
 # --------------------------------------------------------------------------- pacing
 class Pacer:
     """At most ``rate_per_second`` calls per second: ``wait()`` before each call.
