@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -67,11 +68,23 @@ def test_temporary_failures_defer(keys: world.Keys) -> None:
     assert decision.action is BounceAction.DEFER
 
 
-def test_a_missing_message_is_not_a_proof(resolver: DnsResolver) -> None:
+def test_a_missing_message_is_no_proof_yet_and_defers(resolver: DnsResolver) -> None:
+    """As in the gate (evaluation/stored_message.py): a store fault is temperror, never a verdict."""
     decision = authenticate_sender(
         request("alice@good.test", signed=True), dns=resolver, messages=InMemoryMessages(), settings=SETTINGS
     )
-    assert decision.action is BounceAction.SUPPRESS
+    assert decision.action is BounceAction.DEFER and "dkim temperror" in decision.reason
+
+
+def test_an_oversized_message_is_permanent_and_suppresses(keys: world.Keys, resolver: DnsResolver) -> None:
+    signed = world.sign(world.message(mail_from="alice@good.test"), keys)
+    decision = authenticate_sender(
+        request("alice@good.test", signed=True),
+        dns=resolver,
+        messages=InMemoryMessages({"m1": signed}),
+        settings=replace(SETTINGS, message_max_bytes=len(signed) - 1),
+    )
+    assert decision.action is BounceAction.SUPPRESS and "dkim permerror" in decision.reason
 
 
 def test_request_round_trips_the_new_fields() -> None:

@@ -22,6 +22,7 @@ from ipv6gate.decision.policy import Checks, Recipient, certain, decide, disposi
 from ipv6gate.decision.tenants import Tenant
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
 from ipv6gate.evaluation.record import Decision
+from ipv6gate.evaluation.stored_message import check_stored_dkim
 from ipv6gate.mail.domains import DomainError, recipient_domain
 from ipv6gate.mail.event import Mail
 from ipv6gate.mail.source import Source, Unknown, find_source
@@ -29,7 +30,6 @@ from ipv6gate.ports import (
     BounceQueue,
     BounceQueueError,
     MessageStore,
-    MessageStoreError,
     TenantDirectory,
     TenantLookupError,
     TraceError,
@@ -212,27 +212,25 @@ class Gate:
         return checks, sum(session.queries for session in sessions.values())
 
     def _dkim(self, mail: Mail, session: DnsSession, raw: bytes | None) -> CheckResult:
-        # Imported here so an IPv4 decision never pays for dkimpy (cold start).
-        from ipv6gate.checks.dkim import check_dkim_stream
+        def until_cancelled(stream: BinaryIO) -> _UntilCancelled:
+            return _UntilCancelled(stream, session)
 
         limit = self.settings.dkim_max_signatures
         if raw is not None:
-            return check_dkim_stream(session, _UntilCancelled(io.BytesIO(raw), session), max_signatures=limit)
+            from ipv6gate.checks.dkim import check_dkim_stream
+
+            return check_dkim_stream(session, until_cancelled(io.BytesIO(raw)), max_signatures=limit)
         if not mail.may_be_dkim_signed:
             return CheckResult("dkim", Result.NONE, "no DKIM-Signature header (message not fetched)")
-        if self.messages is None:
-            return CheckResult("dkim", Result.TEMPERROR, "raw message needed but no message store configured")
-        try:
-            # Streamed: the body is hashed chunk by chunk, never held whole (30 MB messages).
-            stream = self.messages.open(mail.message_id, self.settings.message_max_bytes)
-        except MessageStoreError as exc:
-            # Over the limit is permanent (no retry changes it); anything else may work next time.
-            result = Result.PERMERROR if exc.too_large else Result.TEMPERROR
-            return CheckResult("dkim", result, f"raw message unavailable: {exc}")
-        try:
-            return check_dkim_stream(session, _UntilCancelled(stream, session), max_signatures=limit)
-        finally:
-            stream.close()
+        # Streamed: the body is hashed chunk by chunk, never held whole (30 MB messages).
+        return check_stored_dkim(
+            self.messages,
+            mail.message_id,
+            session,
+            max_bytes=self.settings.message_max_bytes,
+            max_signatures=limit,
+            wrap=until_cancelled,
+        )
 
 
 class _UntilCancelled:

@@ -3,7 +3,7 @@
 The gate stops waiting as soon as its verdict is certain (a missing PTR decides 4.7.25 whatever
 SPF says), so it may queue a bounce whose sender is not yet authenticated. The bouncer, which has
 no SMTP client waiting on it, finishes the job here with the same checks and the same rule as
-``bounce.decide_bounce``: SPF pass for the MAIL FROM, or a DKIM pass aligned with it.
+``bounce.policy.decide_bounce``: SPF pass for the MAIL FROM, or a DKIM pass aligned with it.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import ipaddress
 
 from ipv6gate.bounce.policy import BounceAction, BounceDecision, sender_authenticated
 from ipv6gate.bounce.request import BounceRequest
-from ipv6gate.checks.results import CheckResult, Result, skipped
+from ipv6gate.checks.results import CheckResult, skipped
 from ipv6gate.checks.spf import check_spf
 from ipv6gate.decision.policy import Checks
-from ipv6gate.dns import Deadline, DnsResolver, DnsSession
-from ipv6gate.ports import MessageStore, MessageStoreError
+from ipv6gate.dns import Deadline, DnsResolver
+from ipv6gate.evaluation.stored_message import check_stored_dkim
+from ipv6gate.ports import MessageStore
 from ipv6gate.settings import Settings
 
 
@@ -29,7 +30,13 @@ def authenticate_sender(
     spf = check_spf(session, ip, request.mail_from, request.helo, void_limit=settings.spf_void_lookup_limit)
     dkim: CheckResult = skipped("dkim", "SPF passed" if spf.passed else "message not DKIM-signed")
     if not spf.passed and request.dkim_signed:
-        dkim = _dkim(request, session, messages, settings)
+        dkim = check_stored_dkim(
+            messages,
+            request.message_id,
+            session,
+            max_bytes=settings.message_max_bytes,
+            max_signatures=settings.dkim_max_signatures,
+        )
     checks = Checks(skipped("iprev", "not needed for the bounce"), spf, dkim)
     proof = sender_authenticated(request.mail_from, checks)
     if proof is not None:
@@ -37,18 +44,3 @@ def authenticate_sender(
     if spf.temporary or dkim.temporary:
         return BounceDecision(BounceAction.DEFER, f"spf {spf.result}, dkim {dkim.result}: try again later")
     return BounceDecision(BounceAction.SUPPRESS, f"sender not authenticated (spf {spf.result}, dkim {dkim.result})")
-
-
-def _dkim(
-    request: BounceRequest, session: DnsSession, messages: MessageStore | None, settings: Settings
-) -> CheckResult:
-    from ipv6gate.checks.dkim import check_dkim
-
-    if messages is None:
-        return CheckResult("dkim", Result.PERMERROR, "no message store configured: DKIM cannot be checked")
-    try:
-        raw = messages.fetch(request.message_id, settings.message_max_bytes)
-    except MessageStoreError as exc:
-        result = Result.PERMERROR if exc.missing or exc.too_large else Result.TEMPERROR
-        return CheckResult("dkim", result, f"raw message unavailable: {exc}")
-    return check_dkim(session, raw, max_signatures=settings.dkim_max_signatures)
