@@ -27,7 +27,8 @@ from bench.scenarios import Scenario
 from bench.stats import Summary, summarize
 from bench.world import TENANT, Sender, event, message
 from ipv6gate.decision.tenants import Tenant
-from ipv6gate.evaluation.gate import Decision, Gate
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import Mail, parse_event
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings

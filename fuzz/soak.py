@@ -49,7 +49,8 @@ from fuzz.cases import LONG_DOMAIN, Case, CaseFactory, ses_event  # noqa: E402
 from ipv6gate.decision.tenants import Mode, Tenant  # noqa: E402
 from ipv6gate.dns import Answer, Backend, DnsResolver  # noqa: E402
 from ipv6gate.entrypoints.lambda_gate import handle_ses_event, log_json  # noqa: E402
-from ipv6gate.evaluation.gate import Decision, Gate  # noqa: E402
+from ipv6gate.evaluation.gate import Gate  # noqa: E402
+from ipv6gate.evaluation.record import Decision  # noqa: E402
 from ipv6gate.mail.event import EventError, Mail, parse_event  # noqa: E402
 from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants, InMemoryTrace  # noqa: E402
 from ipv6gate.settings import Settings  # noqa: E402
@@ -359,10 +360,10 @@ def soak_one(rig: Rig, case: Case, gate_name: str) -> None:
     if mid is not None:
         messages.messages.pop(mid, None)
     for g in gates.values():  # in-memory side effects would grow without bound
-        if isinstance(g.bounces, InMemoryBounceQueue):
-            g.bounces.requests.clear()
-        if isinstance(g.trace, InMemoryTrace):
-            g.trace.records.clear()
+        if isinstance(g.actor.bounces, InMemoryBounceQueue):
+            g.actor.bounces.requests.clear()
+        if isinstance(g.actor.trace, InMemoryTrace):
+            g.actor.trace.records.clear()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -90,7 +90,7 @@ def test_s3_faults_make_dkim_temperror_never_a_rejection(
 def test_sqs_send_failing_lets_the_message_through(make_gate: MakeGate, moto: MotoServer) -> None:
     gate = make_gate(bounce_mode="always")
     sqs = moto.client("sqs")
-    gate.bounces = SqsBounceQueue(sqs, "https://sqs.eu-west-1.amazonaws.com/123456789012/no-such-queue")
+    gate.actor.bounces = SqsBounceQueue(sqs, "https://sqs.eu-west-1.amazonaws.com/123456789012/no-such-queue")
     d = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
     assert d.disposition.value == "CONTINUE"
     assert any("bounce could not be queued" in n for n in d.notes)
@@ -98,7 +98,7 @@ def test_sqs_send_failing_lets_the_message_through(make_gate: MakeGate, moto: Mo
 
 def test_trace_write_failing_changes_nothing_but_a_note(make_gate: MakeGate, moto: MotoServer) -> None:
     gate = make_gate()
-    gate.trace = DynamoTraceStore(moto.client("dynamodb"), "no-such-trace-table", ttl_days=30)
+    gate.actor.trace = DynamoTraceStore(moto.client("dynamodb"), "no-such-trace-table", ttl_days=30)
     d = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
     assert d.disposition.value == "STOP_RULE_SET"
     assert any("not recorded in the trace" in n and "ResourceNotFoundException" in n for n in d.notes)

@@ -288,7 +288,7 @@ def test_gate_to_queue_to_bouncer_end_to_end(app, ses, sqs, queues, make_gate) -
 
     url, _ = queues
     gate = make_gate()
-    gate.bounces = SqsBounceQueue(sqs, url)
+    gate.actor.bounces = SqsBounceQueue(sqs, url)
     arrival = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     event = world.ses_event(ip=world.NO_PTR_IP, mail_from="alice@noptr.test", message_id=f"{uuid.uuid4().hex}")
     event["Records"][0]["ses"]["mail"]["timestamp"] = arrival

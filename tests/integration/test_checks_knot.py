@@ -15,7 +15,8 @@ from ipv6gate.decision.policy import Disposition, Verdict
 from ipv6gate.decision.tenants import Tenant
 from ipv6gate.dns import Deadline, DnsSession
 from ipv6gate.dns.network import NetworkBackend
-from ipv6gate.evaluation.gate import Decision, Gate
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from ipv6gate.decision.tenants import Tenant
-from ipv6gate.evaluation.gate import Decision, Gate
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings

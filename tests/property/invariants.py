@@ -13,7 +13,7 @@ from typing import Any
 
 from ipv6gate.checks.results import Result
 from ipv6gate.decision.policy import Disposition, Verdict
-from ipv6gate.evaluation.gate import Decision
+from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.domains import DomainError, recipient_domain
 from ipv6gate.mail.event import Mail
 from ipv6gate.mail.source import Source, Unknown

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipv6gate.entrypoints.lambda_gate import handle_ses_event
-from ipv6gate.evaluation.gate import Decision, Gate
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import parse_event
 from tests.property import invariants
 from tests.property import strategies as s

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ipv6gate.evaluation.gate import Decision, Gate
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import parse_event
 from tests.support import world
 

@@ -161,7 +161,7 @@ def test_each_check_has_its_own_query_cap(make_gate: MakeGate) -> None:
     # v4only.test's record needs 4 queries; with a cap of 3 SPF runs out (temperror), and the PTR
     # lookup, with a cap of its own, is still asked: no PTR, so 4.7.25 and not "temperror decides".
     gate = make_gate()
-    gate.dns = DnsResolver(gate.dns.backend, query_timeout=1.0, query_limit=3)
+    gate.runner.dns = DnsResolver(gate.dns.backend, query_timeout=1.0, query_limit=3)
     gate.complete_checks = True
     d = gate.evaluate(parse_event(world.ses_event(mail_from="x@v4only.test", ip=world.NO_PTR_IP)))
     assert d.checks.spf.result.value == "temperror" and "query limit of 3" in d.checks.spf.reason

@@ -17,7 +17,7 @@ NOW = datetime(2026, 11, 27, 12, 0, 5, tzinfo=UTC)
 
 def acting(make_gate: MakeGate, queue: InMemoryBounceQueue, trace: InMemoryTrace, **settings: object) -> Gate:
     gate = make_gate(**settings)
-    gate.bounces, gate.trace, gate.now = queue, trace, lambda: NOW
+    gate.actor.bounces, gate.actor.trace, gate.actor.now = queue, trace, lambda: NOW
     return gate
 
 

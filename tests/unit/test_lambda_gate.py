@@ -96,7 +96,7 @@ def test_each_fault_is_a_metric_of_its_own(
 
     logger, metrics = powertools
     gate = make_gate()
-    gate.trace = InMemoryTrace(fail_with="DynamoDB t: ThrottlingException")
+    gate.actor.trace = InMemoryTrace(fail_with="DynamoDB t: ThrottlingException")
 
     def unreachable(domains: object) -> dict[str, object]:
         raise TenantLookupError("DynamoDB t: EndpointConnectionError")
