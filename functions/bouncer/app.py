@@ -1,6 +1,6 @@
 """SQS-triggered bouncer: turns the gate's queued bounce requests into SES SendBounce calls.
 
-Composition root: settings, the SES client, the pacer and the idempotency store are built once per
+Composition root: settings, the SES client, the sender (pacing) and the idempotency store are built once per
 cold start. Each SQS record is one ``BounceRequest``; records are processed one by one and failures
 are reported per record (``ReportBatchItemFailures``), so a bad record is redelivered (and finally
 dead-lettered) without resending its neighbours. Idempotency on DynamoDB makes a redelivered record,
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -30,7 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ipv6gate.bounce.policy import BounceDecision
 from ipv6gate.bounce.request import BounceRequest
-from ipv6gate.entrypoints.bouncer import Pacer, parse_record_body, send_one, ses_client
+from ipv6gate.entrypoints.bouncer import BounceSender, Pacer, parse_record_body, ses_client
 from ipv6gate.entrypoints.lambda_gate import log_json
 from ipv6gate.settings import BouncerSettings
 from ipv6gate.wiring import build_dns, build_messages
@@ -44,7 +43,6 @@ ses = ses_client()
 # For requests the gate queued before SPF/DKIM finished: the same DNS layer and message store.
 dns = build_dns(settings.checks)
 messages = build_messages(settings.checks)
-pacer = Pacer(settings.rate_per_second)
 processor = BatchProcessor(event_type=EventType.SQS)
 _invocation: dict[str, LambdaContext] = {}
 
@@ -76,20 +74,14 @@ def _authenticate(request: BounceRequest) -> BounceDecision:
     return authenticate_sender(request, dns=dns, messages=messages, settings=settings.checks)
 
 
+sender = BounceSender(
+    ses, settings, Pacer(settings.rate_per_second), logger=logger, metrics=metrics, authenticate=_authenticate
+)
+
+
 def _send_bounce(*, bounce: dict[str, str], request: BounceRequest) -> dict[str, Any]:
     """``bounce`` carries the idempotency key (message id and recipients); ``request`` the rest."""
-    outcome = send_one(
-        request,
-        ses,
-        settings,
-        pacer,
-        lambda: datetime.now(UTC),
-        logger=logger,
-        metrics=metrics,
-        remaining_seconds=_remaining_seconds,
-        authenticate=_authenticate,
-    )
-    return outcome.to_dict()
+    return sender.send(request, remaining_seconds=_remaining_seconds).to_dict()
 
 
 # At most once per idempotency key: a repeat returns the stored outcome (``_already_handled``);

@@ -19,11 +19,11 @@ from botocore.stub import Stubber
 from ipv6gate.bounce.request import BouncedRecipient, BounceRequest, BounceRequestError
 from ipv6gate.entrypoints.bouncer import (
     BounceRetryLater,
+    BounceSender,
     Pacer,
     backoff_seconds,
     is_throttling,
     parse_record_body,
-    send_one,
 )
 from ipv6gate.settings import BouncerSettings, SettingsError
 from tests.support.powertools import emf, lines
@@ -146,7 +146,7 @@ def test_pacer_rate_above_one(clock: FakeTime) -> None:
         Pacer(0)
 
 
-def test_send_one_paces_requests_through_ses(
+def test_the_sender_paces_requests_through_ses(
     clock: FakeTime, pacer: Pacer, settings: BouncerSettings, ses, powertools
 ) -> None:
     client, stubber = ses
@@ -156,7 +156,7 @@ def test_send_one_paces_requests_through_ses(
     reqs = [request(f"msg-{i}") for i in range(4)]
     for i, req in enumerate(reqs):
         stubber.add_response("send_bounce", {"MessageId": f"bounce-{i}"}, expected_params(req))
-    outcomes = [send_one(r, client, settings, pacer, clock.wall, logger=logger, metrics=metrics) for r in reqs]
+    outcomes = [BounceSender(client, settings, pacer, clock.wall, logger, metrics).send(r) for r in reqs]
     assert [o.ses_message_id for o in outcomes] == ["bounce-0", "bounce-1", "bounce-2", "bounce-3"]
     assert all(b - a >= 1.0 for a, b in itertools.pairwise(called_at)), called_at
     assert len(called_at) == 4
@@ -184,7 +184,7 @@ def test_send_bounce_request_matches_the_ses_model(
     logger, metrics = powertools
     req = request("0000014a-f4d4-4f89-93e4-35b6fc1d2d61-000000", *recipients)
     stubber.add_response("send_bounce", {"MessageId": "bounce-1"}, expected_params(req))
-    outcome = send_one(req, client, settings, pacer, clock.wall, logger=logger, metrics=metrics)
+    outcome = BounceSender(client, settings, pacer, clock.wall, logger, metrics).send(req)
     assert outcome.status == "sent" and outcome.attempts == 1 and outcome.ses_message_id == "bounce-1"
     assert outcome.age_seconds == 60.0
     [line] = lines(stream)
@@ -215,7 +215,7 @@ def test_exact_dsn_fields_for_no_ptr(clock: FakeTime, pacer: Pacer, settings: Bo
         ],
     }
     stubber.add_response("send_bounce", {"MessageId": "b"}, want)
-    send_one(req, client, settings, pacer, clock.wall, logger=logger, metrics=metrics)
+    BounceSender(client, settings, pacer, clock.wall, logger, metrics).send(req)
 
 
 def test_bounce_sender_arn_is_passed_for_sending_authorization(clock: FakeTime, pacer: Pacer, ses, powertools) -> None:
@@ -225,7 +225,7 @@ def test_bounce_sender_arn_is_passed_for_sending_authorization(clock: FakeTime, 
     settings = BouncerSettings(bounce_sender=SENDER, bounce_sender_arn=arn, idempotency_table="idem")
     req = request()
     stubber.add_response("send_bounce", {"MessageId": "b"}, expected_params(req, BounceSenderArn=arn))
-    send_one(req, client, settings, pacer, clock.wall, logger=logger, metrics=metrics)
+    BounceSender(client, settings, pacer, clock.wall, logger, metrics).send(req)
 
 
 # --------------------------------------------------------------------------- throttling and errors
@@ -242,7 +242,7 @@ def test_throttling_is_retried_with_backoff_then_sent(
     throttle(stubber, code, status)
     throttle(stubber, code, status)
     stubber.add_response("send_bounce", {"MessageId": "bounce-1"}, expected_params(req))
-    outcome = send_one(req, client, settings, pacer, clock.wall, logger=logger, metrics=metrics, rand=lambda: 1.0)
+    outcome = BounceSender(client, settings, pacer, clock.wall, logger, metrics, rand=lambda: 1.0).send(req)
     assert outcome.status == "sent" and outcome.attempts == 3
     assert clock.slept == [1.0, 2.0]  # backoff 1 s then 2 s (jitter at its top); the pacer had nothing to add
     counts = emf(metrics)
@@ -262,7 +262,7 @@ def test_throttling_beyond_max_attempts_retries_later(
     for _ in range(settings.max_attempts):
         throttle(stubber)
     with pytest.raises(BounceRetryLater, match="throttled 5 times"):
-        send_one(request(), client, settings, pacer, clock.wall, logger=logger, metrics=metrics, rand=lambda: 0.0)
+        BounceSender(client, settings, pacer, clock.wall, logger, metrics, rand=lambda: 0.0).send(request())
     assert emf(metrics)["BounceThrottled"] == 5
 
 
@@ -284,16 +284,8 @@ def test_no_call_starts_without_time_for_it(
     if throttled:
         throttle(stubber)
     with pytest.raises(BounceRetryLater, match="left"):
-        send_one(
-            request(),
-            client,
-            settings,
-            pacer,
-            clock.wall,
-            logger=logger,
-            metrics=metrics,
-            remaining_seconds=lambda: deadline - clock.now,
-            rand=lambda: 1.0,
+        BounceSender(client, settings, pacer, clock.wall, logger, metrics, rand=lambda: 1.0).send(
+            request(), remaining_seconds=lambda: deadline - clock.now
         )
     assert clock.slept == []
     assert emf(metrics)["BounceDeferred"] == 1
@@ -307,7 +299,7 @@ def test_other_errors_raise_for_redelivery(
     logger, metrics = powertools
     stubber.add_client_error("send_bounce", service_error_code=code, service_message="no", http_status_code=400)
     with pytest.raises(ClientError) as info:
-        send_one(request(), client, settings, pacer, clock.wall, logger=logger, metrics=metrics)
+        BounceSender(client, settings, pacer, clock.wall, logger, metrics).send(request())
     assert info.value.response["Error"]["Code"] == code
     assert clock.slept == []  # not retried here: SQS redelivers, then the DLQ
     [line] = lines(stream)
@@ -334,7 +326,7 @@ def test_request_older_than_the_window_is_dropped_not_sent(
     client, _ = ses  # nothing queued: any SendBounce would raise
     logger, metrics = powertools
     old = request(arrival="2026-11-26T11:59:00Z")  # 24 h 1 min before clock.wall()
-    outcome = send_one(old, client, settings, pacer, clock.wall, logger=logger, metrics=metrics)
+    outcome = BounceSender(client, settings, pacer, clock.wall, logger, metrics).send(old)
     assert outcome.status == "expired" and outcome.attempts == 0
     [line] = lines(stream)
     assert line["level"] == "WARNING" and "expired" in line["message"]
@@ -349,10 +341,10 @@ def test_window_edge_and_setting(clock: FakeTime, pacer: Pacer, ses, powertools)
     just_in_time = request(arrival="2026-11-26T12:01:00+00:00")  # exactly 24 h old
     stubber.add_response("send_bounce", {"MessageId": "b"}, None)
     settings = BouncerSettings(bounce_sender=SENDER, idempotency_table="idem")
-    assert send_one(just_in_time, client, settings, pacer, clock.wall, logger=logger, metrics=metrics).status == "sent"
+    assert BounceSender(client, settings, pacer, clock.wall, logger, metrics).send(just_in_time).status == "sent"
     short = BouncerSettings(bounce_sender=SENDER, idempotency_table="idem", max_age_hours=1)
     two_hours = request(arrival="2026-11-27T10:00:00")  # naive: read as UTC
-    assert send_one(two_hours, client, short, pacer, clock.wall, logger=logger, metrics=metrics).status == "expired"
+    assert BounceSender(client, short, pacer, clock.wall, logger, metrics).send(two_hours).status == "expired"
 
 
 # --------------------------------------------------------------------------- record bodies

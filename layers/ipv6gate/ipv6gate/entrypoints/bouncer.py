@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,7 +52,7 @@ class Pacer:
 
     Per process (one Lambda container; the function's reserved concurrency of 1 keeps it to one
     at a time). Throttling answers from SES, e.g. when something else in the account also calls
-    SendBounce, are handled by the retries in ``send_one``.
+    SendBounce, are handled by the retries in ``BounceSender``.
     """
 
     def __init__(
@@ -135,136 +135,122 @@ def backoff_seconds(retry: int, settings: BouncerSettings, rand: Callable[[], fl
     return ceiling / 2 + rand() * ceiling / 2
 
 
-def send_one(
-    request: BounceRequest,
-    ses_client: Any,
-    settings: BouncerSettings,
-    pacer: Pacer,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    *,
-    logger: Logger,
-    metrics: Metrics,
-    remaining_seconds: Callable[[], float] | None = None,
-    rand: Callable[[], float] = random.random,
-    authenticate: Callable[[BounceRequest], BounceDecision] | None = None,
-) -> BounceOutcome:
-    """Send the bounce for ``request``, or drop it when it is past the window.
+@dataclass
+class BounceSender:
+    """Long-lived (one per cold start): what sending a bounce needs besides the request itself."""
 
-    Returns normally when sent or dropped (the SQS record succeeds). Raises ``BounceRetryLater``
-    when throttling outlasted the retries or the invocation's time, and re-raises any other error
-    from SES (the SQS record fails and is redelivered, eventually into the dead-letter queue).
-    """
-    log = {"message_id": request.message_id, "recipients": [r.recipient for r in request.recipients]}
-    age = clock() - _aware(request.arrival_time())
-    if age > settings.max_age:
-        logger.warning(
-            "bounce request expired; dropped (SES sends bounces only within the window)",
-            extra={
-                "bounce": {
-                    **log,
-                    "age_hours": round(age.total_seconds() / 3600, 2),
-                    "max_age_hours": settings.max_age_hours,
-                }
-            },
-        )
-        metrics.add_metric(name="BouncesExpired", unit=MetricUnit.Count, value=1)
-        return BounceOutcome("expired", request.message_id, age_seconds=age.total_seconds())
+    ses_client: Any
+    settings: BouncerSettings
+    pacer: Pacer
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    logger: Logger = field(default_factory=Logger)
+    metrics: Metrics = field(default_factory=Metrics)
+    rand: Callable[[], float] = random.random
+    # Proves the sender of a request the gate queued before SPF/DKIM finished (evaluation/sender_proof).
+    authenticate: Callable[[BounceRequest], BounceDecision] | None = None
 
-    if request.authenticate:
-        # The gate decided before SPF/DKIM finished: prove the sender here, or send nothing.
+    def send(self, request: BounceRequest, remaining_seconds: Callable[[], float] | None = None) -> BounceOutcome:
+        """Send the bounce for ``request``, or drop it when it is past the window or its sender unproven.
+
+        Returns normally when sent or dropped (the SQS record succeeds). Raises ``BounceRetryLater``
+        when throttling outlasted the retries or the invocation's time, and re-raises any other error
+        from SES (the SQS record fails and is redelivered, eventually into the dead-letter queue).
+        """
+        log = {"message_id": request.message_id, "recipients": [r.recipient for r in request.recipients]}
+        age = self.clock() - _aware(request.arrival_time())
+        if age > self.settings.max_age:
+            bounce = {**log, "age_hours": round(age.total_seconds() / 3600, 2)}
+            bounce["max_age_hours"] = self.settings.max_age_hours
+            self.logger.warning(
+                "bounce request expired; dropped (SES sends bounces only within the window)", extra={"bounce": bounce}
+            )
+            self.metrics.add_metric(name="BouncesExpired", unit=MetricUnit.Count, value=1)
+            return BounceOutcome("expired", request.message_id, age_seconds=age.total_seconds())
+        if request.authenticate and not self._sender_proven(request, log):
+            return BounceOutcome("suppressed", request.message_id, age_seconds=age.total_seconds())
+        return self._send_with_retries(request, log, remaining_seconds)
+
+    def _sender_proven(self, request: BounceRequest, log: dict[str, Any]) -> bool:
+        """The gate decided before SPF/DKIM finished: prove the sender here, or send nothing."""
         verdict = (
-            authenticate(request)
-            if authenticate is not None
+            self.authenticate(request)
+            if self.authenticate is not None
             else BounceDecision(BounceAction.SUPPRESS, "no authenticator configured in the bouncer")
         )
         if verdict.action is BounceAction.DEFER:
-            metrics.add_metric(name="BounceAuthDeferred", unit=MetricUnit.Count, value=1)
+            self.metrics.add_metric(name="BounceAuthDeferred", unit=MetricUnit.Count, value=1)
             raise BounceRetryLater(f"sender authentication unfinished: {verdict.reason}")
         if verdict.action is BounceAction.SUPPRESS:
-            logger.info(
-                "bounce suppressed: sender not authenticated", extra={"bounce": {**log, "reason": verdict.reason}}
-            )
-            metrics.add_metric(name="BouncesSuppressed", unit=MetricUnit.Count, value=1)
-            return BounceOutcome("suppressed", request.message_id, age_seconds=age.total_seconds())
+            extra = {"bounce": {**log, "reason": verdict.reason}}
+            self.logger.info("bounce suppressed: sender not authenticated", extra=extra)
+            self.metrics.add_metric(name="BouncesSuppressed", unit=MetricUnit.Count, value=1)
+            return False
+        return True
 
-    params = request.send_bounce_params(settings.bounce_sender, settings.bounce_sender_arn or None)
-    attempt = 0
-    while True:
-        _ensure_time(
-            pacer.delay_before_next(),
-            settings=settings,
-            remaining=remaining_seconds,
-            log=log,
-            logger=logger,
-            metrics=metrics,
-        )
-        pacer.wait()
-        attempt += 1
-        try:
-            response = ses_client.send_bounce(**params)
-        except Exception as exc:
-            if not is_throttling(exc):
-                logger.error(
-                    "SendBounce failed", extra={"bounce": {**log, "error": _error_code(exc), "attempt": attempt}}
-                )
-                metrics.add_metric(name="BounceSendErrors", unit=MetricUnit.Count, value=1)
-                raise
-            metrics.add_metric(name="BounceThrottled", unit=MetricUnit.Count, value=1)
-            if attempt >= settings.max_attempts:
-                logger.warning(
-                    "SendBounce still throttled; retrying later", extra={"bounce": {**log, "attempts": attempt}}
-                )
-                raise BounceRetryLater(f"SendBounce throttled {attempt} times ({_error_code(exc)})") from exc
-            delay = backoff_seconds(attempt, settings, rand)
-            _ensure_time(delay, settings=settings, remaining=remaining_seconds, log=log, logger=logger, metrics=metrics)
-            logger.info(
-                "SendBounce throttled; backing off", extra={"bounce": {**log, "attempt": attempt, "delay": delay}}
+    def _send_with_retries(
+        self, request: BounceRequest, log: dict[str, Any], remaining: Callable[[], float] | None
+    ) -> BounceOutcome:
+        settings = self.settings
+        params = request.send_bounce_params(settings.bounce_sender, settings.bounce_sender_arn or None)
+        attempt = 0
+        while True:
+            self._ensure_time(self.pacer.delay_before_next(), remaining, log)
+            self.pacer.wait()
+            attempt += 1
+            try:
+                response = self.ses_client.send_bounce(**params)
+            except Exception as exc:
+                delay = self._backoff_after(exc, attempt, log)
+                self._ensure_time(delay, remaining, log)
+                extra = {"bounce": {**log, "attempt": attempt, "delay": delay}}
+                self.logger.info("SendBounce throttled; backing off", extra=extra)
+                self.pacer.sleep(delay)
+                continue
+            return self._sent(request, response, attempt, log)
+
+    def _backoff_after(self, exc: Exception, attempt: int, log: dict[str, Any]) -> float:
+        """The backoff before the next attempt; re-raises what is not throttling, or throttling past the retries."""
+        if not is_throttling(exc):
+            self.logger.error(
+                "SendBounce failed", extra={"bounce": {**log, "error": _error_code(exc), "attempt": attempt}}
             )
-            pacer.sleep(delay)
-            continue
+            self.metrics.add_metric(name="BounceSendErrors", unit=MetricUnit.Count, value=1)
+            raise exc
+        self.metrics.add_metric(name="BounceThrottled", unit=MetricUnit.Count, value=1)
+        if attempt >= self.settings.max_attempts:
+            self.logger.warning(
+                "SendBounce still throttled; retrying later", extra={"bounce": {**log, "attempts": attempt}}
+            )
+            raise BounceRetryLater(f"SendBounce throttled {attempt} times ({_error_code(exc)})") from exc
+        return backoff_seconds(attempt, self.settings, self.rand)
+
+    def _sent(self, request: BounceRequest, response: Any, attempt: int, log: dict[str, Any]) -> BounceOutcome:
         outcome = BounceOutcome(
             "sent",
             request.message_id,
             ses_message_id=str(response.get("MessageId", "")),
             attempts=attempt,
-            age_seconds=(clock() - _aware(request.arrival_time())).total_seconds(),
+            age_seconds=(self.clock() - _aware(request.arrival_time())).total_seconds(),
         )
-        logger.info(
-            "bounce sent",
-            extra={
-                "bounce": {
-                    **log,
-                    "statuses": [r.status for r in request.recipients],
-                    "mail_from": request.mail_from,
-                    "ses_message_id": outcome.ses_message_id,
-                    "attempts": attempt,
-                }
-            },
-        )
-        metrics.add_metric(name="BouncesSent", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="BounceDelay", unit=MetricUnit.Seconds, value=outcome.age_seconds)
+        sent: dict[str, Any] = {"statuses": [r.status for r in request.recipients], "mail_from": request.mail_from}
+        sent |= {"ses_message_id": outcome.ses_message_id, "attempts": attempt}
+        self.logger.info("bounce sent", extra={"bounce": {**log, **sent}})
+        self.metrics.add_metric(name="BouncesSent", unit=MetricUnit.Count, value=1)
+        self.metrics.add_metric(name="BounceDelay", unit=MetricUnit.Seconds, value=outcome.age_seconds)
         return outcome
 
-
-def _ensure_time(
-    wait: float,
-    *,
-    settings: BouncerSettings,
-    remaining: Callable[[], float] | None,
-    log: dict[str, Any],
-    logger: Logger,
-    metrics: Metrics,
-) -> None:
-    """Refuse to start a call that might not finish before the invocation's deadline."""
-    if remaining is None:
-        return
-    left = remaining()
-    if left - wait < settings.call_reserve_seconds:
-        logger.warning(
-            "not enough time left in this invocation; retrying later", extra={"bounce": {**log, "left": left}}
-        )
-        metrics.add_metric(name="BounceDeferred", unit=MetricUnit.Count, value=1)
-        raise BounceRetryLater(f"{left:.1f} s left, {wait:.1f} s to wait, {settings.call_reserve_seconds} s needed")
+    def _ensure_time(self, wait: float, remaining: Callable[[], float] | None, log: dict[str, Any]) -> None:
+        """Refuse to start a call that might not finish before the invocation's deadline."""
+        if remaining is None:
+            return
+        left = remaining()
+        reserve = self.settings.call_reserve_seconds
+        if left - wait < reserve:
+            self.logger.warning(
+                "not enough time left in this invocation; retrying later", extra={"bounce": {**log, "left": left}}
+            )
+            self.metrics.add_metric(name="BounceDeferred", unit=MetricUnit.Count, value=1)
+            raise BounceRetryLater(f"{left:.1f} s left, {wait:.1f} s to wait, {reserve} s needed")
 
 
 def _aware(moment: datetime) -> datetime:
@@ -286,7 +272,7 @@ def parse_record_body(body: str, *, logger: Logger, metrics: Metrics, sqs_messag
 
 
 def ses_client() -> Any:
-    """The SES v1 client, built once per cold start: SDK retries off, since ``send_one`` paces and backs off."""
+    """The SES v1 client, built once per cold start: SDK retries off, since ``BounceSender`` paces and backs off."""
     import boto3
     from botocore.config import Config
 
