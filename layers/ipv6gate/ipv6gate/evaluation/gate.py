@@ -68,7 +68,7 @@ class Gate:
         notes: list[str] = []
         faults: list[str] = []
         source = find_source(mail.headers, self.settings.trusted_receivers, mail.message_id)
-        recipients = self._recipients(mail, source, notes, faults)
+        recipients = recipients_of(mail, source, self.tenants, notes, faults)
         queries = 0
         if needs_checks(source, recipients):
             assert isinstance(source, Source)
@@ -104,26 +104,6 @@ class Gate:
     def act(self, decision: Decision) -> Decision:
         """Queue the bounce and record the decision (``Actor.act``); never raises."""
         return self.actor.act(decision)
-
-    def _recipients(self, mail: Mail, source: Source | Unknown, notes: list[str], faults: list[str]) -> list[Recipient]:
-        domains: dict[str, str | None] = {}
-        for address in mail.recipients:
-            try:
-                domains[address] = recipient_domain(address)
-            except DomainError as exc:
-                domains[address] = None
-                notes.append(f"recipient {address[:80]!r} ignored: {exc}")
-        tenants: dict[str, Tenant] = {}
-        if isinstance(source, Source) and source.version == 6:
-            wanted = sorted({d for d in domains.values() if d})
-            try:
-                tenants = self.tenants.get_many(wanted) if wanted else {}
-            except TenantLookupError as exc:
-                # Fail open: without tenant data nobody can be said to have opted in. Say so loudly.
-                notes.append(f"tenant lookup failed, every recipient accepted: {exc}")
-                faults.append("tenant_lookup")
-                return [Recipient(a, d, None, f"tenant lookup failed: {exc}") for a, d in domains.items()]
-        return [Recipient(a, d, tenants.get(d) if d else None) for a, d in domains.items()]
 
     def _run_checks(
         self, mail: Mail, source: Source, recipients: list[Recipient], raw: bytes | None
@@ -167,3 +147,27 @@ class Gate:
             max_signatures=limit,
             wrap=stop_when_cancelled,
         )
+
+
+def recipients_of(
+    mail: Mail, source: Source | Unknown, directory: TenantDirectory, notes: list[str], faults: list[str]
+) -> list[Recipient]:
+    """Each envelope recipient with its canonical domain and tenant; a failed tenant lookup fails open."""
+    domains: dict[str, str | None] = {}
+    for address in mail.recipients:
+        try:
+            domains[address] = recipient_domain(address)
+        except DomainError as exc:
+            domains[address] = None
+            notes.append(f"recipient {address[:80]!r} ignored: {exc}")
+    tenants: dict[str, Tenant] = {}
+    if isinstance(source, Source) and source.version == 6:
+        wanted = sorted({d for d in domains.values() if d})
+        try:
+            tenants = directory.get_many(wanted) if wanted else {}
+        except TenantLookupError as exc:
+            # Fail open: without tenant data nobody can be said to have opted in. Say so loudly.
+            notes.append(f"tenant lookup failed, every recipient accepted: {exc}")
+            faults.append("tenant_lookup")
+            return [Recipient(a, d, None, f"tenant lookup failed: {exc}") for a, d in domains.items()]
+    return [Recipient(a, d, tenants.get(d) if d else None) for a, d in domains.items()]
