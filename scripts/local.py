@@ -39,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", choices=["arm64", "x86_64"], default="arm64", help="as deployed: arm64")
     parser.add_argument("--no-bouncer", action="store_true", help="only the gate's scenarios")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every log line of each invoke")
+    parser.add_argument(
+        "--measure",
+        metavar="EVENT",
+        help="also: Init Duration and warm Durations of the gate on EVENT in one warm container (start-lambda)",
+    )
+    parser.add_argument(
+        "--prebuilt", type=Path, help="use this sam build output (e.g. another commit's) instead of building"
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -51,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scenario set {chosen.directory}: {len(chosen.events)} events, region {chosen.region}")
     failed: dict[str, list[str]] = {}
     try:
-        with local_lambda.LocalLambda(chosen, arch=args.arch, log=lambda t: print(f"  {t}")) as local:
+        build = {"build_dir": args.prebuilt.resolve(), "build": False} if args.prebuilt else {}
+        with local_lambda.LocalLambda(chosen, arch=args.arch, log=lambda t: print(f"  {t}"), **build) as local:
             print(
                 f"  ready in {time.monotonic() - started:.0f} s: "
                 + ", ".join(f"{k} {v:.1f} s" for k, v in local.timings.items())
@@ -66,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             _print_reports(results)
             if not args.no_bouncer:
                 failed.update(_bouncer(local))
+            if args.measure:
+                _measure(local, args.measure)
     except KeyboardInterrupt:
         print("\ninterrupted; everything started was stopped", file=sys.stderr)
         return 130
@@ -93,6 +104,18 @@ def _print_reports(results: list[local_lambda.LocalInvoke]) -> None:
         f"\n{len(results)} invokes: wall {statistics.median(walls):.1f} s each (median), "
         f"Init Duration median {statistics.median(inits) if inits else 0:.0f} ms, "
         f"Duration median {statistics.median(durations):.0f} ms (each invoke is a fresh container)"
+    )
+
+
+def _measure(local: local_lambda.LocalLambda, name: str) -> None:
+    reports = local.warm_reports(local_lambda.GATE, local.scenarios.event(name), count=6)
+    cold, warm = reports[0], [r.duration_ms for r in reports[1:]]
+    layer = local.build_dir / "IPv6GateLayer"
+    size = sum(p.stat().st_size for p in layer.rglob("*") if p.is_file())
+    print(
+        f"\nmeasure {name} in one warm container: Init Duration {cold.init_ms} ms, first Duration "
+        f"{cold.duration_ms} ms, warm Duration median {statistics.median(warm):.1f} ms ({warm}), "
+        f"max memory {max(r.max_memory_used_mb or 0 for r in reports)} MB; layer {size / 1e6:.1f} MB unzipped"
     )
 
 

@@ -35,6 +35,7 @@ from typing import Any, Self
 
 from tests.support import lambda_image, sam_local
 from tests.support.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation
+from tests.support.sam_cli import free_port
 from tests.support.scenarios import Outcome, ScenarioSet, stored_messages
 
 REPO = sam_local.REPO
@@ -111,14 +112,7 @@ class LocalInvoke:
     @property
     def report(self) -> Report | None:
         match = _REPORT.search(self.stderr)
-        if match is None:
-            return None
-        return Report(
-            init_ms=float(match["init"]) if match["init"] else None,
-            duration_ms=float(match["duration"]),
-            memory_mb=int(match["memory"]),
-            max_memory_used_mb=int(match["used"]) if match["used"] else None,
-        )
+        return _report(match) if match is not None else None
 
     @property
     def error(self) -> str | None:
@@ -162,9 +156,11 @@ class LocalLambda:
         build_dir: Path = DEFAULT_BUILD_DIR,
         arch: str = "arm64",
         log: Callable[[str], None] = print,
+        build: bool = True,
     ) -> None:
         self.scenarios = scenarios
         self.build_dir = build_dir
+        self.build = build  # False: use what is in build_dir (e.g. another commit's sam build)
         self.arch = arch
         self.log = log
         self.engine = DockerEngine()
@@ -183,7 +179,8 @@ class LocalLambda:
             if self.arch == "arm64":
                 self.log(ensure_arm64_emulation())
             self.timings["base_image_build"] = lambda_image.ensure_base_image(self.engine, self.arch, self.log)
-            self._timed("sam_build", self.sam_build)
+            if self.build:
+                self._timed("sam_build", self.sam_build)
             self._timed("stack", self.stack.start)
             self._tmp = tempfile.TemporaryDirectory(prefix="local-lambda-")
             self.seed()
@@ -282,25 +279,14 @@ class LocalLambda:
 
     # -- invoking ---------------------------------------------------------------------------------------------
 
-    def invoke(self, function: str, name: str, event: Mapping[str, Any], *, timeout: float = 300.0) -> LocalInvoke:
-        """``sam local invoke`` of the built function with one event (a fresh container: a cold start)."""
+    def _common_options(self, function: str) -> list[str]:
         if self._tmp is None:
             raise EngineError("LocalLambda is not started")
-        work = Path(self._tmp.name)
-        event_path, env_path = work / f"{function}-event.json", work / f"{function}-env.json"
-        event_path.write_text(json.dumps(event), encoding="utf-8")
+        env_path = Path(self._tmp.name) / f"{function}-env.json"
         env_path.write_text(json.dumps({function: self.environment(function)}), encoding="utf-8")
-        cmd = [
-            sys.executable,
-            "-m",
-            "tests.support.sam_cli",
-            "local",
-            "invoke",
-            function,
+        return [
             "--template",
             str(self.build_dir / "template.yaml"),
-            "--event",
-            str(event_path),
             "--env-vars",
             str(env_path),
             "--region",
@@ -313,6 +299,15 @@ class LocalLambda:
             "--docker-network",
             "host",
         ]
+
+    def invoke(self, function: str, name: str, event: Mapping[str, Any], *, timeout: float = 300.0) -> LocalInvoke:
+        """``sam local invoke`` of the built function with one event (a fresh container: a cold start)."""
+        options = self._common_options(function)
+        assert self._tmp is not None
+        event_path = Path(self._tmp.name) / f"{function}-event.json"
+        event_path.write_text(json.dumps(event), encoding="utf-8")
+        cmd = [sys.executable, "-m", "tests.support.sam_cli", "local", "invoke", function, "--event", str(event_path)]
+        cmd += options
         started = time.monotonic()
         try:
             proc = subprocess.run(
@@ -321,6 +316,61 @@ class LocalLambda:
         except subprocess.TimeoutExpired as exc:
             raise EngineError(f"sam local invoke {function} ({name}) took over {timeout:.0f} s") from exc
         return LocalInvoke(name, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+    def warm_reports(self, function: str, event: Mapping[str, Any], count: int = 4) -> list[Report]:
+        """``count`` invokes of one warm container (``sam local start-lambda --warm-containers LAZY``):
+        the first REPORT has the Init Duration, the others are warm invokes."""
+        import boto3
+        from botocore.config import Config
+
+        options = self._common_options(function)
+        port = free_port()
+        cmd = [sys.executable, "-m", "tests.support.sam_cli", "local", "start-lambda", "--port", str(port)]
+        cmd += [*options, "--warm-containers", "LAZY"]
+        assert self._tmp is not None
+        log_path = Path(self._tmp.name) / "start-lambda.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=self._sam_env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            client = boto3.client(
+                "lambda",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                region_name=self.scenarios.region,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                config=Config(read_timeout=300, retries={"max_attempts": 0}),
+            )
+            deadline = time.monotonic() + 120
+            while "Running on" not in log_path.read_text(errors="replace"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise EngineError(f"sam local start-lambda did not start: {_tail(log_path.read_text())}")
+                time.sleep(0.5)
+            for _ in range(count):
+                answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+                if "FunctionError" in answer:
+                    raise EngineError(f"{function} failed in start-lambda: {answer['Payload'].read()[:500]!r}")
+            time.sleep(1)  # the container's last log lines
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        text = log_path.read_text(errors="replace")
+        reports = [_report(m) for m in _REPORT.finditer(text)]
+        if len(reports) != count:
+            raise EngineError(f"expected {count} REPORT lines from start-lambda, got {len(reports)}: {_tail(text)}")
+        return reports
+
+
+def _report(match: re.Match[str]) -> Report:
+    return Report(
+        init_ms=float(match["init"]) if match["init"] else None,
+        duration_ms=float(match["duration"]),
+        memory_mb=int(match["memory"]),
+        max_memory_used_mb=int(match["used"]) if match["used"] else None,
+    )
 
 
 # -- the bouncer's events ---------------------------------------------------------------------------------------

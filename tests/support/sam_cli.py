@@ -20,7 +20,7 @@ from typing import Any
 RIE = "/var/rapid/aws-lambda-rie"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -43,7 +43,7 @@ def host_network_options(kwargs: dict[str, Any]) -> dict[str, Any]:
         "--runtime-interface-emulator-address",
         f"127.0.0.1:{rie_port}",
         "--runtime-api-address",
-        f"127.0.0.1:{_free_port()}",
+        f"127.0.0.1:{free_port()}",
     ]
     out["network_mode"] = "host"
     return out
