@@ -41,21 +41,8 @@ knot:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq knot >/dev/null; \
 	fi
 
-# What `make local` (and its CI test) needs from Debian: dockerd, mmdebstrap for the offline Lambda
-# base image, qemu-user-static to run arm64 containers on another architecture. Installed when missing.
-local-deps:
-	@pkgs=""; \
-	  command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || pkgs="$$pkgs docker.io"; \
-	  command -v mmdebstrap >/dev/null 2>&1 || pkgs="$$pkgs mmdebstrap"; \
-	  if [ "$$(uname -m)" != aarch64 ] && ! command -v qemu-aarch64-static >/dev/null 2>&1; then pkgs="$$pkgs qemu-user-static"; fi; \
-	  if [ -n "$$pkgs" ]; then \
-	    echo "installing$$pkgs with apt-get"; \
-	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; \
-	  fi
-
 clean:
-	rm -rf $(VENV) .venv-security .aws-sam .pytest_cache .mypy_cache .ruff_cache .local-lambda
+	rm -rf $(VENV) .venv-security .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 # The demo: moto server + Knot (serving $(SCENARIOS)/zones), the template's table and bucket, then every
 # event of the scenario set through the SAM function's handler in this Python; compared with its
@@ -69,6 +56,19 @@ demo: venv knot
 # for its SendBounce-free paths; table like make demo; exit 1 on a mismatch or a handler error.
 local: venv knot local-deps
 	$(PY) scripts/local.py --scenarios $(SCENARIOS)
+
+# What `make local` (and its CI test) needs from Debian: dockerd, mmdebstrap for the offline Lambda
+# base image, qemu-user-static to run arm64 containers on another architecture. Installed when missing.
+local-deps:
+	@pkgs=""; \
+	  command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || pkgs="$$pkgs docker.io"; \
+	  command -v mmdebstrap >/dev/null 2>&1 || pkgs="$$pkgs mmdebstrap"; \
+	  if [ "$$(uname -m)" != aarch64 ] && ! command -v qemu-aarch64-static >/dev/null 2>&1; then pkgs="$$pkgs qemu-user-static"; fi; \
+	  if [ -n "$$pkgs" ]; then \
+	    echo "installing$$pkgs with apt-get"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; \
+	  fi
 
 .PHONY: security load
 
