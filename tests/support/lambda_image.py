@@ -6,11 +6,11 @@ with ``--skip-pull-image``) when it is missing or was built from another recipe:
 1. ``mmdebstrap --variant=minbase --arch=<arch> --include=python3,ca-certificates trixie`` (Debian
    trixie's python3 is 3.13) from the apt mirror this machine is configured with, read at run time
    from ``/etc/apt/sources.list.d/*.sources`` or ``/etc/apt/sources.list``;
-2. ``docker import`` of that root file system;
-3. PyPI wheels for the target platform (``pip install --only-binary=:all: --platform ... --target``):
+2. PyPI wheels for the target platform (``pip install --only-binary=:all: --platform ... --target``):
    ``awslambdaric`` into ``/var/runtime`` and boto3/botocore into ``/var/lang/lib/python3.13/
    site-packages``, as the real python3.13 runtime provides them; ``/var/runtime/bootstrap`` runs
-   ``python3.13 -m awslambdaric "$_HANDLER"``; the runtime's documented environment variables.
+   ``python3.13 -m awslambdaric "$_HANDLER"``; the runtime's documented environment variables;
+3. all of it as one layer, loaded (``docker load``) with an image config that names the architecture.
 
 The image carries the recipe's content hash as a label: a changed recipe rebuilds, an unchanged one
 is reused (the build takes minutes under arm64 emulation, a reuse nothing).
@@ -22,13 +22,16 @@ is reused (the build takes minutes under arm64 emulation, a reuse nothing).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,18 +138,6 @@ def apt_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
 # -- building ---------------------------------------------------------------------------------------------------
 
 
-def _dockerfile(rootfs: str) -> str:
-    env = " ".join(f"{k}={json.dumps(v)}" for k, v in RECIPE["env"].items())
-    return (
-        f"FROM {rootfs}\n"
-        "COPY runtime/ /var/runtime/\n"
-        f"COPY lang/ /var/lang/lib/python{PYTHON}/site-packages/\n"
-        f"ENV {env}\n"
-        f"WORKDIR {RECIPE['workdir']}\n"
-        'ENTRYPOINT ["/var/runtime/bootstrap"]\n'
-    )
-
-
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -178,24 +169,26 @@ def _pip_target(target: Path, arch: str, requirements: list[str]) -> None:
     )
 
 
-def image_recipe_of(engine: DockerEngine, name: str) -> str | None:
-    """The recipe hash label of a local image, or None when there is no such image."""
+def image_recipe_of(engine: DockerEngine, name: str, arch: str) -> str | None:
+    """The recipe hash label of a local image of ``arch``, or None when there is no such image."""
     import docker.errors
 
     client = engine.client()
     try:
-        labels = client.images.get(name).labels or {}
+        image = client.images.get(name)
     except docker.errors.ImageNotFound:
         return None
     finally:
         client.close()
-    return str(labels.get(RECIPE_LABEL, ""))
+    if image.attrs.get("Architecture") != _DEB_ARCH[arch]:
+        return None
+    return str((image.labels or {}).get(RECIPE_LABEL, ""))
 
 
 def ensure_base_image(engine: DockerEngine, arch: str = "arm64", log: Callable[[str], None] = print) -> float:
     """Build the base image unless one from this recipe exists; returns the seconds spent building."""
     name, digest = base_image_name(arch), recipe_hash(arch)
-    if image_recipe_of(engine, name) == digest:
+    if image_recipe_of(engine, name, arch) == digest:
         log(f"base image {name} (recipe {digest}) cached")
         return 0.0
     require_tools("mmdebstrap")
@@ -219,24 +212,88 @@ def ensure_base_image(engine: DockerEngine, arch: str = "arm64", log: Callable[[
             f"mmdebstrap {SUITE} ({arch})",
         )
         log(f"  root file system: {rootfs.stat().st_size / 1e6:.0f} MB after {time.monotonic() - started:.0f} s")
-        imported = f"ipv6gate-local/rootfs:{digest}-{arch}"
-        _run(
-            ["docker", "import", "--platform", f"linux/{arch}", str(rootfs), imported],
-            "docker import",
-            env=engine.env(),
-        )
-        rootfs.unlink()
+        build_from_rootfs(engine, rootfs, arch)
+    spent = time.monotonic() - started
+    log(f"  base image built in {spent:.0f} s")
+    return spent
+
+
+def build_from_rootfs(engine: DockerEngine, rootfs: Path, arch: str) -> None:
+    """Steps 2-3 of the recipe: the root file system plus the runtime, loaded as the base image.
+
+    dockerd 20.10's ``docker import`` marks every image with the host's architecture (an arm64 root
+    would be an "amd64" image, which SAM CLI's ``--platform linux/arm64`` build refuses), so the
+    image is written in ``docker save`` form with its config (architecture, environment, entry point,
+    recipe label) and loaded: one layer, no build step.
+    """
+    with tempfile.TemporaryDirectory(prefix="lambda-runtime-") as tmp:
+        ctx = Path(tmp)
         _pip_target(ctx / "runtime", arch, list(RECIPE["runtime_wheels"]))
         _pip_target(ctx / "lang", arch, list(RECIPE["sdk_wheels"]))
         bootstrap = ctx / "runtime" / "bootstrap"
         bootstrap.write_text(str(RECIPE["bootstrap"]), encoding="utf-8")
         bootstrap.chmod(0o755)
-        (ctx / "Dockerfile").write_text(_dockerfile(imported), encoding="utf-8")
-        _build(engine, ctx, name, arch, {RECIPE_LABEL: digest})
-        _remove_image(engine, imported)
-    spent = time.monotonic() - started
-    log(f"  base image built in {spent:.0f} s")
-    return spent
+        layer_path = ctx / "layer.tar"
+        ours = ("var/runtime", "var/lang")
+        with tarfile.open(rootfs) as source, tarfile.open(layer_path, "w") as layer:
+            for member in source:  # the root file system, less what the runtime provides
+                path = member.name.removeprefix("./")
+                if any(path == p or path.startswith(p + "/") for p in ours):
+                    continue
+                layer.addfile(member, source.extractfile(member) if member.isfile() else None)
+            for directory in ("./var/lang", "./var/lang/lib", f"./var/lang/lib/python{PYTHON}"):
+                info = tarfile.TarInfo(directory)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+                layer.addfile(info)
+            layer.add(ctx / "runtime", arcname="./var/runtime")
+            layer.add(ctx / "lang", arcname=f"./var/lang/lib/python{PYTHON}/site-packages")
+        _load(engine, layer_path, base_image_name(arch), arch, {RECIPE_LABEL: recipe_hash(arch)}, ctx)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        for chunk in iter(lambda: data.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load(engine: DockerEngine, layer: Path, name: str, arch: str, labels: dict[str, str], work: Path) -> None:
+    """``docker load`` of a one-layer image whose config says ``arch``."""
+    diff_id = _sha256(layer)
+    config = {
+        "architecture": _DEB_ARCH[arch],
+        "os": "linux",
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "config": {
+            "Env": [f"{k}={v}" for k, v in RECIPE["env"].items()],
+            "WorkingDir": RECIPE["workdir"],
+            "Entrypoint": ["/var/runtime/bootstrap"],
+            "Labels": labels,
+        },
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
+        "history": [{"created_by": f"ipv6gate tests/support/lambda_image.py recipe {labels.get(RECIPE_LABEL)}"}],
+    }
+    config_text = json.dumps(config).encode()
+    config_name = f"{hashlib.sha256(config_text).hexdigest()}.json"
+    manifest = [{"Config": config_name, "RepoTags": [name], "Layers": [f"{diff_id}/layer.tar"]}]
+    archive = work / "image.tar"
+    with tarfile.open(archive, "w") as out:
+        for member, payload in ((config_name, config_text), ("manifest.json", json.dumps(manifest).encode())):
+            info = tarfile.TarInfo(member)
+            info.size = len(payload)
+            out.addfile(info, io.BytesIO(payload))
+        out.add(layer, arcname=f"{diff_id}/layer.tar")
+    client = engine.client()
+    try:
+        with archive.open("rb") as data:
+            client.images.load(data)
+        architecture = client.images.get(name).attrs.get("Architecture")
+    finally:
+        client.close()
+    archive.unlink()
+    if architecture != _DEB_ARCH[arch]:
+        raise EngineError(f"docker load made a {architecture} image of {name}, not {_DEB_ARCH[arch]}")
 
 
 def _build(engine: DockerEngine, context: Path, tag: str, arch: str, labels: dict[str, str]) -> None:

@@ -29,6 +29,23 @@ def test_report_line_is_read() -> None:
     assert warm is not None and warm.init_ms is None and warm.duration_ms == 4.02
 
 
+def test_emulator_phase_lines_give_init_and_handler_time() -> None:
+    # The emulator's REPORT folds an on-demand init into Duration; its debug lines split the two.
+    cold = (
+        "[INFO] (rapid) INIT REPORT(durationMs: 9894.818000)\n"
+        "[INFO] (rapid) INVOKE RTDONE(status: success, produced bytes: 0, duration: 175.897000ms)\n"
+        "REPORT RequestId: a\tInit Duration: 1.66 ms\tDuration: 10082.20 ms\tBilled Duration: 10083 ms\t"
+        "Memory Size: 256 MB\tMax Memory Used: 256 MB\t\n"
+    )
+    warm = (
+        "[INFO] (rapid) INVOKE RTDONE(status: success, produced bytes: 0, duration: 12.5ms)\n"
+        "REPORT RequestId: b\tDuration: 14.02 ms\tBilled Duration: 15 ms\tMemory Size: 256 MB\t\n"
+    )
+    first, second = local_lambda.reports_in(cold + warm)
+    assert (first.init_ms, first.duration_ms) == (9894.818, 175.897)
+    assert (second.init_ms, second.duration_ms) == (None, 12.5)
+
+
 def test_handler_error_is_an_error_although_sam_exits_0() -> None:
     failed = _invoke('{"errorType": "KeyError", "errorMessage": "\'Records\'"}')
     assert failed.error == "KeyError: 'Records'"
@@ -76,8 +93,8 @@ def test_recipe_change_changes_the_cache_key(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_base_image_environment_matches_the_runtime() -> None:
-    dockerfile = lambda_image._dockerfile("rootfs:1")
-    assert 'LAMBDA_TASK_ROOT="/var/task"' in dockerfile and 'LAMBDA_RUNTIME_DIR="/var/runtime"' in dockerfile
+    env = lambda_image.RECIPE["env"]
+    assert env["LAMBDA_TASK_ROOT"] == "/var/task" and env["LAMBDA_RUNTIME_DIR"] == "/var/runtime"
     assert lambda_image.PYTHONPATH.split(":")[:3] == [
         "/var/task",
         "/opt/python/lib/python3.13/site-packages",
