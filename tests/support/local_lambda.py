@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from tests.support import lambda_image, sam_local
-from tests.support.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation
+from tests.support.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
 from tests.support.sam_cli import free_port
 from tests.support.scenarios import Outcome, ScenarioSet, stored_messages
 
@@ -172,6 +172,7 @@ class LocalLambda:
         self.stack = sam_local.LocalStack(scenarios.zones, self.template, region=scenarios.region, log=log)
         self.image = ""
         self.timings: dict[str, float] = {}
+        self.timeout_scale = 1
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -186,6 +187,7 @@ class LocalLambda:
             if self.build:
                 self._timed("sam_build", self.sam_build)
             self._timed("byte_compile", self.byte_compile)
+            self.timeout_scale = self.scale_timeouts()
             self._timed("stack", self.stack.start)
             self._tmp = tempfile.TemporaryDirectory(prefix="local-lambda-")
             self.seed()
@@ -281,6 +283,28 @@ class LocalLambda:
         )
         if proc.returncode != 0:
             raise EngineError(f"compileall {self.build_dir} failed: {_tail(proc.stdout + proc.stderr)}")
+
+    def scale_timeouts(self) -> int:
+        """Under emulation, multiply the functions' ``Timeout`` in the *local* built template.
+
+        An emulated arm64 CPU is 10-30x slower (a cold IPv6 decision: ~10 s init, then ~15 s making
+        the first AWS clients), past the gate's 25 s. Only ``<build dir>/template.yaml`` changes;
+        ``template.yaml`` and what ``sam deploy`` ships keep 25 s. ``IPV6GATE_LOCAL_TIMEOUT_SCALE``
+        overrides the factor (default 10 when emulated, 1 when native).
+        """
+        default = "10" if needs_emulation(self.arch) else "1"
+        scale = int(os.environ.get("IPV6GATE_LOCAL_TIMEOUT_SCALE", default))
+        if scale == 1:
+            return 1
+        built = self.build_dir / "template.yaml"
+        text, count = re.subn(
+            r"^(\s+Timeout: )(\d+)\s*$", lambda m: f"{m[1]}{int(m[2]) * scale}", built.read_text(), flags=re.M
+        )
+        if count == 0:
+            raise EngineError(f"{built}: no function Timeout found to scale")
+        built.write_text(text)
+        self.log(f"arm64 emulated: function timeouts x{scale} in {built} (local build only)")
+        return scale
 
     def seed(self) -> None:
         env = self.environment(GATE)
