@@ -108,14 +108,16 @@ def _print_reports(results: list[local_lambda.LocalInvoke]) -> None:
 
 
 def _measure(local: local_lambda.LocalLambda, name: str) -> None:
+    from tests.support import local_lambda
+
     reports = local.warm_reports(local_lambda.GATE, local.scenarios.event(name), count=6)
     cold, warm = reports[0], [r.duration_ms for r in reports[1:]]
     layer = local.build_dir / "IPv6GateLayer"
-    size = sum(p.stat().st_size for p in layer.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in layer.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     print(
         f"\nmeasure {name} in one warm container: Init Duration {cold.init_ms} ms, first Duration "
         f"{cold.duration_ms} ms, warm Duration median {statistics.median(warm):.1f} ms ({warm}), "
-        f"max memory {max(r.max_memory_used_mb or 0 for r in reports)} MB; layer {size / 1e6:.1f} MB unzipped"
+        f"max memory {max(r.max_memory_used_mb or 0 for r in reports)} MB; layer {size / 1e6:.1f} MB unzipped (without the local byte code)"
     )
 
 
