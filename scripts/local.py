@@ -117,7 +117,8 @@ def _measure(local: local_lambda.LocalLambda, name: str) -> None:
     print(
         f"\nmeasure {name} in one warm container: Init Duration {cold.init_ms} ms, first Duration "
         f"{cold.duration_ms} ms, warm Duration median {statistics.median(warm):.1f} ms ({warm}), "
-        f"max memory {max(r.max_memory_used_mb or 0 for r in reports)} MB; layer {size / 1e6:.1f} MB unzipped (without the local byte code)"
+        f"max memory {max(r.max_memory_used_mb or 0 for r in reports)} MB; layer {size / 1e6:.1f} MB unzipped"
+        " (without the local byte code)"
     )
 
 
