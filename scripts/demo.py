@@ -1,16 +1,22 @@
 """The ipv6gate demo: every event of a scenario set through the SAM function, against moto and Knot.
 
-1. starts moto server and Knot DNS (serving ``events/zones``) on loopback;
-2. creates the template's DynamoDB table and S3 bucket (template key schema; a resource without an
-   explicit name gets a local name derived from its logical id) and puts ``events/tenants.json`` and
-   every ``events/*.eml`` (at MESSAGE_PREFIX + messageId, where SES's S3 action would put it);
-3. imports the handler named in ``template.yaml`` in a fresh process, with the environment the
-   template declares (parameters at their defaults) and the local endpoints, and calls it once per
-   event, like one Lambda container (a cold start, then warm calls);
-4. prints what it decided per recipient, and compares with ``events/expected.json``.
+A scenario set is a folder laid out like ``events/`` (``--scenarios``, ``make demo SCENARIOS=<dir>``;
+``tests/support/scenarios.py`` reads it, judges the results and prints the table, shared with
+``make local``):
 
-Exit status 0 when every event matches, 1 on a mismatch, 2 when the stack could not be run.
-``make demo`` runs this; ``--verbose`` also prints the handler's log lines and EMF metrics.
+1. starts moto server and Knot DNS (serving the set's ``zones/``) on loopback;
+2. creates the template's DynamoDB tables, S3 bucket and queues (template key schemas; a resource
+   without an explicit name gets a local name derived from its logical id) and puts the set's
+   ``tenants.json`` and every ``<event>.eml`` (at MESSAGE_PREFIX + messageId, where SES's S3 action
+   would put it);
+3. imports the handler named in ``template.yaml`` in a fresh process, with the environment the
+   template declares (parameters at their defaults, the set's region and ``settings.json``) and the
+   local endpoints, and calls it once per event, like one Lambda container (a cold start, then warm
+   calls);
+4. prints what it decided per recipient, and compares with the set's ``expected.json``.
+
+Exit status 0 when every event matches, 1 on a mismatch, 2 when the set is unusable or the stack
+could not be run (one line on stderr). ``--verbose`` also prints the handler's log lines and EMF metrics.
 """
 
 from __future__ import annotations
