@@ -1,12 +1,16 @@
-# ipv6gate: `make demo` and `make test` set up everything they need on a fresh Debian machine.
+# ipv6gate: `make demo`, `make local` and `make test` set up everything they need on a fresh Debian machine.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# A scenario set: a folder laid out like events/ (README "Try it locally"); for demo and local.
+SCENARIOS ?= events
 
-.PHONY: test lint typecheck unit demo bench knot venv clean
+.PHONY: test lint typecheck unit demo local local-deps bench knot venv clean
 
-test: venv knot lint typecheck
+# What CI runs (.ci/run): lint, types, and every test, including a real `sam local invoke` of each
+# function in the offline arm64 Lambda container (tests/integration/test_local_lambda.py).
+test: venv knot local-deps lint typecheck
 	$(PY) -m pytest -q
 
 lint: venv
@@ -45,10 +49,31 @@ knot:
 clean:
 	rm -rf $(VENV) .venv-security .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
-# The demo: moto server + Knot (serving events/zones), the template's table and bucket, then every
-# events/*.json through the SAM function's handler; compared with events/expected.json (exit 1 on a mismatch).
+# The demo: moto server + Knot (serving $(SCENARIOS)/zones), the template's table and bucket, then every
+# event of the scenario set through the SAM function's handler in this Python; compared with its
+# expected.json (exit 1 on a mismatch). make demo SCENARIOS=<dir> for another set.
 demo: venv knot
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py --scenarios $(SCENARIOS)
+
+# The built artifact: as root, a private dockerd (state in .local-lambda/), the offline arm64 Lambda
+# base image (built once per machine, ~3 min, cached), sam build, moto + Knot on loopback, then
+# `sam local invoke GateFunction` per event of $(SCENARIOS) and `sam local invoke BouncerFunction`
+# for its SendBounce-free paths; table like make demo; exit 1 on a mismatch or a handler error.
+local: venv knot local-deps
+	$(PY) scripts/local.py --scenarios $(SCENARIOS)
+
+# What `make local` (and its CI test) needs from Debian: dockerd, mmdebstrap for the offline Lambda
+# base image, qemu-user-static to run arm64 containers on another architecture. Installed when missing.
+local-deps:
+	@pkgs=""; \
+	  command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || pkgs="$$pkgs docker.io"; \
+	  command -v mmdebstrap >/dev/null 2>&1 || pkgs="$$pkgs mmdebstrap"; \
+	  if [ "$$(uname -m)" != aarch64 ] && ! command -v qemu-aarch64-static >/dev/null 2>&1; then pkgs="$$pkgs qemu-user-static"; fi; \
+	  if [ -n "$$pkgs" ]; then \
+	    echo "installing$$pkgs with apt-get"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; \
+	  fi
 
 .PHONY: security load
 

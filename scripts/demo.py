@@ -1,22 +1,27 @@
-"""The ipv6gate demo: every ``events/*.json`` through the SAM function, against moto and Knot.
+"""The ipv6gate demo: every event of a scenario set through the SAM function, against moto and Knot.
 
-1. starts moto server and Knot DNS (serving ``events/zones``) on loopback;
-2. creates the template's DynamoDB table and S3 bucket (template key schema; a resource without an
-   explicit name gets a local name derived from its logical id) and puts ``events/tenants.json`` and
-   every ``events/*.eml`` (at MESSAGE_PREFIX + messageId, where SES's S3 action would put it);
+A scenario set is a folder laid out like ``events/`` (``--scenarios``, ``make demo SCENARIOS=<dir>``;
+``tests/support/scenarios.py`` reads it, judges the results and prints the table, shared with
+``make local``):
+
+1. starts moto server and Knot DNS (serving the set's ``zones/``) on loopback;
+2. creates the template's DynamoDB tables, S3 bucket and queues (template key schemas; a resource
+   without an explicit name gets a local name derived from its logical id) and puts the set's
+   ``tenants.json`` and every ``<event>.eml`` (at MESSAGE_PREFIX + messageId, where SES's S3 action
+   would put it);
 3. imports the handler named in ``template.yaml`` in a fresh process, with the environment the
-   template declares (parameters at their defaults) and the local endpoints, and calls it once per
-   event, like one Lambda container (a cold start, then warm calls);
-4. prints what it decided per recipient, and compares with ``events/expected.json``.
+   template declares (parameters at their defaults, the set's region and ``settings.json``) and the
+   local endpoints, and calls it once per event, like one Lambda container (a cold start, then warm
+   calls);
+4. prints what it decided per recipient, and compares with the set's ``expected.json``.
 
-Exit status 0 when every event matches, 1 on a mismatch, 2 when the stack could not be run.
-``make demo`` runs this; ``--verbose`` also prints the handler's log lines and EMF metrics.
+Exit status 0 when every event matches, 1 on a mismatch, 2 when the set is unusable or the stack
+could not be run (one line on stderr). ``--verbose`` also prints the handler's log lines and EMF metrics.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,103 +29,62 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tests.support.sam_local import FunctionSpec, Invocation, Run
+    from tests.support.scenarios import Outcome, ScenarioSet
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for tests.support (the harness this demo shares with the tests)
 
 
-def _describe(row: dict[str, Any]) -> str:
-    if row.get("monitor"):
-        return f"monitor: would {row.get('would_reply')}"
-    return str(row["reply"]) if row.get("reply") else "accept"
-
-
-def _compare(expected: dict[str, Any], disposition: str | None, decision: dict[str, Any] | None) -> list[str]:
-    """Differences between the expectation and what the handler returned and logged."""
-    problems: list[str] = []
-    if disposition != expected["disposition"]:
-        problems.append(f"disposition {disposition} != expected {expected['disposition']}")
-    if decision is None:
-        return [*problems, "no decision log line"]
-    if decision.get("client_ip") != expected["client_ip"]:
-        problems.append(f"client_ip {decision.get('client_ip')} != expected {expected['client_ip']}")
-    got = {r["recipient"]: _describe(r) for r in decision.get("recipients", [])}
-    want = {r["recipient"]: _describe(r) for r in expected["recipients"]}
-    for rcpt in sorted(set(got) | set(want)):
-        if got.get(rcpt) != want.get(rcpt):
-            problems.append(f"{rcpt}: {got.get(rcpt, '(missing)')} != expected {want.get(rcpt, '(none)')}")
-    return problems
-
-
-def _run(spec: FunctionSpec, template: dict[str, Any], events_dir: Path) -> Run:
+def _run(spec: FunctionSpec, template: dict[str, Any], scenarios: ScenarioSet) -> Run:
     """Start the local stack, seed it, call the handler with every event; always stop the stack."""
     from tests.support import sam_local
 
-    names = sam_local.event_files(events_dir)
-    with sam_local.LocalStack(events_dir / "zones", template, log=lambda text: print(f"  {text}")) as stack:
-        env = sam_local.container_environment(spec, stack.overrides())
-        for line in sam_local.seed_demo(stack, env, events_dir):
+    stack = sam_local.LocalStack(scenarios.zones, template, region=scenarios.region, log=lambda t: print(f"  {t}"))
+    with stack:
+        env = sam_local.container_environment(
+            spec, {**stack.overrides(), **scenarios.environment}, region=scenarios.region
+        )
+        for line in sam_local.seed_demo(stack, env, scenarios.directory):
             print(f"  put {line}")
         shown = {k: env[k] for k in ("TENANTS_TABLE", "MESSAGE_BUCKET", "MESSAGE_PREFIX", "DNS_SERVERS")}
-        print(f"  environment: {shown} AWS_ENDPOINT_URL={env.get('AWS_ENDPOINT_URL')}")
-        return sam_local.invoke(spec, env, [(n, sam_local.load_event(n, events_dir)) for n in names])
+        print(f"  environment: {shown} AWS_ENDPOINT_URL={env.get('AWS_ENDPOINT_URL')} region {scenarios.region}")
+        if scenarios.environment:
+            print(f"  settings.json: {scenarios.environment}")
+        return sam_local.invoke(spec, env, [(n, scenarios.event(n)) for n in scenarios.events])
 
 
-def _check(inv: Invocation, want: dict[str, Any] | None) -> list[str]:
-    decisions = inv.logs("decision")
-    decision = decisions[0]["decision"] if len(decisions) == 1 else None
-    disposition = inv.result.get("disposition") if isinstance(inv.result, dict) else None
-    problems = ["not in expected.json"] if want is None else _compare(want, disposition, decision)
-    if inv.error:
-        problems.append(f"handler raised:\n{inv.error}")
-    if len(decisions) != 1:
-        problems.append(f"{len(decisions)} decision log lines, expected 1")
-    return problems
+def _outcome(inv: Invocation) -> Outcome:
+    from tests.support.scenarios import Outcome
 
-
-def _table(run: Run, expected: dict[str, Any], verbose: bool) -> dict[str, list[str]]:
-    """Print one row per recipient; return the problems found per event file."""
-    header = f"{'event':<30} {'client ip':<17} {'disposition':<14} {'check':<8} {'recipient':<18} reply"
-    print(header)
-    print("-" * 140)
-    problems: dict[str, list[str]] = {}
-    for inv in run.invocations:
-        problems[inv.name] = _check(inv, expected.get(inv.name))
-        decisions = inv.logs("decision")
-        decision = decisions[0]["decision"] if decisions else {}
-        disposition = inv.result.get("disposition") if isinstance(inv.result, dict) else "?"
-        verdict = "ok" if not problems[inv.name] else "MISMATCH"
-        rows = decision.get("recipients") or [{"recipient": "?", "reply": None}]
-        for i, row in enumerate(rows):
-            cells = (inv.name, str(decision.get("client_ip", "?")), disposition, verdict) if i == 0 else ("",) * 4
-            print(f"{cells[0]:<30} {cells[1]:<17} {cells[2]:<14} {cells[3]:<8} {row['recipient']:<18} {_describe(row)}")
-        if verbose:
-            for record in inv.records():
-                print(f"    {json.dumps(record, separators=(',', ':'))}")
-    for name in sorted(set(expected) - set(problems)):
-        problems[name] = ["in expected.json but no such event file"]
-    return problems
+    return Outcome(inv.name, inv.result, inv.logs("decision"), inv.error, inv.records())
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support import sam_local
+    from tests.support import sam_local, scenarios
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--function", default=sam_local.GATE_FUNCTION, help="logical id in template.yaml")
-    parser.add_argument("--events", type=Path, default=sam_local.EVENTS_DIR, help="directory of demo events")
+    parser.add_argument(
+        "--scenarios", "--events", type=Path, default=sam_local.EVENTS_DIR, help="scenario set (laid out like events/)"
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="print the handler's log lines and metrics")
     args = parser.parse_args(argv)
 
-    events_dir: Path = args.events
-    expected: dict[str, Any] = json.loads((events_dir / "expected.json").read_text(encoding="utf-8"))
-    template = sam_local.load_template()
-    spec = sam_local.function_spec(template, args.function)
+    try:
+        template = sam_local.load_template()
+        spec = sam_local.function_spec(template, args.function)
+        chosen = scenarios.load_scenarios(args.scenarios, sorted(spec.environment))
+        spec = sam_local.function_spec(template, args.function, region=chosen.region)
+    except (scenarios.ScenarioError, sam_local.TemplateError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
     print(f"template.yaml: {spec.logical_id} Handler={spec.handler} CodeUri={spec.code_uri.relative_to(REPO)}")
     print(f"  layers on sys.path: {', '.join(str(p.relative_to(REPO)) for p in spec.layers)}")
+    print(f"  scenario set: {chosen.directory} ({len(chosen.events)} events, region {chosen.region})")
     started = time.monotonic()
     try:
-        run = _run(spec, template, events_dir)
+        run = _run(spec, template, chosen)
     except KeyboardInterrupt:
         print("\ninterrupted; the local stack was stopped", file=sys.stderr)
         return 130
@@ -132,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     print(f"cold start (import {spec.handler.rpartition('.')[0]}): {run.init_ms:.0f} ms\n")
-    problems = _table(run, expected, args.verbose)
+    outcomes = [_outcome(inv) for inv in run.invocations]
+    problems = scenarios.print_table(outcomes, chosen.expected, verbose=args.verbose)
     first = run.invocations[0].metrics() if run.invocations else {}
     cold = "ColdStart metric on the first call" if first.get("ColdStart") else "no ColdStart metric!"
     total = sum(inv.duration_ms for inv in run.invocations)
@@ -143,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"MISMATCH {name}: {problem}", file=sys.stderr)
     if failed:
         return 1
-    print("all events match events/expected.json")
+    print(f"all events match {chosen.directory / 'expected.json'}")
     return 0
 
 

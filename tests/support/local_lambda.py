@@ -1,0 +1,565 @@
+"""The built artifact in the local Lambda container: ``sam build``, then ``sam local invoke`` per event.
+
+``LocalLambda`` is what ``make local`` and its CI test share. ``start()``:
+
+1. starts a private dockerd (``docker_engine.DockerEngine``), registers arm64 emulation if needed;
+2. builds the offline Lambda base image unless cached (``lambda_image.ensure_base_image``);
+3. ``sam build``s ``template.yaml`` as it is deployed (arm64, the layer from PyPI wheels);
+4. starts moto server and Knot (the scenario set's ``zones/``) on loopback, creates the template's
+   tables, bucket and queues there, and seeds the tenants and raw messages (``sam_local.LocalStack``);
+5. derives a local-only image from the base that adds ``AWS_ENDPOINT_URL`` (moto).
+
+``invoke()`` runs ``sam local invoke <function> -e <event> --env-vars <file> --region <region>
+--skip-pull-image --invoke-image <that image> --docker-network host`` against the *built* template,
+and returns the response, the function's log lines and the ``REPORT`` line. ``template.yaml`` is not
+changed: the env-vars file sets only variables the template declares (``DNS_SERVERS``, the local
+table, bucket and queue names); the AWS endpoint comes from the image. ``stop()`` stops all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from tests.support import lambda_image, sam_local
+from tests.support.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
+from tests.support.sam_cli import free_port
+from tests.support.scenarios import Outcome, ScenarioSet, stored_messages
+
+REPO = sam_local.REPO
+GATE, BOUNCER = "GateFunction", "BouncerFunction"
+DEFAULT_BUILD_DIR = STATE_DIR / "build"  # not .aws-sam/build: the byte code added below stays local
+# Parameters without a default in template.yaml (sam local invoke needs a value for each).
+PARAMETERS = {"BounceSender": "mailer-daemon@bounces.example", "Recipients": "example.com"}
+# With SAM_CLI_RIE_DEV=1 the emulator logs its phases; its REPORT line folds an on-demand init into
+# Duration (and prints a ~1 ms "Init Duration"), so the init and the handler's time come from these.
+_INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: (?P<ms>[\d.]+)\)")
+_INVOKE_DONE = re.compile(r"INVOKE RTDONE\(status: \w+, produced bytes: \d+, duration: (?P<ms>[\d.]+)ms\)")
+_REPORT = re.compile(
+    r"REPORT RequestId: \S+\s+(?:Init Duration: (?P<init>[\d.]+) ms\s+)?Duration: (?P<duration>[\d.]+) ms"
+    r".*?Memory Size: (?P<memory>\d+) MB(?:\s+Max Memory Used: (?P<used>\d+) MB)?"
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One invocation's times: init (Lambda's Init Duration) and the handler's Duration."""
+
+    init_ms: float | None
+    duration_ms: float
+    memory_mb: int
+    max_memory_used_mb: int | None
+
+
+@dataclass(frozen=True)
+class LocalInvoke:
+    """One ``sam local invoke``: its exit code, the response (stdout) and the container's output."""
+
+    name: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def response(self) -> Any:
+        lines = [ln for ln in self.stdout.splitlines() if ln.strip()]
+        if not lines:
+            return None
+        try:
+            return json.loads(lines[-1])
+        except ValueError:
+            return None
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every JSON object the function printed (Powertools log lines, EMF blobs), in order."""
+        out: list[dict[str, Any]] = []
+        for line in self.stderr.splitlines():
+            start = line.find("{")
+            if start < 0:
+                continue
+            with contextlib.suppress(ValueError):
+                value = json.loads(line[start:])
+                if isinstance(value, dict):
+                    out.append(value)
+        return out
+
+    def logs(self, message: str | None = None) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.records()
+            if "level" in r and "_aws" not in r and (message is None or str(r.get("message", "")).startswith(message))
+        ]
+
+    def metrics(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for blob in (r for r in self.records() if isinstance(r.get("_aws"), dict)):
+            for directive in blob["_aws"].get("CloudWatchMetrics", []):
+                for metric in directive.get("Metrics", []):
+                    raw = blob.get(metric["Name"], 0)
+                    value = float(sum(raw) if isinstance(raw, list) else raw)
+                    totals[metric["Name"]] = totals.get(metric["Name"], 0.0) + value
+        return totals
+
+    @property
+    def report(self) -> Report | None:
+        reports = reports_in(self.stderr)
+        return reports[0] if reports else None
+
+    @property
+    def error(self) -> str | None:
+        """Why this invocation failed: SAM CLI's exit code, no response, or the handler's errorType."""
+        if self.exit_code != 0:
+            return f"sam local invoke exited {self.exit_code}: {_tail(self.stderr)}"
+        response = self.response
+        if response is None:
+            return f"no JSON response from sam local invoke: {_tail(self.stdout + self.stderr)}"
+        if isinstance(response, dict) and "errorType" in response:
+            return f"{response['errorType']}: {response.get('errorMessage', '')}"
+        return None
+
+    def outcome(self) -> Outcome:
+        """For the scenario table (the gate's decision line)."""
+        return Outcome(self.name, self.response, self.logs("decision"), self.error, self.records())
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:])
+
+
+def python313_dir() -> Path:
+    """Directory of a Python 3.13 (``sam build`` without containers runs the runtime's Python)."""
+    base = Path(getattr(sys, "_base_executable", sys.executable))
+    if sys.version_info[:2] == (3, 13) and base.name.startswith("python3"):
+        return base.resolve().parent
+    found = subprocess.run([str(REPO / "scripts" / "find-python313.sh")], capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        raise EngineError("no Python 3.13 found for sam build (scripts/find-python313.sh)")
+    return Path(found.stdout.strip()).parent
+
+
+class LocalLambda:
+    """Engine, base image, ``sam build``, moto + Knot, for one scenario set; a context manager."""
+
+    def __init__(
+        self,
+        scenarios: ScenarioSet,
+        *,
+        build_dir: Path = DEFAULT_BUILD_DIR,
+        arch: str = "arm64",
+        log: Callable[[str], None] = print,
+        build: bool = True,
+    ) -> None:
+        self.scenarios = scenarios
+        self.build_dir = build_dir
+        self.build = build  # False: use what is in build_dir (e.g. another commit's sam build)
+        self.arch = arch
+        self.log = log
+        self.engine = DockerEngine()
+        self.template = sam_local.load_template()
+        self.stack = sam_local.LocalStack(scenarios.zones, self.template, region=scenarios.region, log=log)
+        self.image = ""
+        self.timings: dict[str, float] = {}
+        self.timeout_scale = 1
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        try:
+            self._timed("engine", self.engine.start)
+            self.log(f"dockerd pid {self.engine.pid} on {self.engine.socket} (data root {self.engine.data_root})")
+            if self.arch == "arm64":
+                self.log(ensure_arm64_emulation())
+            self.timings["base_image_build"] = lambda_image.ensure_base_image(self.engine, self.arch, self.log)
+            if self.build:
+                self._timed("sam_build", self.sam_build)
+            self._timed("byte_compile", self.byte_compile)
+            self.timeout_scale = self.scale_timeouts()
+            self._timed("stack", self.stack.start)
+            self._tmp = tempfile.TemporaryDirectory(prefix="local-lambda-")
+            self.seed()
+            self.image = self._timed("endpoint_image", self._endpoint_image)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _endpoint_image(self) -> str:
+        return lambda_image.endpoint_image(self.engine, self.stack.moto.endpoint_url, self.arch)
+
+    def _timed(self, what: str, fn: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        result = fn()
+        self.timings[what] = time.monotonic() - started
+        return result
+
+    def stop(self) -> None:
+        try:
+            self.stack.stop()
+        finally:
+            try:
+                if self.engine.pid is not None:
+                    with contextlib.suppress(Exception):
+                        lambda_image.remove_endpoint_images(self.engine)
+            finally:
+                self.engine.stop()
+                if self._tmp is not None:
+                    self._tmp.cleanup()
+                    self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- steps ------------------------------------------------------------------------------------------------
+
+    def _sam_env(self) -> dict[str, str]:
+        env = self.engine.env()
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
+            env.pop(key, None)
+        env.update(
+            {
+                "SAM_CLI_TELEMETRY": "0",
+                "SAM_CLI_RIE_DEV": "1",  # the emulator's phase lines: Init Duration (see reports_in)
+                "AWS_ACCESS_KEY_ID": "testing",  # passed into the container by SAM CLI; moto accepts any
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "PATH": f"{python313_dir()}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            }
+        )
+        return env
+
+    def sam_build(self) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.support.sam_cli",
+            "build",
+            "--template-file",
+            str(REPO / "template.yaml"),
+            "--build-dir",
+            str(self.build_dir),
+            "--cached",
+            "--cache-dir",
+            str(STATE_DIR / "sam-cache"),
+        ]
+        self.log(f"sam build -> {self.build_dir}")
+        proc = subprocess.run(cmd, cwd=REPO, env=self._sam_env(), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise EngineError(f"sam build failed: {_tail(proc.stdout + proc.stderr)}")
+
+    def byte_compile(self) -> None:
+        """Write the byte code CPython would write on first import into the build (checked-hash pycs).
+
+        Lambda mounts the function and its layers read-only, so without byte code every cold start
+        compiles every module it imports: under arm64 emulation that alone took ~28 s of the gate's
+        init (~9 s with byte code), beyond the function's 25 s timeout. The source is unchanged; a
+        checked-hash pyc is used only while it matches its source.
+        """
+        cmd = [sys.executable, "-W", "ignore", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode"]
+        proc = subprocess.run(
+            [*cmd, "checked-hash", str(self.build_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise EngineError(f"compileall {self.build_dir} failed: {_tail(proc.stdout + proc.stderr)}")
+
+    def scale_timeouts(self) -> int:
+        """Under emulation, multiply the functions' ``Timeout`` in the *local* built template.
+
+        An emulated arm64 CPU is 10-30x slower (a cold IPv6 decision: ~10 s init, then ~15 s making
+        the first AWS clients), past the gate's 25 s. Only ``<build dir>/template.yaml`` changes;
+        ``template.yaml`` and what ``sam deploy`` ships keep 25 s. ``IPV6GATE_LOCAL_TIMEOUT_SCALE``
+        overrides the factor (default 10 when emulated, 1 when native).
+        """
+        default = "10" if needs_emulation(self.arch) else "1"
+        scale = int(os.environ.get("IPV6GATE_LOCAL_TIMEOUT_SCALE", default))
+        if scale == 1:
+            return 1
+        built = self.build_dir / "template.yaml"
+        text, count = re.subn(
+            r"^(\s+Timeout: )(\d+)\s*$", lambda m: f"{m[1]}{int(m[2]) * scale}", built.read_text(), flags=re.M
+        )
+        if count == 0:
+            raise EngineError(f"{built}: no function Timeout found to scale")
+        built.write_text(text)
+        self.log(f"arm64 emulated: function timeouts x{scale} in {built} (local build only)")
+        return scale
+
+    def seed(self) -> None:
+        env = self.environment(GATE)
+        tenants = json.loads((self.scenarios.directory / "tenants.json").read_text(encoding="utf-8"))
+        self.stack.put_items(env["TENANTS_TABLE"], tenants)
+        for message_id, raw in stored_messages(self.scenarios).items():
+            self.stack.put_object(env["MESSAGE_BUCKET"], f"{env['MESSAGE_PREFIX']}{message_id}", raw)
+        self.log(f"seeded {len(tenants)} tenants and the stored messages into moto")
+
+    def environment(self, function: str) -> dict[str, str]:
+        """The function's declared variables as a local run sets them (what the env-vars file holds)."""
+        parameters = dict(PARAMETERS)
+        spec = sam_local.function_spec(
+            self.template, function, parameters=parameters, region=self.scenarios.region, names=self.stack.names
+        )
+        values = {**spec.environment, "DNS_SERVERS": self.stack.knot.servers_env}
+        if function == GATE:
+            values.update(self.scenarios.environment)
+        return {k: v for k, v in values.items() if k in spec.environment}
+
+    # -- invoking ---------------------------------------------------------------------------------------------
+
+    def _common_options(self, function: str) -> list[str]:
+        if self._tmp is None:
+            raise EngineError("LocalLambda is not started")
+        env_path = Path(self._tmp.name) / f"{function}-env.json"
+        env_path.write_text(json.dumps({function: self.environment(function)}), encoding="utf-8")
+        return [
+            "--template",
+            str(self.build_dir / "template.yaml"),
+            "--env-vars",
+            str(env_path),
+            "--region",
+            self.scenarios.region,
+            "--parameter-overrides",
+            " ".join(f"{k}={v}" for k, v in PARAMETERS.items()),
+            "--skip-pull-image",
+            "--invoke-image",
+            self.image,
+            "--docker-network",
+            "host",
+        ]
+
+    def invoke(self, function: str, name: str, event: Mapping[str, Any], *, timeout: float = 300.0) -> LocalInvoke:
+        """``sam local invoke`` of the built function with one event (a fresh container: a cold start)."""
+        options = self._common_options(function)
+        assert self._tmp is not None
+        event_path = Path(self._tmp.name) / f"{function}-event.json"
+        event_path.write_text(json.dumps(event), encoding="utf-8")
+        cmd = [sys.executable, "-m", "tests.support.sam_cli", "local", "invoke", function, "--event", str(event_path)]
+        cmd += options
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                cmd, cwd=REPO, env=self._sam_env(), capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise EngineError(f"sam local invoke {function} ({name}) took over {timeout:.0f} s") from exc
+        if proc.returncode != 0:  # SAM CLI itself failed (a handler error exits 0, see LocalInvoke.error)
+            errors = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip().startswith("Error:")]
+            why = errors[-1] if errors else _tail(proc.stderr, 2)
+            raise EngineError(f"sam local invoke {function} ({name}) exited {proc.returncode}: {why}")
+        result = LocalInvoke(name, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+        if result.response is None:  # e.g. "Function 'GateFunction' timed out after 25 seconds"
+            raise EngineError(f"sam local invoke {function} ({name}) gave no response: {_tail(proc.stderr, 2)}")
+        return result
+
+    def warm_reports(self, function: str, event: Mapping[str, Any], count: int = 4) -> list[Report]:
+        """``count`` invokes of one warm container (``sam local start-lambda --warm-containers LAZY``):
+        the first REPORT has the Init Duration, the others are warm invokes."""
+        import boto3
+        from botocore.config import Config
+
+        options = self._common_options(function)
+        port = free_port()
+        cmd = [sys.executable, "-m", "tests.support.sam_cli", "local", "start-lambda", "--port", str(port)]
+        cmd += [*options, "--warm-containers", "LAZY"]
+        assert self._tmp is not None
+        log_path = Path(self._tmp.name) / "start-lambda.log"
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=self._sam_env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            client = boto3.client(
+                "lambda",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                region_name=self.scenarios.region,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                config=Config(read_timeout=300, retries={"max_attempts": 0}),
+            )
+            deadline = time.monotonic() + 120
+            while "Running on" not in log_path.read_text(errors="replace"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise EngineError(f"sam local start-lambda did not start: {_tail(log_path.read_text())}")
+                time.sleep(0.5)
+            for _ in range(count):
+                answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+                if "FunctionError" in answer:
+                    raise EngineError(f"{function} failed in start-lambda: {answer['Payload'].read()[:500]!r}")
+            time.sleep(1)  # the container's last log lines
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        text = log_path.read_text(errors="replace")
+        reports = reports_in(text)
+        if len(reports) != count:
+            raise EngineError(f"expected {count} REPORT lines from start-lambda, got {len(reports)}: {_tail(text)}")
+        return reports
+
+
+def reports_in(text: str) -> list[Report]:
+    """Each invocation's times in a container's output, in order.
+
+    Init Duration: the emulator's ``INIT REPORT`` (the runtime's start and the module's import).
+    Duration: its ``INVOKE RTDONE`` (the handler alone); without the emulator's debug lines, the
+    ``REPORT`` line's figures.
+    """
+    out: list[Report] = []
+    init: float | None = None
+    done: float | None = None
+    for line in text.splitlines():
+        if m := _INIT_REPORT.search(line):
+            init = float(m["ms"])
+        elif m := _INVOKE_DONE.search(line):
+            done = float(m["ms"])
+        elif m := _REPORT.search(line):
+            report_init = float(m["init"]) if m["init"] else None
+            out.append(
+                Report(
+                    init_ms=init if init is not None else report_init,
+                    duration_ms=done if done is not None else float(m["duration"]),
+                    memory_mb=int(m["memory"]),
+                    max_memory_used_mb=int(m["used"]) if m["used"] else None,
+                )
+            )
+            init = done = None
+    return out
+
+
+# -- the bouncer's events ---------------------------------------------------------------------------------------
+
+
+def sqs_event(bodies: Mapping[str, str], region: str) -> dict[str, Any]:
+    """An SQS event as Lambda's event source mapping delivers it: one record per (message id, body)."""
+    now_ms = str(int(time.time() * 1000))
+    arn = f"arn:aws:sqs:{region}:{sam_local.ACCOUNT_ID}:{sam_local.local_name('BounceQueue')}"
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": f"local-{message_id}",
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": now_ms,
+                    "SenderId": sam_local.ACCOUNT_ID,
+                    "ApproximateFirstReceiveTimestamp": now_ms,
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": region,
+            }
+            for message_id, body in bodies.items()
+        ]
+    }
+
+
+def bounce_body(message_id: str, *, received: datetime, region: str, authenticate: bool = False) -> str:
+    """A queued bounce request, as the gate writes it (``ipv6gate.bounce.request``)."""
+    from ipv6gate.bounce.request import BouncedRecipient, BounceRequest
+
+    reply = (
+        "450 4.7.26 Service unavailable, message sent over IPv6 [2001:db8:bad::25] "
+        "must pass either SPF or DKIM validation."
+    )
+    return BounceRequest(
+        message_id=message_id,
+        mail_from="billing@shop.example",
+        client_ip="2001:db8:bad::25",
+        arrival=received.astimezone(UTC).isoformat(),
+        reporting_mta=f"dns; inbound-smtp.{region}.amazonaws.com",
+        recipients=(BouncedRecipient("erin@example.com", "4.7.26", reply),),
+        authenticate=authenticate,
+        helo="mail.bad.example",
+    ).to_json()
+
+
+@dataclass(frozen=True)
+class BouncerCase:
+    """One bouncer invocation: its SQS records and what must come back and be logged."""
+
+    name: str
+    bodies: dict[str, str]  # SQS message id -> body
+    failed: list[str]  # SQS message ids expected in batchItemFailures
+    log_lines: list[str]  # log messages (prefixes) expected, in any order
+    metrics: dict[str, float]
+
+
+def bouncer_cases(region: str, now: datetime | None = None) -> list[BouncerCase]:
+    """The paths that need no SendBounce (moto has none): expired, malformed, duplicate, suppressed."""
+    now = now or datetime.now(UTC)
+    expired = bounce_body("local-expired-0001", received=now - timedelta(hours=30), region=region)
+    return [
+        BouncerCase(
+            "expired + malformed",
+            {"sqs-expired-1": expired, "sqs-malformed-1": '{"version": 1, "message_id": "no recipients"'},
+            failed=["sqs-malformed-1"],
+            log_lines=["bounce request expired", "malformed bounce request"],
+            metrics={"BouncesExpired": 1, "MalformedBounceRequests": 1},
+        ),
+        BouncerCase(
+            "duplicate (redelivered)",
+            {"sqs-expired-2": expired},
+            failed=[],
+            log_lines=["bounce already handled"],
+            metrics={"BounceDuplicatesSkipped": 1},
+        ),
+        BouncerCase(
+            "deferred, sender not proven",
+            {
+                "sqs-deferred-1": bounce_body(
+                    "local-deferred-0001", received=now - timedelta(minutes=5), region=region, authenticate=True
+                )
+            },
+            failed=[],
+            log_lines=["bounce suppressed"],
+            metrics={"BouncesSuppressed": 1},
+        ),
+    ]
+
+
+def judge_bouncer(case: BouncerCase, result: LocalInvoke) -> list[str]:
+    """Differences between a bouncer case and what its invocation answered and logged."""
+    if result.error:
+        return [result.error]
+    problems: list[str] = []
+    response = result.response
+    failures = response.get("batchItemFailures") if isinstance(response, dict) else None
+    if failures is None:
+        return [f"no batchItemFailures in the response {response!r}"]
+    got_failed = sorted(f.get("itemIdentifier", "?") for f in failures)
+    if got_failed != sorted(case.failed):
+        problems.append(f"batchItemFailures {got_failed} != expected {sorted(case.failed)}")
+    messages = [str(r.get("message", "")) for r in result.logs()]
+    for wanted in case.log_lines:
+        if not any(m.startswith(wanted) for m in messages):
+            problems.append(f"no log line {wanted!r} (got {messages})")
+    metrics = result.metrics()
+    for metric, value in case.metrics.items():
+        if metrics.get(metric) != value:
+            problems.append(f"metric {metric} = {metrics.get(metric)} != expected {value}")
+    return problems
