@@ -43,7 +43,9 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_lambda.Loc
 
 def test_built_layer_is_the_arm64_artifact(local: local_lambda.LocalLambda) -> None:
     layer = local.build_dir / "IPv6GateLayer" / "python"
-    assert (layer / "ipv6gate" / "gate.py").is_file()
+    source = local_lambda.REPO / "layers" / "ipv6gate" / "ipv6gate"
+    modules = sorted(str(p.relative_to(source)) for p in source.rglob("*.py"))
+    assert modules and all((layer / "ipv6gate" / m).is_file() for m in modules), "package modules missing"
     native = sorted(p.name for p in layer.rglob("*.so"))
     assert native and all("aarch64" in name or "abi3" in name for name in native), native
     assert not (layer / "boto3").exists(), "the runtime provides boto3; the layer must not ship it"
