@@ -36,7 +36,6 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
 from typing import Any, Protocol, Self
 
 import dns.exception
@@ -44,6 +43,8 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
+
+from tests.support.service import Service
 
 __all__ = ["DelayingDnsProxy", "Fault", "QueryRecord"]
 
@@ -119,7 +120,7 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
-class DelayingDnsProxy:
+class DelayingDnsProxy(Service):
     """Forwards DNS queries to ``upstream_host:upstream_port`` after a fixed delay; a context manager."""
 
     def __init__(
@@ -281,14 +282,6 @@ class DelayingDnsProxy:
             workers = list(self._workers)
         for worker in workers:
             worker.join(timeout=max(0.5, self.upstream_timeout))
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _bind(self) -> None:
         """A UDP and a TCP socket on the same free port (the kernel picks; retry if TCP has it taken)."""

@@ -22,8 +22,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Self
+
+from tests.support.service import Service
 
 REPO = Path(__file__).resolve().parents[2]
 STATE_DIR = REPO / ".local-lambda"
@@ -85,7 +86,7 @@ def require_tools(*names: str) -> None:
         raise EngineError(f"not installed: {', '.join(missing)} (run `make local-deps` as root)")
 
 
-class DockerEngine:
+class DockerEngine(Service):
     """``dockerd`` on a private unix socket; ``with DockerEngine() as engine: engine.host``."""
 
     def __init__(
@@ -243,14 +244,6 @@ class DockerEngine:
             client.close()
         except Exception:
             pass
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def _ping(sock_path: Path) -> bool:

@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import dns.exception
@@ -26,6 +25,8 @@ import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+
+from tests.support.service import Service
 
 __all__ = ["KnotServer", "find_knotc", "find_knotd"]
 
@@ -83,7 +84,7 @@ def _quote(value: str | Path) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class KnotServer:
+class KnotServer(Service):
     """Context manager running knotd for every `<origin>.zone` in `zone_dir`.
 
     Usage::
@@ -169,17 +170,6 @@ class KnotServer:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals ------------------------------------------------------
     def _write_config(self, zone_files: list[Path]) -> Path:

@@ -30,13 +30,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from tests.support import lambda_image, sam_local
 from tests.support.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
 from tests.support.sam_cli import free_port
 from tests.support.scenarios import Outcome, ScenarioSet, stored_messages
+from tests.support.service import Service
 
 REPO = sam_local.REPO
 GATE, BOUNCER = "GateFunction", "BouncerFunction"
@@ -150,7 +150,7 @@ def python313_dir() -> Path:
     return Path(found.stdout.strip()).parent
 
 
-class LocalLambda:
+class LocalLambda(Service):
     """Engine, base image, ``sam build``, moto + Knot, for one scenario set; a context manager."""
 
     def __init__(
@@ -219,14 +219,6 @@ class LocalLambda:
                 if self._tmp is not None:
                     self._tmp.cleanup()
                     self._tmp = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- steps ------------------------------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Self
+
+from tests.support.service import Service
 
 __all__ = ["MotoServer", "aws_env"]
 
@@ -40,7 +41,7 @@ def _free_tcp_port(host: str) -> int:
         return port
 
 
-class MotoServer:
+class MotoServer(Service):
     """Context manager running `python -m moto.server` on a free local port."""
 
     host = "127.0.0.1"
@@ -116,17 +117,6 @@ class MotoServer:
         if self._log is not None:
             self._log.close()  # also deletes the temp file
             self._log = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _wait_ready(self) -> bool:
         assert self._proc is not None

@@ -33,8 +33,9 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
+
+from tests.support.service import Service
 
 if TYPE_CHECKING:
     from tests.support.knot import KnotServer
@@ -407,7 +408,7 @@ def _typed(value: Any) -> dict[str, Any]:
     raise TypeError(f"cannot store {value!r} in DynamoDB")
 
 
-class LocalStack:
+class LocalStack(Service):
     """moto server + Knot serving ``zone_dir``, with the template's tables and buckets created."""
 
     def __init__(
@@ -464,14 +465,6 @@ class LocalStack:
         finally:
             if moto is not None:
                 moto.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def overrides(self) -> dict[str, str]:
         """What replaces the template's values in a local run: the local endpoints."""
