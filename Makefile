@@ -53,14 +53,14 @@ clean:
 # event of the scenario set through the SAM function's handler in this Python; compared with its
 # expected.json (exit 1 on a mismatch). make demo SCENARIOS=<dir> for another set.
 demo: venv knot
-	$(PY) scripts/demo.py --scenarios $(SCENARIOS)
+	$(PY) -m scripts.demo --scenarios $(SCENARIOS)
 
 # The built artifact: as root, a private dockerd (state in .local-lambda/), the offline arm64 Lambda
 # base image (built once per machine, ~3 min, cached), sam build, moto + Knot on loopback, then
 # `sam local invoke GateFunction` per event of $(SCENARIOS) and `sam local invoke BouncerFunction`
 # for its SendBounce-free paths; table like make demo; exit 1 on a mismatch or a handler error.
 local: venv knot local-deps
-	$(PY) scripts/local.py --scenarios $(SCENARIOS)
+	$(PY) -m scripts.local --scenarios $(SCENARIOS)
 
 # What `make local` (and its CI test) needs from Debian: dockerd, mmdebstrap for the offline Lambda
 # base image, qemu-user-static to run arm64 containers on another architecture. Installed when missing.
@@ -82,24 +82,24 @@ local-deps:
 # translation, plus cfn-lint with informational rules. Fails on any finding not fixed or justified
 # by an inline `Metadata: checkov: skip:` with a reason.
 security: venv
-	$(PY) scripts/security_scan.py
+	$(PY) -m scripts.security_scan
 
 # Load test (not part of `make test`): 10,000 decisions through the SAM gate function with its real
 # adapters, against moto server and Knot behind a fault-injecting DNS proxy, all on loopback.
 # Bounded (--max-seconds); pass options with LOAD_ARGS, e.g. make load LOAD_ARGS="--decisions 2000".
 load: venv knot
-	$(PY) load/run.py $(LOAD_ARGS)
+	$(PY) -m load.run $(LOAD_ARGS)
 
 .PHONY: fuzz
 # Soak test (not part of `make test`): 100,000 hostile SES events and raw messages through the gate's
 # Lambda body in process (zone-file DNS, in-memory ports); exit 1 on an escaped exception or a
 # malformed decision. Options: fuzz/soak.py --help (--seed, --max-seconds, --strict, --profile).
 fuzz: venv
-	$(PY) fuzz/soak.py --events 100000
+	$(PY) -m fuzz.soak --events 100000
 
 # Benchmarks (bench/README.md): decision latency against the DNS critical path (Knot behind a delaying
 # proxy), the plain libraries and authheaders, cold start, warm CPU, DKIM on large messages, cost.
 # Writes bench/results/latest.json and latest.md. Extra options: make bench BENCH_ARGS="--iterations 50".
 bench: venv knot
 	@$(PY) -c "import authheaders" 2>/dev/null || $(PY) -m pip install --quiet -r bench/requirements.txt
-	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) -m bench.run $(BENCH_ARGS)

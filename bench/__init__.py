@@ -1,4 +1,4 @@
 """Benchmarks of the gate: decision latency against the DNS critical path, cold start, CPU, DKIM memory.
 
-``make bench`` runs ``bench/run.py``; ``bench/README.md`` says what each number means.
+``make bench`` runs ``python -m bench.run``; ``bench/README.md`` says what each number means.
 """

@@ -25,15 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import cost as costs
+from bench.report import render_markdown, render_text, targets
+from bench.scenarios import SCENARIOS, all_senders
+from bench.world import write_zones
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# Run as a script: make the repository importable (bench.*, tests.support.*), not this folder's modules.
-sys.path[:] = [str(REPO), *(p for p in sys.path if Path(p or ".").resolve() != HERE)]
 
-from bench import cost as costs  # noqa: E402
-from bench.report import render_markdown, render_text, targets  # noqa: E402
-from bench.scenarios import SCENARIOS, all_senders  # noqa: E402
-from bench.world import write_zones  # noqa: E402
 
 PHASES = ("latency", "baseline", "coldstart", "cpu", "dkim")
 _T0 = time.perf_counter()
@@ -251,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if phases.errors else 0
 
 
-README_BEGIN = "<!-- bench:results:begin (written by `bench/run.py --update-readme`) -->"
+README_BEGIN = "<!-- bench:results:begin (written by `python -m bench.run --update-readme`) -->"
 README_END = "<!-- bench:results:end -->"
 
 

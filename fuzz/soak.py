@@ -1,6 +1,6 @@
 """Soak test: hostile SES events and raw messages through ``handle_ses_event``, in process.
 
-    .venv/bin/python fuzz/soak.py --events 100000 [--seed 1] [--max-seconds 600] [--profile out.prof]
+    .venv/bin/python -m fuzz.soak --events 100000 [--seed 1] [--max-seconds 600] [--profile out.prof]
 
 Each event goes through the Lambda body exactly as in production (``parse_event`` -> ``Gate.evaluate``
 -> ``Gate.act`` -> Powertools Logger and Metrics), with the zone-file DNS of the test world plus
@@ -37,25 +37,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dns.name
+import dns.rdatatype
+from aws_lambda_powertools import Logger, Metrics
+
+from fuzz.cases import LONG_DOMAIN, Case, CaseFactory, ses_event
+from ipv6gate.decision.tenants import Mode, Tenant
+from ipv6gate.dns import Answer, Backend, DnsResolver
+from ipv6gate.entrypoints.lambda_gate import handle_ses_event, log_json
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.evaluation.record import Decision
+from ipv6gate.mail.event import EventError, Mail, parse_event
+from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants, InMemoryTrace
+from ipv6gate.settings import Settings
+from tests.property import invariants, zones
+from tests.support import world
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # tests.support.world and tests.property.* live at the repository root
-    sys.path.insert(0, str(ROOT))
 
-import dns.name  # noqa: E402
-import dns.rdatatype  # noqa: E402
-from aws_lambda_powertools import Logger, Metrics  # noqa: E402
-
-from fuzz.cases import LONG_DOMAIN, Case, CaseFactory, ses_event  # noqa: E402
-from ipv6gate.decision.tenants import Mode, Tenant  # noqa: E402
-from ipv6gate.dns import Answer, Backend, DnsResolver  # noqa: E402
-from ipv6gate.entrypoints.lambda_gate import handle_ses_event, log_json  # noqa: E402
-from ipv6gate.evaluation.gate import Gate  # noqa: E402
-from ipv6gate.evaluation.record import Decision  # noqa: E402
-from ipv6gate.mail.event import EventError, Mail, parse_event  # noqa: E402
-from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants, InMemoryTrace  # noqa: E402
-from ipv6gate.settings import Settings  # noqa: E402
-from tests.property import invariants, zones  # noqa: E402
-from tests.support import world  # noqa: E402
 
 GATE_ENVS: dict[str, dict[str, str]] = {
     "default": {},

@@ -48,14 +48,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # for tests.support and load (run as a script)
+from load import scenarios
+from load.scenarios import Item
+from tests.support import sam_local, world
+from tests.support.dns_proxy import DelayingDnsProxy
 
-from load import scenarios  # noqa: E402
-from load.scenarios import Item  # noqa: E402
-from tests.support import sam_local, world  # noqa: E402
-from tests.support.dns_proxy import DelayingDnsProxy  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
 
 DISPOSITIONS = {"CONTINUE", "STOP_RULE_SET"}
 RESULTS = {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy", "skipped"}

@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from tests.support.scenarios import Outcome, ScenarioSet
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # for tests.support (the harness this demo shares with the tests)
 
 
 def _run(spec: FunctionSpec, template: dict[str, Any], scenarios: ScenarioSet) -> Run:

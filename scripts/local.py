@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from tests.support import local_lambda
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # for tests.support (the harness shared with the tests and the demo)
 
 
 def main(argv: list[str] | None = None) -> int:

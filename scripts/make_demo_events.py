@@ -8,7 +8,7 @@ thrown away unless ``--private-key-out`` names a file for it; it is never writte
 Addresses are documentation ranges (2001:db8::/32, 192.0.2.0/24), names are reserved ones
 (``example.com``/``.net``/``.org`` for the recipients, ``*.example`` for the senders).
 
-    .venv/bin/python scripts/make_demo_events.py [--out events] [--private-key-out /tmp/demo-dkim.pem]
+    .venv/bin/python -m scripts.make_demo_events [--out events] [--private-key-out /tmp/demo-dkim.pem]
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # for tests.support.ses (the SES event builder the tests and the soak use)
+from tests.support import ses
 
-from tests.support import ses  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"

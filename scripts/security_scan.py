@@ -50,9 +50,6 @@ MIN_REASON_CHARS = 20  # a skip's comment must say why, not just "ok"
 REGION = "eu-west-1"
 ACCOUNT_ID = "123456789012"
 
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # for tests.support (the CloudFormation YAML loader)
-
 
 class ScanError(RuntimeError):
     """The scan could not run (no Python 3.13, pip failed, checkov crashed, ...)."""

@@ -46,7 +46,7 @@ def _us_east_1_set(target: Path, *, settings: dict[str, object] | None) -> Path:
 
 def _run(script: str, scenarios: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / script), "--scenarios", str(scenarios)],
+        [sys.executable, "-m", f"scripts.{script.removesuffix('.py')}", "--scenarios", str(scenarios)],
         cwd=REPO,
         capture_output=True,
         text=True,

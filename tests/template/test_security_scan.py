@@ -25,7 +25,7 @@ TIMEOUT = 1200  # venv creation and checkov's install on a fresh machine, then f
 def run_scan(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     report_path = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--json", str(report_path), *args],
+        [sys.executable, "-m", "scripts.security_scan", "--json", str(report_path), *args],
         capture_output=True,
         text=True,
         cwd=REPO,

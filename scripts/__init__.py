@@ -1,0 +1,1 @@
+"""Tools run from the repository root as modules: ``python -m scripts.demo`` (``make demo``), ...."""
