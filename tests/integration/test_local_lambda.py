@@ -13,6 +13,7 @@ with its one-line reason; it never skips.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,10 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_lambda.Loc
         yield engine
     finally:
         engine.stop()
+    # dockerd mounts its network namespaces under the exec root; a stopped engine must leave none.
+    ours = (str(engine.engine.state_dir), "ipv6gate-dockerd-")  # the state dir, or its short stand-in
+    mounts = Path("/proc/mounts").read_text().splitlines()
+    assert not [m for m in mounts if "/exec/netns/" in m and any(o in m for o in ours)], "netns mounts left behind"
 
 
 def test_built_layer_is_the_arm64_artifact(local: local_lambda.LocalLambda) -> None:

@@ -228,6 +228,7 @@ class DockerEngine(Service):
                 _terminate(proc.pid, 30.0)
                 proc.wait(timeout=10)
         self.pid = None
+        _unmount_netns(self._runtime_dir() / "exec" / "netns")
         if self._short:
             shutil.rmtree(self._short, ignore_errors=True)
             self._short = None
@@ -244,6 +245,15 @@ class DockerEngine(Service):
             client.close()
         except Exception:
             pass
+
+
+def _unmount_netns(netns_dir: Path) -> None:
+    """dockerd bind-mounts its network namespaces under ``<exec-root>/netns`` and leaves them mounted
+    when it exits; unmounted here, so a stopped engine leaves no mount (nor a folder that cannot be removed)."""
+    if not netns_dir.is_dir():
+        return
+    for entry in netns_dir.iterdir():
+        subprocess.run(["umount", "--lazy", str(entry)], capture_output=True, check=False)
 
 
 def _ping(sock_path: Path) -> bool:
