@@ -34,6 +34,7 @@ from typing import Any, Self
 
 from tests.support import lambda_image, sam_local
 from tests.support.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
+from tests.support.json_lines import json_records, log_records
 from tests.support.sam_cli import free_port
 from tests.support.scenarios import Outcome, ScenarioSet, stored_messages
 from tests.support.service import Service
@@ -85,23 +86,10 @@ class LocalInvoke:
 
     def records(self) -> list[dict[str, Any]]:
         """Every JSON object the function printed (Powertools log lines, EMF blobs), in order."""
-        out: list[dict[str, Any]] = []
-        for line in self.stderr.splitlines():
-            start = line.find("{")
-            if start < 0:
-                continue
-            with contextlib.suppress(ValueError):
-                value = json.loads(line[start:])
-                if isinstance(value, dict):
-                    out.append(value)
-        return out
+        return json_records(self.stderr)
 
     def logs(self, message: str | None = None) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in self.records()
-            if "level" in r and "_aws" not in r and (message is None or str(r.get("message", "")).startswith(message))
-        ]
+        return log_records(self.records(), message, prefix=True)
 
     def metrics(self) -> dict[str, float]:
         totals: dict[str, float] = {}

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from tests.support.json_lines import json_records, log_records
 from tests.support.service import Service
 
 if TYPE_CHECKING:
@@ -598,21 +599,11 @@ class Invocation:
 
     def records(self) -> list[dict[str, Any]]:
         """The JSON objects printed on stdout, one per line (Powertools logs and EMF blobs)."""
-        out: list[dict[str, Any]] = []
-        for line in self.stdout.splitlines():
-            with contextlib.suppress(ValueError):
-                value = json.loads(line)
-                if isinstance(value, dict):
-                    out.append(value)
-        return out
+        return json_records(self.stdout)
 
     def logs(self, message: str | None = None) -> list[dict[str, Any]]:
         """Structured log lines (those with a ``level``), optionally only those with ``message``."""
-        return [
-            r
-            for r in self.records()
-            if "level" in r and "_aws" not in r and (message is None or r["message"] == message)
-        ]
+        return log_records(self.records(), message)
 
     def emf(self) -> list[dict[str, Any]]:
         return [r for r in self.records() if isinstance(r.get("_aws"), dict)]

@@ -1,0 +1,41 @@
+"""What a function printed, read back: its JSON objects and its structured log lines.
+
+Standard library only: ``sam_local``'s worker imports this before the handler, and must not preload
+anything the function's cold start would load itself.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def json_records(text: str) -> list[dict[str, Any]]:
+    """Every JSON object printed in ``text``, one per line, in order (Powertools log lines, EMF blobs).
+
+    A line may carry a prefix before its ``{`` (the Lambda runtime emulator's own), which is skipped.
+    """
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            value = json.loads(line[start:])
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+def log_records(
+    records: list[dict[str, Any]], message: str | None = None, *, prefix: bool = False
+) -> list[dict[str, Any]]:
+    """The structured log lines among ``records`` (those with a ``level``; not EMF blobs), optionally only
+    those whose message is ``message`` (or starts with it, with ``prefix``)."""
+
+    def wanted(text: str) -> bool:
+        return message is None or (text.startswith(message) if prefix else text == message)
+
+    return [r for r in records if "level" in r and "_aws" not in r and wanted(str(r.get("message", "")))]
