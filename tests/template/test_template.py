@@ -517,7 +517,7 @@ def test_outputs(tpl):
 
 # --------------------------------------------------------------------------- bounce pipeline
 BOUNCER_ENV_FIXED = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"}
-# What the bouncer needs to authenticate a sender the gate had not finished checking (sender_auth.py).
+# What the bouncer needs to authenticate a sender the gate had not finished checking (evaluation/sender_proof.py).
 BOUNCER_CHECK_ENV = {
     "DNS_SERVERS",
     "DNS_QUERY_TIMEOUT_SECONDS",

@@ -93,8 +93,6 @@ def from_env[S](cls: type[S], env: Mapping[str, str], **derived: Any) -> S:
             continue
         try:
             values[spec.name] = meta["parse"](raw)
-        except SettingsError:
-            raise  # already names the variable
         except ValueError as exc:
             raise SettingsError(f"{meta['env']}: {exc}") from None
     return cls(**(derived | values))
@@ -109,7 +107,7 @@ _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+))(?:
 
 
 def parse_dns_servers(value: str) -> tuple[DnsServer, ...]:
-    """Parse ``ip``, ``ip:port``, bare IPv6 or ``[v6]:port`` items separated by commas."""
+    """Parse ``ip``, ``ip:port``, bare IPv6 or ``[v6]:port`` items separated by commas; ``ValueError`` says why not."""
     import ipaddress
 
     servers: list[DnsServer] = []
@@ -123,15 +121,15 @@ def parse_dns_servers(value: str) -> tuple[DnsServer, ...]:
         else:
             m = _HOST_PORT.match(raw)
             if not m:
-                raise SettingsError(f"DNS_SERVERS: {raw!r} is not ip, ip:port or [ipv6]:port")
+                raise ValueError(f"{raw!r} is not ip, ip:port or [ipv6]:port")
             host = m.group("v6") or m.group("host")
             port = int(m.group("port") or 53)
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise SettingsError(f"DNS_SERVERS: {host!r} is not an IP address") from None
+            raise ValueError(f"{host!r} is not an IP address") from None
         if not 0 < port < 65536:
-            raise SettingsError(f"DNS_SERVERS: port {port} in {raw!r} is out of range")
+            raise ValueError(f"port {port} in {raw!r} is out of range")
         servers.append(DnsServer(host, port))
     return tuple(servers)
 

@@ -13,10 +13,8 @@ import io
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import BinaryIO
 
 from ipv6gate.bounce.policy import decide_bounce
-from ipv6gate.checks.dkim_body import ByteStream
 from ipv6gate.checks.iprev import check_iprev
 from ipv6gate.checks.results import CheckResult, Result, skipped
 from ipv6gate.decision.policy import Checks, Recipient, certain, decide, disposition, needs_checks
@@ -128,9 +126,6 @@ class Gate:
         return Checks(results["iprev"], results["spf"], results["dkim"]), queries
 
     def _dkim(self, mail: Mail, session: DnsSession, raw: bytes | None) -> CheckResult:
-        def stop_when_cancelled(stream: BinaryIO) -> ByteStream:
-            return until_cancelled(stream, session)
-
         limit = self.settings.dkim_max_signatures
         if raw is not None:
             from ipv6gate.checks.dkim import check_dkim_stream
@@ -145,7 +140,7 @@ class Gate:
             session,
             max_bytes=self.settings.message_max_bytes,
             max_signatures=limit,
-            wrap=stop_when_cancelled,
+            wrap=lambda stream: until_cancelled(stream, session),
         )
 
 

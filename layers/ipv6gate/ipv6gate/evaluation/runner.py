@@ -54,11 +54,14 @@ class CheckRunner:
                 results[futures[future]] = _outcome(futures[future], future)
         for session in sessions.values():
             session.cancel()
+        for future in [f for f in pending if f.done()]:  # finished while the sessions were cancelled
+            results[futures[future]] = _outcome(futures[future], future)
+        unneeded = certain is not None and certain(results)
         for future in pending:
             name = futures[future]
-            if future.done():
-                results[name] = _outcome(name, future)
-            elif certain is not None and certain(results):
+            if name in results:
+                continue
+            if unneeded:
                 results[name] = skipped(name, "not needed: the verdict was already certain")
             else:
                 results[name] = CheckResult(name, Result.TEMPERROR, "check did not finish within the decision budget")
