@@ -280,3 +280,45 @@ class BouncerSettings:
 
 # Every environment variable the bouncer reads for itself (README "Bounces" and template.yaml document each).
 BOUNCER_ENV_NAMES = env_names(BouncerSettings)
+
+
+# --------------------------------------------------------------------------- the milter
+_AUTHSERV_ID = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+def _authserv_id(raw: str) -> str:
+    if not _AUTHSERV_ID.fullmatch(raw):
+        raise ValueError(f"{raw!r} is not a host name such as mx.example.net")
+    return raw.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class MilterSettings:
+    """``ipv6gate milter``'s own settings; ``checks`` holds the gate's, read from the same environment."""
+
+    authserv_id: str = setting(
+        "MILTER_AUTHSERV_ID",
+        "",
+        _authserv_id,
+        "authserv-id of the Authentication-Results header it adds (and removes when forged)",
+        shown="the host's name",
+    )
+    max_recipients: int = setting(
+        "MILTER_MAX_RECIPIENTS", 100, integer(1, 10_000), "recipients per message; more get 452 4.5.3"
+    )
+    max_header_bytes: int = setting(
+        "MILTER_MAX_HEADER_BYTES", 1024 * 1024, integer(1024, 16 * 1024 * 1024), "header block kept for DKIM"
+    )
+    check_threads: int = setting(
+        "MILTER_CHECK_THREADS", 64, integer(3, 1024), "threads running checks for all sessions"
+    )
+    checks: Settings = field(default_factory=Settings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], hostname: str = "localhost") -> MilterSettings:
+        """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
+        return from_env(cls, env, checks=Settings.from_env(env), authserv_id=hostname.lower())
+
+
+# Every environment variable the milter reads for itself (README "SMTP time" documents each).
+MILTER_ENV_NAMES = env_names(MilterSettings)

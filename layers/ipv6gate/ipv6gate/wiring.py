@@ -10,8 +10,9 @@ from typing import Any
 
 from ipv6gate.dns import Backend, DnsResolver, DnsTempError
 from ipv6gate.evaluation.gate import Gate
+from ipv6gate.evaluation.staged import SmtpGate
 from ipv6gate.ports import BounceQueue, MessageStore, TenantDirectory, TraceStore
-from ipv6gate.settings import Settings, SettingsError
+from ipv6gate.settings import MilterSettings, Settings, SettingsError
 
 
 def build_dns(settings: Settings) -> DnsResolver:
@@ -127,4 +128,21 @@ def build_gate(
         messages if messages is not None else build_messages(settings, clients),
         bounces=build_bounce_queue(settings, clients) if act else None,
         trace=build_trace(settings, clients) if act else None,
+    )
+
+
+def build_smtp_gate(settings: MilterSettings, tenants: TenantDirectory | None = None) -> SmtpGate:
+    """The milter's gate: the same DNS layer, tenants and trace as the Lambda; no bounces (it replies in session)."""
+    from ipv6gate.evaluation.actor import Actor
+    from ipv6gate.evaluation.runner import CheckRunner
+    from ipv6gate.evaluation.staged import Limits, SmtpGate
+
+    s = settings.checks
+    clients = Clients()
+    return SmtpGate(
+        s,
+        CheckRunner(build_dns(s), max_workers=settings.check_threads),
+        tenants if tenants is not None else build_tenants(s, clients),
+        Actor(None, build_trace(s, clients)),
+        limits=Limits(max_recipients=settings.max_recipients, max_header_bytes=settings.max_header_bytes),
     )

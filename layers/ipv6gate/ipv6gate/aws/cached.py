@@ -7,6 +7,7 @@ container. Bounded: the oldest entries go first when ``max_entries`` is reached.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -29,23 +30,26 @@ class CachedTenantDirectory:
         self._max = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, Tenant | None]] = OrderedDict()
+        self._lock = threading.Lock()  # the milter's sessions share one cache across threads
 
     def get_many(self, domains: Iterable[str]) -> dict[str, Tenant]:
         now = self._clock()
         wanted = list(dict.fromkeys(domains))
         found: dict[str, Tenant] = {}
         missing: list[str] = []
-        for domain in wanted:
-            entry = self._entries.get(domain)
-            if entry is not None and entry[0] > now:
-                if entry[1] is not None:
-                    found[domain] = entry[1]
-            else:
-                missing.append(domain)
+        with self._lock:
+            for domain in wanted:
+                entry = self._entries.get(domain)
+                if entry is not None and entry[0] > now:
+                    if entry[1] is not None:
+                        found[domain] = entry[1]
+                else:
+                    missing.append(domain)
         if missing:
             fresh = self._inner.get_many(missing)  # errors propagate and cache nothing
-            for domain in missing:
-                self._remember(domain, fresh.get(domain), now + self._ttl)
+            with self._lock:
+                for domain in missing:
+                    self._remember(domain, fresh.get(domain), now + self._ttl)
             found.update(fresh)
         return found
 

@@ -133,6 +133,24 @@ def certain(
     return True
 
 
+def settled(
+    source: Source | Unknown,
+    recipients: list[Recipient],
+    known: dict[str, CheckResult],
+    temperror_action: TempErrorAction = TempErrorAction.ACCEPT,
+) -> list[RecipientVerdict] | None:
+    """The verdicts when ``certain`` says the missing results cannot change them, else None.
+
+    The SMTP-time front door asks this at each RCPT with the results it has so far (the PTR, and
+    SPF when it has finished): a 550 5.2.1 or 450 4.7.25 is then given to that recipient at once.
+    """
+    if not certain(source, recipients, known, temperror_action):
+        return None
+    why = "not needed: the verdict was already certain"
+    full = {name: known.get(name) or CheckResult(name, Result.SKIPPED, why) for name in CHECK_NAMES}
+    return decide(source, recipients, Checks(full["iprev"], full["spf"], full["dkim"]), temperror_action)
+
+
 def _decide_one(
     source: Source | Unknown, rcpt: Recipient, checks: Checks, temperror_action: TempErrorAction
 ) -> RecipientVerdict:

@@ -43,3 +43,13 @@ def not_authenticated(address: ipaddress.IPv6Address) -> Reply:
 
 def ipv6_not_accepted(domain: str) -> Reply:
     return Reply(550, "5.2.1", f"Service unavailable, [{domain}] does not accept email over IPv6.")
+
+
+# The SMTP-time front door's own replies (RFC 5321 §4.5.3.1.10: a client retries the recipients a
+# 452 refused in a later transaction).
+def too_many_recipients(limit: int) -> Reply:
+    return Reply(452, "4.5.3", f"Too many recipients (at most {limit} per message), send the rest again later.")
+
+
+def separate_transaction() -> Reply:
+    return Reply(452, "4.5.3", "Recipient's IPv6 policy differs from the others, send it again in a separate message.")

@@ -49,7 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--sender", help="recent decisions for an envelope sender (MAIL FROM; <> for null)")
     which.add_argument("--domain", help="recent decisions for a recipient domain")
     trace.add_argument("--limit", type=int, default=20, help="how many recent decisions (default 20)")
+    from ipv6gate.entrypoints.milter_cli import add_milter_command, run_milter
+
+    add_milter_command(commands)
     args = parser.parse_args(argv)
+    if args.command == "milter":
+        return run_milter(args)
     if args.command in ("tenants", "trace"):
         try:
             settings = Settings.from_env(os.environ)  # the entry point reads the environment, once

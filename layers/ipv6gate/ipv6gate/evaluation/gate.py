@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from ipv6gate.bounce.policy import decide_bounce
@@ -66,7 +66,7 @@ class Gate:
         notes: list[str] = []
         faults: list[str] = []
         source = find_source(mail.headers, self.settings.trusted_receivers, mail.message_id)
-        recipients = recipients_of(mail, source, self.tenants, notes, faults)
+        recipients = recipients_of(mail.recipients, source, self.tenants, notes, faults)
         queries = 0
         if needs_checks(source, recipients):
             assert isinstance(source, Source)
@@ -145,11 +145,11 @@ class Gate:
 
 
 def recipients_of(
-    mail: Mail, source: Source | Unknown, directory: TenantDirectory, notes: list[str], faults: list[str]
+    addresses: Sequence[str], source: Source | Unknown, directory: TenantDirectory, notes: list[str], faults: list[str]
 ) -> list[Recipient]:
     """Each envelope recipient with its canonical domain and tenant; a failed tenant lookup fails open."""
     domains: dict[str, str | None] = {}
-    for address in mail.recipients:
+    for address in addresses:
         try:
             domains[address] = recipient_domain(address)
         except DomainError as exc:

@@ -29,6 +29,7 @@ class Decision:
     arrival: str = ""  # SES's receipt timestamp
     bounce: BounceDecision | None = None  # set when some recipient was rejected
     dkim_signed: bool = False  # SES's header list shows a DKIM-Signature (or was truncated)
+    front_door: str = "ses"  # who decided: "ses" (the receipt rule's Lambda) or "milter" (SMTP time)
 
     @property
     def client_ip(self) -> str | None:
@@ -58,6 +59,7 @@ class Decision:
     def to_dict(self) -> dict[str, object]:
         return {
             "message_id": self.message_id,
+            "front_door": self.front_door,
             "client_ip": self.client_ip,
             "ip_version": self.source.version if isinstance(self.source, Source) else None,
             "helo": self.source.helo if isinstance(self.source, Source) else None,

@@ -4,13 +4,18 @@ One deadline for all checks, but a DNS session (and query cap) each: a sender's 
 writes itself, must not be able to spend the queries the PTR lookup needs. When the runner stops
 waiting, every session is cancelled, so a check still running stops at its next DNS query, and a
 DKIM check stops reading its message (``until_cancelled``).
+
+The Lambda starts every check at once (``run``); the SMTP-time front door starts each when its
+stage arrives (``start``: PTR at connect, SPF at MAIL FROM, DKIM at the end of the headers) and
+collects them as the replies need them (``collect``).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from ipv6gate.checks.results import CheckResult, Result, skipped
@@ -24,48 +29,86 @@ Certain = Callable[[Mapping[str, CheckResult]], bool]
 GRACE_SECONDS = 2.0  # beyond the DNS budget, for CPU work such as hashing a large body
 
 
-class CheckRunner:
-    """Long-lived (one per cold start): the thread pool the checks of every decision share."""
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A started check: its future, its own DNS session and the deadline it was given."""
 
-    def __init__(self, dns: DnsResolver, clock: Callable[[], float] = time.monotonic) -> None:
+    name: str
+    future: cf.Future[CheckResult]
+    session: DnsSession
+    deadline: Deadline
+
+    def peek(self) -> CheckResult | None:
+        """The result when the check has finished, without waiting."""
+        return _outcome(self.name, self.future) if self.future.done() else None
+
+
+class CheckRunner:
+    """Long-lived (one per cold start or process): the thread pool the checks of every decision share."""
+
+    def __init__(self, dns: DnsResolver, clock: Callable[[], float] = time.monotonic, *, max_workers: int = 6) -> None:
         self.dns = dns
         self.clock = clock
-        # Room for a decision's checks plus stragglers of an earlier one that are winding down.
-        self._pool = cf.ThreadPoolExecutor(max_workers=6, thread_name_prefix="ipv6gate-check")
+        # Lambda: room for a decision's checks plus stragglers of an earlier one that are winding
+        # down. The milter sizes it for its concurrent sessions.
+        self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ipv6gate-check")
+
+    def start(self, name: str, check: Check, deadline: Deadline) -> Running:
+        session = self.dns.session(deadline)
+        return Running(name, self._pool.submit(check, session), session, deadline)
 
     def run(
         self, checks: Mapping[str, Check], deadline: Deadline, certain: Certain | None
     ) -> tuple[dict[str, CheckResult], int]:
-        """Every check's result and the DNS queries they made; ``certain=None`` waits for all of them.
+        """Every check's result and the DNS queries they made; ``certain=None`` waits for all of them."""
+        running = [self.start(name, check, deadline) for name, check in checks.items()]
+        results = self.collect(running, certain)
+        return results, sum(r.session.queries for r in running)
 
-        A check that has not finished when the runner stops is ``skipped`` when the verdict no longer
-        needs it, else ``temperror``; one that raised is ``temperror`` (a bug must not reject mail).
+    def collect(
+        self, running: Iterable[Running], certain: Certain | None, known: Mapping[str, CheckResult] | None = None
+    ) -> dict[str, CheckResult]:
+        """The results of ``running``, waiting until ``certain(known + results)`` or each check's deadline.
+
+        Then every one of them still running is cancelled: it is ``skipped`` when the verdict no
+        longer needs it, else ``temperror``; one that raised is ``temperror`` (a bug must not reject
+        mail). Checks not passed in are left alone (the milter's SPF while a RCPT waits for the PTR).
         """
-        sessions = {name: self.dns.session(deadline) for name in checks}
-        futures = {self._pool.submit(check, sessions[name]): name for name, check in checks.items()}
+        futures = {r.future: r for r in running}
+        known = dict(known or {})
         results: dict[str, CheckResult] = {}
-        give_up = self.clock() + max(0.0, deadline.remaining()) + GRACE_SECONDS
+
+        def is_certain() -> bool:
+            return certain is not None and certain(known | results)
+
+        budget = max((r.deadline.remaining() for r in futures.values()), default=0.0)
+        give_up = self.clock() + max(0.0, budget) + GRACE_SECONDS
         pending = set(futures)
-        while pending and not (certain is not None and certain(results)):
+        while pending and not is_certain():
             done, pending = cf.wait(pending, timeout=max(0.0, give_up - self.clock()), return_when=cf.FIRST_COMPLETED)
             if not done:
                 break
             for future in done:
-                results[futures[future]] = _outcome(futures[future], future)
-        for session in sessions.values():
-            session.cancel()
-        for future in [f for f in pending if f.done()]:  # finished while the sessions were cancelled
-            results[futures[future]] = _outcome(futures[future], future)
-        unneeded = certain is not None and certain(results)
+                results[futures[future].name] = _outcome(futures[future].name, future)
         for future in pending:
-            name = futures[future]
+            futures[future].session.cancel()
+        for future in [f for f in pending if f.done()]:  # finished while the sessions were cancelled
+            results[futures[future].name] = _outcome(futures[future].name, future)
+        unneeded = is_certain()
+        for future in pending:
+            name = futures[future].name
             if name in results:
                 continue
             if unneeded:
                 results[name] = skipped(name, "not needed: the verdict was already certain")
             else:
                 results[name] = CheckResult(name, Result.TEMPERROR, "check did not finish within the decision budget")
-        return results, sum(session.queries for session in sessions.values())
+        return results
+
+    def cancel(self, running: Iterable[Running]) -> None:
+        """Stop checks whose results nobody will ask for (an aborted SMTP transaction)."""
+        for r in running:
+            r.session.cancel()
 
 
 def until_cancelled(stream: BinaryIO, session: DnsSession) -> _UntilCancelled:

@@ -1,0 +1,171 @@
+"""``ipv6gate milter``: the rule at SMTP time, so the sending server hears 450/550 in its own session.
+
+pymilter wraps Sendmail's libmilter, the reference implementation of the protocol that Postfix
+implements against: libmilter negotiates the protocol and runs each SMTP session on a thread of
+its own, calling one ``GateMilter`` per connection. Each callback feeds one stage of
+``evaluation.staged.SmtpSession``; nothing here decides.
+
+An unexpected error in a callback accepts (as the Lambda continues its rule set): a bug must not
+turn away mail that nobody has judged. The decision log line and the trace say what happened.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import Milter
+
+from ipv6gate.checks.auth_results import HEADER, claims_to_be, header_value
+from ipv6gate.decision.replies import Reply
+from ipv6gate.evaluation.record import Decision
+from ipv6gate.evaluation.staged import SmtpGate, SmtpSession
+
+CONTINUE: int = Milter.CONTINUE
+ACCEPT: int = Milter.ACCEPT
+REJECT: int = Milter.REJECT
+TEMPFAIL: int = Milter.TEMPFAIL
+
+#: What the milter does with each finished decision: record it, log it, count it.
+Report = Callable[[Decision], None]
+
+
+def _guarded(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def wrapper(self: GateMilter, *args: Any) -> Any:
+        try:
+            return callback(self, *args)
+        except Exception as exc:
+            self.failed(callback.__name__, exc)
+            return ACCEPT  # stop filtering this message; the MTA delivers it
+
+    return wrapper
+
+
+class GateMilter(Milter.Base):  # type: ignore[misc]
+    """One SMTP connection. ``serve`` sets the class attributes before libmilter starts."""
+
+    gate: SmtpGate
+    authserv_id: str
+    report: Report
+    on_error: Callable[[str, BaseException], None]
+
+    def __init__(self) -> None:
+        self._session: SmtpSession | None = None
+        self._results_headers = 0  # Authentication-Results headers seen so far in this message
+        self._forged: list[int] = []  # their 1-based positions among themselves, when they claim our id
+
+    def failed(self, stage: str, exc: BaseException) -> None:
+        type(self).on_error(stage, exc)
+
+    @_guarded
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        # Postfix gives the client address here; after XCLIENT it calls connect again with the new one.
+        address = hostaddr[0] if family in (socket.AF_INET, socket.AF_INET6) and hostaddr else None
+        self._session = self.gate.connect(address, receiver=self.getsymval("j") or "")
+        return CONTINUE
+
+    @_guarded
+    def hello(self, name: str) -> int:
+        self._live().helo(name)
+        return CONTINUE
+
+    @_guarded
+    def envfrom(self, sender: str, *params: str) -> int:
+        self._results_headers, self._forged = 0, []
+        self._finish(self._live().mail_from(sender))
+        return CONTINUE
+
+    @_guarded
+    def envrcpt(self, recipient: str, *params: str) -> int:
+        return self._answer(self._live().rcpt(recipient))
+
+    @_guarded
+    def header(self, name: str, value: bytes) -> int:
+        if name.lower() == HEADER.lower():
+            self._results_headers += 1
+            if claims_to_be(value.decode("utf-8", "replace"), self.authserv_id):
+                self._forged.append(self._results_headers)
+        self._live().header(name.encode("ascii", "replace"), value)
+        return CONTINUE
+
+    header.error_strategy = "bytes"  # type: ignore[attr-defined]  # pymilter: hand the value over undecoded
+
+    @_guarded
+    def eoh(self) -> int:
+        self._live().end_of_headers()
+        return CONTINUE
+
+    @_guarded
+    def body(self, chunk: bytes) -> int:
+        self._live().body(chunk)
+        return CONTINUE
+
+    @_guarded
+    def eom(self) -> int:
+        outcome = self._live().end_of_message(self.getsymval("i") or "")
+        if outcome.reply is None:
+            # RFC 8601 §5: a header that claims our authserv-id did not come from us. Last first, so
+            # the positions of the others stay put.
+            for position in reversed(self._forged):
+                self.chgheader(HEADER, position, "")
+            checks = outcome.decision.checks
+            if any(c.result.value != "skipped" for c in (checks.iprev, checks.spf, checks.dkim)):
+                self.addheader(HEADER, header_value(self.authserv_id, (checks.iprev, checks.spf, checks.dkim)), 1)
+        self._finish(outcome.decision)
+        return self._answer(outcome.reply)
+
+    def abort(self) -> int:
+        try:
+            if self._session is not None:
+                self._finish(self._session.reset())
+        except Exception as exc:
+            self.failed("abort", exc)
+        return CONTINUE
+
+    def close(self) -> int:
+        try:
+            if self._session is not None:
+                self._finish(self._session.close())
+        except Exception as exc:
+            self.failed("close", exc)
+        self._session = None
+        return CONTINUE
+
+    # ------------------------------------------------------------------ helpers
+    def _live(self) -> SmtpSession:
+        if self._session is None:  # no connect event (a protocol the MTA did not follow)
+            self._session = self.gate.connect(None)
+        return self._session
+
+    def _answer(self, reply: Reply | None) -> int:
+        if reply is None:
+            return CONTINUE
+        self.setreply(str(reply.code), reply.status, reply.text.replace("%", "%%"))
+        return REJECT if reply.permanent else Milter.TEMPFAIL
+
+    def _finish(self, decision: Decision | None) -> None:
+        if decision is not None:
+            self.report(self.gate.act(decision))
+
+
+def serve(
+    gate: SmtpGate,
+    socket_spec: str,
+    authserv_id: str,
+    report: Report,
+    on_error: Callable[[str, BaseException], None],
+    *,
+    timeout: int = 600,
+) -> None:
+    """Run until SIGTERM/SIGINT. ``socket_spec`` is libmilter's: inet:PORT@HOST, inet6:PORT@HOST, unix:PATH."""
+    GateMilter.gate = gate
+    GateMilter.authserv_id = authserv_id
+    GateMilter.report = staticmethod(report)
+    GateMilter.on_error = staticmethod(on_error)
+    milter_class = Milter.header_leading_space(GateMilter)  # folded headers byte for byte, for DKIM
+    Milter.factory = milter_class
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
+    Milter.runmilter("ipv6gate", socket_spec, timeout)

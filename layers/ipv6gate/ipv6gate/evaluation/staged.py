@@ -1,0 +1,321 @@
+"""The same rule fed stage by stage, as an SMTP server meets it: connect, HELO, MAIL FROM, each RCPT, DATA.
+
+Nothing here decides. Each stage asks ``decision.policy`` with the results that have arrived:
+``settled`` at each RCPT (a 550 5.2.1 or 450 4.7.25 is given to that recipient at once), ``decide``
+at the end of the message. Checks start as soon as their input is known: the PTR lookup at
+connect, SPF at MAIL FROM, DKIM once the headers are in, hashing the body as it streams.
+
+At the end of the message one reply answers every recipient still open, so a transaction holds
+either only recipients whose verdict still waits on SPF/DKIM under an enforcing tenant, or only
+recipients that will be accepted whatever those say (IPv4, a partner prefix, monitor mode, a
+tenant lookup that failed open). A recipient of the other kind gets ``452 4.5.3`` and is sent again
+by the client in a later transaction (RFC 5321 §4.5.3.1.10), where it is judged on its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from ipv6gate.checks.iprev import check_iprev
+from ipv6gate.checks.results import CheckResult, Result, skipped
+from ipv6gate.decision.policy import (
+    Checks,
+    Recipient,
+    RecipientVerdict,
+    Verdict,
+    certain,
+    decide,
+    disposition,
+    settled,
+)
+from ipv6gate.decision.replies import Reply, separate_transaction, too_many_recipients
+from ipv6gate.decision.tenants import Mode
+from ipv6gate.dns import Deadline, DnsSession
+from ipv6gate.evaluation.actor import Actor
+from ipv6gate.evaluation.body_pipe import BodyPipe
+from ipv6gate.evaluation.gate import recipients_of
+from ipv6gate.evaluation.record import Decision
+from ipv6gate.evaluation.runner import CheckRunner, Running
+from ipv6gate.mail.source import Source, Unknown
+from ipv6gate.ports import TenantDirectory
+from ipv6gate.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_recipients: int = 100
+    max_header_bytes: int = 1024 * 1024
+
+
+class SmtpGate:
+    """Long-lived (one per process): the settings, the tenant directory, the check runner and the actor."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        runner: CheckRunner,
+        tenants: TenantDirectory,
+        actor: Actor,
+        *,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.runner = runner
+        self.tenants = tenants
+        self.actor = actor
+        self.limits = limits or Limits()
+        self.clock = clock
+
+    def connect(self, address: str | None, receiver: str = "") -> SmtpSession:
+        """A session for a client at ``address`` (None: a local or unknown client, outside the rule)."""
+        try:
+            source: Source | Unknown = Source(ipaddress.ip_address(address or ""), "", receiver)
+        except ValueError:
+            source = Unknown(f"MTA gave no IP client address ({(address or 'none')[:60]!r})")
+        if isinstance(source, Source) and isinstance(source.ip, ipaddress.IPv6Address) and source.ip.ipv4_mapped:
+            source = replace(source, ip=source.ip.ipv4_mapped)
+        return SmtpSession(self, source)
+
+    def act(self, decision: Decision) -> Decision:
+        return self.actor.act(decision)
+
+    def deadline(self) -> Deadline:
+        return Deadline(self.settings.decision_budget_seconds, self.clock)
+
+
+class Kind(Enum):
+    """What the end of the message can still do to a recipient accepted at RCPT."""
+
+    DECIDED_AT_END = "decided at end of message"  # an enforcing tenant; SPF/DKIM still matter
+    ACCEPTED = "accepted whatever SPF/DKIM say"
+
+
+@dataclass
+class Transaction:
+    mail_from: str
+    started: float
+    running: dict[str, Running] = field(default_factory=dict)
+    verdicts: list[RecipientVerdict] = field(default_factory=list)  # settled at RCPT
+    pending: list[Recipient] = field(default_factory=list)  # decided at the end of the message
+    kind: Kind | None = None
+    domains: set[str] = field(default_factory=set)  # canonical, for the trace's index
+    notes: list[str] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)
+    header_block: bytearray = field(default_factory=bytearray)
+    dkim_signed: bool = False
+    pipe: BodyPipe | None = None
+    body_bytes: int = 0
+    dkim_override: CheckResult | None = None  # over a size limit: no need to ask the check
+
+    @property
+    def accepted(self) -> int:
+        return len(self.pending) + sum(v.verdict is Verdict.ACCEPT for v in self.verdicts)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    reply: Reply | None  # None: accept
+    decision: Decision
+
+
+class SmtpSession:
+    """One SMTP connection; the MTA's callbacks call these in protocol order."""
+
+    def __init__(self, gate: SmtpGate, source: Source | Unknown) -> None:
+        self.gate = gate
+        self.source = source
+        self._tx: Transaction | None = None
+        self._ptr: CheckResult | None = None
+        self._iprev: Running | None = None
+        if _ipv6(source):
+            ip, mode = source.ip, gate.settings.ptr_mode  # type: ignore[union-attr]
+            self._iprev = gate.runner.start("iprev", lambda s: check_iprev(s, ip, mode), gate.deadline())
+
+    def helo(self, name: str) -> None:
+        if isinstance(self.source, Source):
+            self.source = replace(self.source, helo=name)
+
+    def mail_from(self, address: str) -> Decision | None:
+        """A new transaction (the decision of an unfinished one is returned); SPF starts now."""
+        finished = self.reset()
+        tx = self._tx = Transaction(address.strip().strip("<>"), self.gate.clock())
+        if _ipv6(self.source):
+            from ipv6gate.checks.spf import check_spf
+
+            s, src = self.gate.settings, self.source
+            assert isinstance(src, Source)
+            tx.running["spf"] = self.gate.runner.start(
+                "spf",
+                lambda session: check_spf(session, src.ip, tx.mail_from, src.helo, void_limit=s.spf_void_lookup_limit),
+                self.gate.deadline(),
+            )
+        return finished
+
+    def rcpt(self, address: str) -> Reply | None:
+        """The reply to give this recipient now; None accepts it (its verdict may come at the end)."""
+        tx = self._transaction()
+        address = address.strip().strip("<>")
+        if tx.accepted >= self.gate.limits.max_recipients:
+            return too_many_recipients(self.gate.limits.max_recipients)
+        recipient = recipients_of([address], self.source, self.gate.tenants, tx.notes, tx.faults)[0]
+        verdict = self._settled(recipient, tx, wait_for_ptr=False) or self._settled(recipient, tx, wait_for_ptr=True)
+        if verdict is not None and verdict.verdict is Verdict.REJECT:
+            tx.verdicts.append(verdict)
+            tx.domains.add(recipient.domain or "")
+            return verdict.reply
+        enforcing = recipient.tenant is not None and recipient.tenant.mode is Mode.ENFORCE
+        kind = Kind.DECIDED_AT_END if verdict is None and enforcing else Kind.ACCEPTED
+        if tx.kind not in (None, kind):
+            tx.notes.append(f"recipient {address[:80]!r} sent back (452 4.5.3): {kind.value}, others {tx.kind.value}")
+            return separate_transaction()
+        tx.kind = kind
+        if recipient.domain:
+            tx.domains.add(recipient.domain)
+        if verdict is None:
+            tx.pending.append(recipient)
+        else:
+            tx.verdicts.append(verdict)
+        return None
+
+    def header(self, name: bytes, value: bytes) -> None:
+        tx = self._transaction()
+        if name.strip().lower() == b"dkim-signature":
+            tx.dkim_signed = True
+        if tx.dkim_override is not None:
+            return
+        # The MTA hands folded lines over with bare LF; DKIM's canonicalisation needs CRLF.
+        line = name + b":" + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
+        if len(tx.header_block) + len(line) > self.gate.limits.max_header_bytes:
+            tx.dkim_override = CheckResult("dkim", Result.PERMERROR, f"header block over {len(tx.header_block)} bytes")
+            tx.header_block.clear()
+            return
+        tx.header_block += line
+
+    def end_of_headers(self) -> None:
+        """DKIM starts here, when some recipient still needs it and the message is signed."""
+        tx = self._transaction()
+        if not tx.pending or not tx.dkim_signed or tx.dkim_override is not None:
+            return
+        from ipv6gate.checks.dkim import check_dkim_stream
+
+        pipe = tx.pipe = BodyPipe()
+        pipe.write(bytes(tx.header_block) + b"\r\n")
+        limit = self.gate.settings.dkim_max_signatures
+
+        def check(session: DnsSession) -> CheckResult:
+            try:
+                return check_dkim_stream(session, pipe, max_signatures=limit)
+            finally:
+                pipe.reader_done()
+
+        tx.running["dkim"] = self.gate.runner.start("dkim", check, self.gate.deadline())
+
+    def body(self, chunk: bytes) -> None:
+        tx = self._transaction()
+        tx.body_bytes += len(chunk)
+        if tx.pipe is None or tx.dkim_override is not None:
+            return
+        limit = self.gate.settings.message_max_bytes
+        if tx.body_bytes > limit:
+            tx.dkim_override = CheckResult("dkim", Result.PERMERROR, f"message over {limit} bytes (MESSAGE_MAX_BYTES)")
+            tx.pipe.fail("message over its size limit")
+            return
+        tx.pipe.write(chunk)
+
+    def end_of_message(self, message_id: str) -> Outcome:
+        """One reply for every recipient still open; the transaction's decision."""
+        tx = self._transaction()
+        if tx.pipe is not None:
+            tx.pipe.close()
+        s = self.gate.settings
+        known = {"iprev": self._ptr} if self._ptr is not None else {}
+        running = [r for r in [*tx.running.values(), self._iprev] if r is not None and r.name not in known]
+
+        def is_certain(results: Mapping[str, CheckResult]) -> bool:
+            return certain(self.source, tx.pending, dict(results), s.temperror_action)
+
+        results = known | self.gate.runner.collect(running, is_certain, known=known)
+        checks = self._checks(results, tx, "no recipient needed it")
+        verdicts = decide(self.source, tx.pending, checks, s.temperror_action)
+        reply = next((v.reply for v in verdicts if v.verdict is Verdict.REJECT), None)
+        decision = self._decision(tx, [*tx.verdicts, *verdicts], checks, message_id)
+        self._tx = None
+        return Outcome(reply, decision)
+
+    def reset(self) -> Decision | None:
+        """The transaction ended without a message (RSET, abort, QUIT): its decision, if a recipient was seen."""
+        tx, self._tx = self._tx, None
+        if tx is None:
+            return None
+        if tx.pipe is not None:
+            tx.pipe.fail("transaction aborted")
+        self.gate.runner.cancel(tx.running.values())
+        if not tx.verdicts:
+            return None
+        if tx.pending:
+            tx.notes.append(f"{len(tx.pending)} recipient(s) undecided: the client ended before the message")
+        done = {r.name: r.peek() for r in [*tx.running.values(), self._iprev] if r is not None}
+        results = {name: result for name, result in done.items() if result is not None}
+        checks = self._checks(results | ({"iprev": self._ptr} if self._ptr else {}), tx, "transaction ended")
+        return self._decision(tx, tx.verdicts, checks, "")
+
+    def close(self) -> Decision | None:
+        finished = self.reset()
+        if self._iprev is not None:
+            self.gate.runner.cancel([self._iprev])
+        return finished
+
+    # ------------------------------------------------------------------ helpers
+    def _transaction(self) -> Transaction:
+        if self._tx is None:  # the MTA enforces MAIL FROM first; be safe rather than crash
+            self.mail_from("")
+        assert self._tx is not None
+        return self._tx
+
+    def _settled(self, recipient: Recipient, tx: Transaction, *, wait_for_ptr: bool) -> RecipientVerdict | None:
+        if wait_for_ptr:
+            if self._iprev is None or self._ptr is not None:
+                return None  # nothing more to wait for
+            self._ptr = self.gate.runner.collect([self._iprev], None)["iprev"]
+        known = {r.name: r.peek() for r in tx.running.values()}
+        results = {name: result for name, result in known.items() if result is not None}
+        if self._ptr is not None:
+            results["iprev"] = self._ptr
+        verdicts = settled(self.source, [recipient], results, self.gate.settings.temperror_action)
+        return verdicts[0] if verdicts else None
+
+    def _checks(self, results: dict[str, CheckResult], tx: Transaction, why: str) -> Checks:
+        if tx.dkim_override is not None:
+            results = results | {"dkim": tx.dkim_override}
+        elif "dkim" not in results and tx.pending and not tx.dkim_signed and _ipv6(self.source):
+            results = results | {"dkim": CheckResult("dkim", Result.NONE, "no DKIM-Signature header")}
+        full = {name: results.get(name) or skipped(name, f"not needed: {why}") for name in ("iprev", "spf", "dkim")}
+        return Checks(full["iprev"], full["spf"], full["dkim"])
+
+    def _decision(self, tx: Transaction, verdicts: list[RecipientVerdict], checks: Checks, message_id: str) -> Decision:
+        sessions = [r.session for r in [*tx.running.values(), self._iprev] if r is not None]
+        return Decision(
+            message_id=message_id or f"smtp-{uuid.uuid4().hex[:20]}",  # no queue id: the MTA never queued it
+            source=self.source,
+            disposition=disposition(verdicts),
+            verdicts=verdicts,
+            checks=checks,
+            domains=tuple(sorted(d for d in tx.domains if d)),
+            notes=tuple(tx.notes),
+            faults=tuple(dict.fromkeys(tx.faults)),
+            dns_queries=sum(s.queries for s in sessions),
+            elapsed_ms=(self.gate.clock() - tx.started) * 1000,
+            mail_from=tx.mail_from,
+            dkim_signed=tx.dkim_signed,
+            front_door="milter",
+        )
+
+
+def _ipv6(source: Source | Unknown) -> bool:
+    return isinstance(source, Source) and source.version == 6

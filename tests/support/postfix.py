@@ -1,0 +1,258 @@
+"""A private Postfix instance on loopback, and the milter in front of it, for tests and ``make smtp-demo``.
+
+``PostfixInstance`` writes its own main.cf/master.cf into a temporary directory (own queue, data
+and log; smtpd on ``127.0.0.1:PORT`` and ``[::1]:PORT``; no chroot; every accepted message goes to
+``discard:``), starts it with ``postfix -c DIR start`` and stops it again: no system service is
+touched. XCLIENT is allowed from loopback, so a client here can present any IPv6 address; Postfix
+then reconnects to the milter with that address (``../shared/REFERENCE.md`` §8).
+
+``MilterProcess`` runs ``ipv6gate milter`` in a subprocess with a given environment and keeps its
+stdout (the decision log lines) for the caller to read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Self
+
+from tests.support.json_lines import json_records
+from tests.support.service import Service
+
+ROOT = Path(__file__).resolve().parents[2]
+POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+
+_SERVICES = """\
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+proxywrite unix - - n - 1 proxymap
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+showq     unix  n - n - - showq
+postlog   unix-dgram n - n - 1 postlogd
+"""
+
+
+def free_port() -> int:
+    """A TCP port free on both 127.0.0.1 and [::1] (Postfix listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock6:
+                sock6.bind(("::1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no TCP port free on both 127.0.0.1 and [::1]")
+
+
+def wait_for_port(host: str, port: int, timeout: float, what: str, alive: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise RuntimeError(f"{what} exited before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s")
+
+
+class PostfixInstance(Service):
+    """``postfix -c DIR``, listening on 127.0.0.1 and [::1] at ``port``, with ``milter`` as its smtpd milter."""
+
+    def __init__(self, milter: str, *, extra: Mapping[str, str] | None = None, hostname: str = "mx.ipv6gate.test"):
+        self.milter = milter  # Postfix's form: inet:127.0.0.1:PORT or unix:/path
+        self.extra = dict(extra or {})
+        self.hostname = hostname
+        self.port = 0
+        self.directory: Path | None = None
+
+    def start(self) -> Self:
+        if not Path(POSTFIX).exists():
+            raise RuntimeError("Postfix is not installed (make smtp-deps installs it with apt-get)")
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="ipv6gate-postfix-"))
+        self.directory.chmod(0o755)  # Postfix's daemons run as the postfix user
+        for sub in ("queue", "data"):
+            (self.directory / sub).mkdir()
+        shutil.chown(self.directory / "data", "postfix")
+        (self.directory / "main.cf").write_text(self._main_cf(), encoding="ascii")
+        listen = f"127.0.0.1:{self.port} inet n - n - - smtpd\n[::1]:{self.port} inet n - n - - smtpd\n"
+        (self.directory / "master.cf").write_text(listen + _SERVICES, encoding="ascii")
+        try:
+            self._postfix("check")
+            self._postfix("start")
+            wait_for_port("127.0.0.1", self.port, 20, "postfix")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _main_cf(self) -> str:
+        assert self.directory is not None
+        settings = {
+            "compatibility_level": "3.6",
+            "queue_directory": str(self.directory / "queue"),
+            "data_directory": str(self.directory / "data"),
+            "maillog_file": str(self.directory / "maillog"),
+            "maillog_file_prefixes": str(self.directory),
+            "mail_owner": "postfix",
+            "myhostname": self.hostname,
+            "mydestination": "",
+            "inet_protocols": "all",
+            "alias_maps": "",
+            "alias_database": "",
+            # Every domain is relayed and every relayed message is thrown away: nothing leaves.
+            "relay_domains": "static:all",
+            "smtpd_relay_restrictions": "reject_unauth_destination",
+            "default_transport": "discard:",
+            "relay_transport": "discard:",
+            "smtpd_authorized_xclient_hosts": "127.0.0.0/8, [::1]/128",
+            "smtpd_peername_lookup": "no",
+            "smtpd_milters": self.milter,
+            "milter_default_action": "tempfail",
+            "milter_protocol": "6",
+            "smtpd_banner": "$myhostname ESMTP",
+            "biff": "no",
+            "smtputf8_enable": "no",
+        }
+        settings.update(self.extra)
+        return "".join(f"{k} = {v}\n" for k, v in settings.items())
+
+    def _postfix(self, *command: str) -> None:
+        assert self.directory is not None
+        done = subprocess.run(
+            [POSTFIX, "-c", str(self.directory), *command], capture_output=True, text=True, timeout=60, check=False
+        )
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout or self.maillog()).strip()
+            raise RuntimeError(f"postfix {' '.join(command)} failed: {said[-600:]}")
+
+    def maillog(self) -> str:
+        path = self.directory / "maillog" if self.directory else None
+        return path.read_text(errors="replace") if path and path.exists() else ""
+
+    def stop(self) -> None:
+        directory, self.directory = self.directory, None
+        if directory is None:
+            return
+        subprocess.run([POSTFIX, "-c", str(directory), "stop"], capture_output=True, timeout=60, check=False)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class MilterProcess(Service):
+    """``python -m ipv6gate.entrypoints.cli milter --listen 127.0.0.1:PORT`` with ``env``; its log lines kept."""
+
+    def __init__(self, env: Mapping[str, str], args: Sequence[str] = ()) -> None:
+        self.env = dict(env)
+        self.args = list(args)
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
+
+    @property
+    def postfix_address(self) -> str:
+        return f"inet:127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        self.port = free_port()
+        self._out = tempfile.TemporaryFile()
+        env = {**os.environ, **self.env, "PYTHONPATH": f"{ROOT / 'layers' / 'ipv6gate'}:{ROOT}"}
+        command = [sys.executable, "-m", "ipv6gate.entrypoints.cli", "milter", "--listen", f"127.0.0.1:{self.port}"]
+        self._proc = subprocess.Popen([*command, *self.args], env=env, stdout=self._out, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port("127.0.0.1", self.port, 30, "ipv6gate milter", alive=lambda: self._proc.poll() is None)
+        except BaseException:
+            output = self.output()
+            self.stop()
+            raise RuntimeError(f"ipv6gate milter did not start: {output[-800:]}") from None
+        return self
+
+    def output(self) -> str:
+        if self._out is None:
+            return ""
+        self._out.seek(0)
+        return self._out.read().decode(errors="replace")
+
+    def records(self) -> list[dict[str, Any]]:
+        return json_records(self.output())
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return [r["decision"] for r in self.records() if r.get("message") == "decision"]
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@dataclass
+class SmtpResult:
+    rcpt: dict[str, tuple[int, str]]  # recipient -> (code, text) at RCPT TO
+    data: tuple[int, str] | None  # the reply to the end of data; None when no recipient was accepted
+    mail: tuple[int, str] = (0, "")
+
+
+def send(
+    port: int,
+    *,
+    client_ip: str,
+    helo: str,
+    mail_from: str,
+    recipients: Sequence[str],
+    message: bytes,
+    host: str = "127.0.0.1",
+    client_name: str = "[UNAVAILABLE]",
+) -> SmtpResult:
+    """One SMTP session: XCLIENT as ``client_ip``, then the envelope and the message; every reply kept."""
+    with smtplib.SMTP(host, port, timeout=60) as smtp:
+        smtp.ehlo("client.ipv6gate.test")
+        addr = f"IPV6:{client_ip}" if ":" in client_ip else client_ip
+        code, text = smtp.docmd("XCLIENT", f"ADDR={addr} NAME={client_name} HELO={helo}")
+        if code != 220:
+            raise RuntimeError(f"XCLIENT refused: {code} {text.decode(errors='replace')}")
+        smtp.ehlo_resp = None
+        smtp.ehlo(helo)
+        code, text = smtp.mail(mail_from)
+        if code != 250:
+            return SmtpResult({}, None, (code, text.decode(errors="replace")))
+        replies = {r: _pair(smtp.rcpt(r)) for r in recipients}
+        if not any(200 <= c < 300 for c, _ in replies.values()):
+            smtp.rset()
+            return SmtpResult(replies, None)
+        data = _pair(smtp.data(message))
+        return SmtpResult(replies, data)
+
+
+def _pair(reply: tuple[int, bytes]) -> tuple[int, str]:
+    return reply[0], reply[1].decode(errors="replace").replace("\n", " ")
