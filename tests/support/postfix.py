@@ -181,7 +181,7 @@ class MilterProcess(Service):
 
     def start(self) -> Self:
         self.port = free_port()
-        self._out = tempfile.TemporaryFile()
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115 - read after the process stops; closed with it
         env = {**os.environ, **self.env, "PYTHONPATH": f"{ROOT / 'layers' / 'ipv6gate'}:{ROOT}"}
         command = [sys.executable, "-m", "ipv6gate.entrypoints.cli", "milter", "--listen", f"127.0.0.1:{self.port}"]
         self._proc = subprocess.Popen([*command, *self.args], env=env, stdout=self._out, stderr=subprocess.STDOUT)
