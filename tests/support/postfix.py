@@ -85,9 +85,19 @@ def wait_for_port(host: str, port: int, timeout: float, what: str, alive: Any = 
 class PostfixInstance(Service):
     """``postfix -c DIR``, listening on 127.0.0.1 and [::1] at ``port``, with ``milter`` as its smtpd milter."""
 
-    def __init__(self, milter: str, *, extra: Mapping[str, str] | None = None, hostname: str = "mx.ipv6gate.test"):
+    def __init__(
+        self,
+        milter: str,
+        *,
+        extra: Mapping[str, str] | None = None,
+        hostname: str = "mx.ipv6gate.test",
+        capture: bool = False,
+    ) -> None:
         self.milter = milter  # Postfix's form: inet:127.0.0.1:PORT or unix:/path
         self.extra = dict(extra or {})
+        # True: accepted messages are written to captured/<queue id> (as delivered, with the
+        # milter's header changes) instead of being discarded.
+        self.capture = capture
         self.hostname = hostname
         self.port = 0
         self.directory: Path | None = None
@@ -103,7 +113,11 @@ class PostfixInstance(Service):
         shutil.chown(self.directory / "data", "postfix")
         (self.directory / "main.cf").write_text(self._main_cf(), encoding="ascii")
         listen = f"127.0.0.1:{self.port} inet n - n - - smtpd\n[::1]:{self.port} inet n - n - - smtpd\n"
-        (self.directory / "master.cf").write_text(listen + _SERVICES, encoding="ascii")
+        captured = self.directory / "captured"
+        captured.mkdir(mode=0o1777)
+        captured.chmod(0o1777)
+        capture = f"capture unix - n n - - pipe\n  flags=q user=nobody argv=/usr/bin/tee {captured}/${{queue_id}}\n"
+        (self.directory / "master.cf").write_text(listen + _SERVICES + capture, encoding="ascii")
         try:
             self._postfix("check")
             self._postfix("start")
@@ -130,8 +144,8 @@ class PostfixInstance(Service):
             # Every domain is relayed and every relayed message is thrown away: nothing leaves.
             "relay_domains": "static:all",
             "smtpd_relay_restrictions": "reject_unauth_destination",
-            "default_transport": "discard:",
-            "relay_transport": "discard:",
+            "default_transport": "capture:" if self.capture else "discard:",
+            "relay_transport": "capture:" if self.capture else "discard:",
             "smtpd_authorized_xclient_hosts": "127.0.0.0/8, [::1]/128",
             "smtpd_peername_lookup": "no",
             "smtpd_milters": self.milter,
@@ -152,6 +166,20 @@ class PostfixInstance(Service):
         if done.returncode != 0:
             said = (done.stderr or done.stdout or self.maillog()).strip()
             raise RuntimeError(f"postfix {' '.join(command)} failed: {said[-600:]}")
+
+    def delivered(self, queue_id: str, timeout: float = 10.0) -> bytes:
+        """The message as delivered (``capture=True``), waiting for the queue manager to get to it."""
+        assert self.directory is not None
+        path = self.directory / "captured" / queue_id
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists() and path.stat().st_size and (data := path.read_bytes()).endswith(b"\n"):
+                time.sleep(0.1)  # let tee finish
+                return path.read_bytes() if path.stat().st_size >= len(data) else data
+            time.sleep(0.05)
+        raise AssertionError(
+            f"message {queue_id} was not delivered within {timeout} s; maillog: {self.maillog()[-600:]}"
+        )
 
     def maillog(self) -> str:
         path = self.directory / "maillog" if self.directory else None
@@ -221,6 +249,11 @@ class SmtpResult:
     rcpt: dict[str, tuple[int, str]]  # recipient -> (code, text) at RCPT TO
     data: tuple[int, str] | None  # the reply to the end of data; None when no recipient was accepted
     mail: tuple[int, str] = (0, "")
+
+    @property
+    def queue_id(self) -> str:
+        text = self.data[1] if self.data else ""
+        return text.rsplit("queued as ", 1)[1].strip() if "queued as " in text else ""
 
 
 def send(

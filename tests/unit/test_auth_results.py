@@ -13,7 +13,9 @@ def test_header_states_each_evaluated_result_and_parses_back() -> None:
     value = header_value(
         "MX.Example.NET",
         [
-            CheckResult("iprev", Result.PASS, "PTR mail.good.test", {"policy.iprev": "2001:db8::25", "policy.iprev.name": "x"}),
+            CheckResult(
+                "iprev", Result.PASS, "PTR mail.good.test", {"policy.iprev": "2001:db8::25", "policy.iprev.name": "x"}
+            ),
             CheckResult("spf", Result.FAIL, 'not "listed"; sorry', {"smtp.mailfrom": "a@good.test"}),
             skipped("dkim", "not needed"),
         ],

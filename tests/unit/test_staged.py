@@ -85,12 +85,15 @@ def transaction(
 def test_no_ptr_is_answered_at_rcpt(make_smtp: MakeSmtp) -> None:
     replies, outcome, session = transaction(make_smtp(), ip=world.NO_PTR_IP)
     assert replies == {
-        "bob@tenant.test": "450 4.7.25 Service unavailable, sending IPv6 address [2001:db8:2::25] must have reverse DNS record."
+        "bob@tenant.test": "450 4.7.25 Service unavailable, sending IPv6 address [2001:db8:2::25] "
+        "must have reverse DNS record."
     }
     assert outcome is None
     decision = session.close()
     assert decision is not None and decision.front_door == "milter"
-    assert [v.verdict.value for v in decision.verdicts] == ["reject"] and decision.checks.iprev.result.value == "permerror"
+    assert [v.verdict.value for v in decision.verdicts] == [
+        "reject"
+    ] and decision.checks.iprev.result.value == "permerror"
 
 
 def test_not_opted_in_is_answered_at_rcpt_and_others_go_on(make_smtp: MakeSmtp) -> None:
@@ -107,7 +110,8 @@ def test_not_authenticated_is_answered_at_end_of_message(make_smtp: MakeSmtp) ->
     replies, outcome, _ = transaction(make_smtp(), ip=world.OTHER_IP)
     assert replies == {"bob@tenant.test": None}
     assert outcome is not None and str(outcome.reply) == (
-        "450 4.7.26 Service unavailable, message sent over IPv6 [2001:db8:6::25] must pass either SPF or DKIM validation."
+        "450 4.7.26 Service unavailable, message sent over IPv6 [2001:db8:6::25] "
+        "must pass either SPF or DKIM validation."
     )
     assert outcome.decision.checks.spf.result.value == "fail" and outcome.decision.checks.dkim.result.value == "none"
 
@@ -133,7 +137,7 @@ def test_a_tampered_body_fails_dkim_and_gets_4_7_26(make_smtp: MakeSmtp, keys: w
 
 
 def test_monitor_tenant_is_accepted_with_would_reply(make_smtp: MakeSmtp) -> None:
-    replies, outcome, session = transaction(make_smtp(), ip=world.NO_PTR_IP, recipients=("w@watch.test",))
+    replies, outcome, _ = transaction(make_smtp(), ip=world.NO_PTR_IP, recipients=("w@watch.test",))
     assert replies == {"w@watch.test": None}
     assert outcome is not None and outcome.reply is None
     verdict = outcome.decision.verdicts[0].to_dict()
@@ -188,11 +192,14 @@ def test_a_header_block_over_its_limit_is_a_dkim_permerror(make_smtp: MakeSmtp, 
 
 def test_ptr_timeout_follows_temperror_action(make_smtp: MakeSmtp) -> None:
     # PTR_TIMEOUT_IP is in good.test's SPF: authenticated, only the PTR is unknown.
-    _, accepted, _ = transaction(make_smtp(decision_budget_seconds="1.5", dns_query_timeout_seconds="0.5"), ip=world.PTR_TIMEOUT_IP)
+    _, accepted, _ = transaction(
+        make_smtp(decision_budget_seconds="1.5", dns_query_timeout_seconds="0.5"), ip=world.PTR_TIMEOUT_IP
+    )
     assert accepted is not None and accepted.reply is None
     assert accepted.decision.checks.iprev.result.value == "temperror"
     _, rejected, _ = transaction(
-        make_smtp(decision_budget_seconds="1.5", dns_query_timeout_seconds="0.5", temperror_action="reject"), ip=world.PTR_TIMEOUT_IP
+        make_smtp(decision_budget_seconds="1.5", dns_query_timeout_seconds="0.5", temperror_action="reject"),
+        ip=world.PTR_TIMEOUT_IP,
     )
     assert rejected is not None and rejected.reply is not None and rejected.reply.status == "4.7.25"
 
@@ -228,7 +235,9 @@ def test_every_recipient_gets_what_the_lambda_decides(
     settings = Settings.from_env({"AWS_REGION": "eu-west-1"})
     lambda_gate = Gate(settings, resolver, smtp_tenants, InMemoryMessages(), clock=time.monotonic, complete_checks=True)
     for recipient in RECIPIENTS:
-        want = lambda_gate.evaluate(parse_event(world.ses_event(ip=ip, recipients=(recipient,), raw=raw)), raw).verdicts[0]
+        want = lambda_gate.evaluate(
+            parse_event(world.ses_event(ip=ip, recipients=(recipient,), raw=raw)), raw
+        ).verdicts[0]
         replies, outcome, _ = transaction(make_smtp(), ip=ip, recipients=(recipient,), raw=raw)
         got = replies[recipient] or (str(outcome.reply) if outcome and outcome.reply else None)
         expected = str(want.reply) if want.reply and not want.monitor else None
@@ -236,4 +245,3 @@ def test_every_recipient_gets_what_the_lambda_decides(
         if outcome is not None:
             [verdict] = [v for v in outcome.decision.verdicts if v.recipient == recipient]
             assert (verdict.verdict, verdict.monitor, verdict.reply) == (want.verdict, want.monitor, want.reply)
-

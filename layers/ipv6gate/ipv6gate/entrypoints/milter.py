@@ -113,7 +113,8 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
                 self.chgheader(HEADER, position, "")
             checks = outcome.decision.checks
             if any(c.result.value != "skipped" for c in (checks.iprev, checks.spf, checks.dkim)):
-                self.addheader(HEADER, header_value(self.authserv_id, (checks.iprev, checks.spf, checks.dkim)), 1)
+                # At the top (RFC 8601 §5); with leading space negotiated, the space after the colon is ours.
+                self.addheader(HEADER, " " + header_value(self.authserv_id, (checks.iprev, checks.spf, checks.dkim)), 0)
         self._finish(outcome.decision)
         return self._answer(outcome.reply)
 
