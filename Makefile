@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed
 # A scenario set: a folder laid out like events/ (README "Try it locally"); for demo and local.
 SCENARIOS ?= events
 
-.PHONY: test lint typecheck unit demo local local-deps bench knot venv clean
+.PHONY: test lint typecheck unit demo local local-deps bench knot venv clean smtp-deps smtp-demo
 
 # What CI runs (.ci/run): lint, types, and every test, including a real `sam local invoke` of each
 # function in the offline arm64 Lambda container (tests/integration/test_local_lambda.py).
-test: venv knot local-deps lint typecheck
+test: venv knot local-deps smtp-deps lint typecheck
 	$(PY) -m pytest -q
 
 lint: venv
@@ -103,3 +103,27 @@ fuzz: venv
 bench: venv knot
 	@$(PY) -c "import authheaders" 2>/dev/null || $(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+# The SMTP-time front door's parts: Postfix (a private instance per test or demo, never the system
+# service: debconf is told "No configuration"), swaks (to try it by hand), libmilter-dev to build
+# pymilter, then the package's `milter` extra (pymilter, authres) in the venv.
+SMTP_STAMP := $(VENV)/.installed-milter
+smtp-deps: venv
+	@pkgs=""; \
+	  command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || pkgs="$$pkgs postfix"; \
+	  command -v swaks >/dev/null 2>&1 || pkgs="$$pkgs swaks"; \
+	  [ -e /usr/include/libmilter/mfapi.h ] || pkgs="$$pkgs libmilter-dev"; \
+	  if [ -n "$$pkgs" ]; then \
+	    echo "installing$$pkgs with apt-get"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    echo "postfix postfix/main_mailer_type select No configuration" | $$SUDO debconf-set-selections; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; \
+	  fi
+	@[ -f $(SMTP_STAMP) ] && [ $(SMTP_STAMP) -nt pyproject.toml ] || \
+	  { $(PY) -m pip install --quiet -e '.[dev,milter]' && touch $(SMTP_STAMP); }
+
+# Every event of $(SCENARIOS) as a real SMTP session: moto (the template's tables) + Knot, `ipv6gate
+# milter` with the gate function's environment, a private Postfix on 127.0.0.1 and [::1] with XCLIENT;
+# the reply each recipient got, compared with expected.json (exit 1 on a mismatch).
+smtp-demo: venv knot smtp-deps
+	$(PY) -m scripts.smtp_demo --scenarios $(SCENARIOS)

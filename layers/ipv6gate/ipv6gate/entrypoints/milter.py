@@ -11,6 +11,7 @@ turn away mail that nobody has judged. The decision log line and the trace say w
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import functools
 import socket
 from collections.abc import Callable
@@ -30,6 +31,18 @@ TEMPFAIL: int = Milter.TEMPFAIL
 
 #: What the milter does with each finished decision: record it, log it, count it.
 Report = Callable[[Decision], None]
+
+# libmilter calls back on threads Python did not create, and pymilter attaches its own thread
+# state to them. C extensions that take the GIL with PyGILState_Ensure (awscrt, which botocore
+# uses to sign requests when installed) crash the process on such a thread (measured: a segfault in
+# the first trace write). So everything beyond handing bytes over runs on Python's own threads:
+# each session step on ``_steps`` (the caller waits), the bookkeeping after a reply on ``_recorder``.
+_steps = cf.ThreadPoolExecutor(max_workers=128, thread_name_prefix="ipv6gate-smtp")
+_recorder = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="ipv6gate-record")
+
+
+def _hop[T](step: Callable[..., T], *args: Any) -> T:
+    return _steps.submit(step, *args).result()
 
 
 def _guarded(callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,7 +77,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         # Postfix gives the client address here; after XCLIENT it calls connect again with the new one.
         address = hostaddr[0] if family in (socket.AF_INET, socket.AF_INET6) and hostaddr else None
-        self._session = self.gate.connect(address, receiver=self.getsymval("j") or "")
+        self._session = _hop(self.gate.connect, address, self.getsymval("j") or "")
         return CONTINUE
 
     @_guarded
@@ -75,12 +88,12 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     @_guarded
     def envfrom(self, sender: str, *params: str) -> int:
         self._results_headers, self._forged = 0, []
-        self._finish(self._live().mail_from(sender))
+        self._finish(_hop(self._live().mail_from, sender))
         return CONTINUE
 
     @_guarded
     def envrcpt(self, recipient: str, *params: str) -> int:
-        return self._answer(self._live().rcpt(recipient))
+        return self._answer(_hop(self._live().rcpt, recipient))
 
     @_guarded
     def header(self, name: str, value: bytes) -> int:
@@ -105,7 +118,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
 
     @_guarded
     def eom(self) -> int:
-        outcome = self._live().end_of_message(self.getsymval("i") or "")
+        outcome = _hop(self._live().end_of_message, self.getsymval("i") or "")
         if outcome.reply is None:
             # RFC 8601 §5: a header that claims our authserv-id did not come from us. Last first, so
             # the positions of the others stay put.
@@ -121,7 +134,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def abort(self) -> int:
         try:
             if self._session is not None:
-                self._finish(self._session.reset())
+                self._finish(_hop(self._session.reset))
         except Exception as exc:
             self.failed("abort", exc)
         return CONTINUE
@@ -129,7 +142,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def close(self) -> int:
         try:
             if self._session is not None:
-                self._finish(self._session.close())
+                self._finish(_hop(self._session.close))
         except Exception as exc:
             self.failed("close", exc)
         self._session = None
@@ -148,8 +161,15 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         return REJECT if reply.permanent else Milter.TEMPFAIL
 
     def _finish(self, decision: Decision | None) -> None:
+        # Recorded, logged and counted after the reply, off the SMTP session's critical path.
         if decision is not None:
+            _recorder.submit(self._record, decision)
+
+    def _record(self, decision: Decision) -> None:
+        try:
             self.report(self.gate.act(decision))
+        except Exception as exc:
+            self.failed("record", exc)
 
 
 def serve(
@@ -169,4 +189,7 @@ def serve(
     milter_class = Milter.header_leading_space(GateMilter)  # folded headers byte for byte, for DKIM
     Milter.factory = milter_class
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
-    Milter.runmilter("ipv6gate", socket_spec, timeout)
+    try:
+        Milter.runmilter("ipv6gate", socket_spec, timeout)
+    finally:
+        _recorder.shutdown(wait=True)  # the last decisions reach the trace and the log

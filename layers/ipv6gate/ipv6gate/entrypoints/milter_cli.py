@@ -92,6 +92,10 @@ def run_milter(args: argparse.Namespace) -> int:
     def on_error(stage: str, exc: BaseException) -> None:
         logger.error("milter callback failed; message accepted", extra={"stage": stage}, exc_info=exc)
 
+    # A long-running process: load the checks now, not on the first message (~0.8 s of imports).
+    import ipv6gate.checks.dkim
+    import ipv6gate.checks.spf  # noqa: F401
+
     logger.info("milter listening", extra={"socket": spec, "authserv_id": settings.authserv_id})
     serve(gate, spec, settings.authserv_id, report, on_error)
     return 0
