@@ -100,7 +100,7 @@ fuzz: venv
 # Benchmarks (bench/README.md): decision latency against the DNS critical path (Knot behind a delaying
 # proxy), the plain libraries and authheaders, cold start, warm CPU, DKIM on large messages, cost.
 # Writes bench/results/latest.json and latest.md. Extra options: make bench BENCH_ARGS="--iterations 50".
-bench: venv knot
+bench: venv knot smtp-deps
 	@$(PY) -c "import authheaders" 2>/dev/null || $(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) -m bench.run $(BENCH_ARGS)
 

@@ -129,7 +129,7 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]], list[str]]]:
+def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]], list[str]]]:  # noqa: PLR0915
     """(title, headers, rows, notes) for every part of the report."""
     sections: list[tuple[str, list[str], list[list[str]], list[str]]] = []
     s = results["settings"]
@@ -336,6 +336,44 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
                 ],
                 rows,
                 [f"targets for 30 MB: <= {BIG_DKIM_S:g} s and <= {BIG_DKIM_MB:g} MB"],
+            )
+        )
+
+    milter = results.get("milter", {})
+    if milter.get("latency"):
+        rows = [
+            [
+                name,
+                row["expected"],
+                ", ".join(row["replies"]),
+                _f(row["critical_path_ms"], 0),
+                _f(row["eod_to_reply_ms"].get("median")),
+                _f(row["eod_to_reply_ms"].get("p95")),
+                _f(row["beyond_critical_path_ms"].get("median")),
+                _f(row["beyond_critical_path_ms"].get("p95")),
+            ]
+            for name, row in milter["latency"].items()
+        ]
+        tp = milter.get("throughput", {})
+        sections.append(
+            (
+                f"SMTP time: ipv6gate milter behind Postfix (+{_f(milter['delay_ms'], 0)} ms per DNS query)",
+                [
+                    "scenario",
+                    "expected",
+                    "replies",
+                    "DNS after end of DATA (ms)",
+                    "end of DATA -> reply p50",
+                    "p95",
+                    "beyond critical path p50",
+                    "p95",
+                ],
+                rows,
+                [
+                    f"Throughput, no DNS delay: {tp.get('sessions')} sessions by {tp.get('concurrent')} concurrent "
+                    f"clients in {tp.get('seconds')} s = {tp.get('sessions_per_second')} sessions/s "
+                    f"(replies {tp.get('replies')}); client, Postfix and milter share the machine.",
+                ],
             )
         )
 

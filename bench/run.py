@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-PHASES = ("latency", "baseline", "coldstart", "cpu", "dkim")
+PHASES = ("latency", "baseline", "coldstart", "cpu", "dkim", "milter")
 _T0 = time.perf_counter()
 
 
@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--delay-ms", type=_bounded(1, 500, float), default=50.0, help="added per DNS query (50)")
     parser.add_argument("--coldstart-runs", type=_bounded(1, 25, int), default=5, help="fresh processes per variant")
     parser.add_argument("--cpu-reps", type=_bounded(10, 5000, int), default=400, help="warm IPv4 decisions timed")
+    parser.add_argument(
+        "--milter-sessions", type=_bounded(50, 20000, int), default=500, help="sessions in the milter throughput run"
+    )
     parser.add_argument("--sizes", default="50K,1M,30M", help="DKIM message sizes (50K,1M,30M)")
     parser.add_argument("--skip", action="append", choices=PHASES, default=[], help="leave a part out (repeatable)")
     parser.add_argument("--rru-price", type=float, default=costs.DYNAMODB_PER_MILLION_RRU, help="USD per million RRU")
@@ -183,6 +186,19 @@ def measure(args: argparse.Namespace, byte_sizes: list[int], results: dict[str, 
 
         if "latency" not in args.skip:
             results["latency"], results["settings"]["query_rtt_ms"] = measure_latency(args, proxy, keys, phases)
+        if "milter" not in args.skip:
+            from bench.milter import measure_milter
+
+            results["milter"] = phases.run(
+                "milter (Postfix)",
+                lambda: measure_milter(
+                    keys,
+                    workdir,
+                    iterations=int(args.iterations),
+                    delay_ms=float(args.delay_ms),
+                    sessions=int(args.milter_sessions),
+                ),
+            )
         if "cpu" not in args.skip:
             from bench.cpu import measure_cpu
 

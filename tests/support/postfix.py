@@ -196,30 +196,51 @@ class PostfixInstance(Service):
 class MilterProcess(Service):
     """``python -m ipv6gate.entrypoints.cli milter --listen 127.0.0.1:PORT`` with ``env``; its log lines kept."""
 
-    def __init__(self, env: Mapping[str, str], args: Sequence[str] = ()) -> None:
+    def __init__(self, env: Mapping[str, str], args: Sequence[str] = (), *, unix: bool = False) -> None:
         self.env = dict(env)
         self.args = list(args)
+        self.unix = unix  # a unix socket instead of TCP on 127.0.0.1
         self.port = 0
+        self._socket_dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
 
     @property
     def postfix_address(self) -> str:
+        if self._socket_dir is not None:
+            return f"unix:{self._socket_dir / 'milter.sock'}"
         return f"inet:127.0.0.1:{self.port}"
 
     def start(self) -> Self:
-        self.port = free_port()
+        if self.unix:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="ipv6gate-milter-"))
+            self._socket_dir.chmod(0o755)
+            listen = f"unix:{self._socket_dir / 'milter.sock'}"
+        else:
+            self.port = free_port()
+            listen = f"127.0.0.1:{self.port}"
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 - read after the process stops; closed with it
         env = {**os.environ, **self.env, "PYTHONPATH": f"{ROOT / 'layers' / 'ipv6gate'}:{ROOT}"}
-        command = [sys.executable, "-m", "ipv6gate.entrypoints.cli", "milter", "--listen", f"127.0.0.1:{self.port}"]
+        command = [sys.executable, "-m", "ipv6gate.entrypoints.cli", "milter", "--listen", listen]
         self._proc = subprocess.Popen([*command, *self.args], env=env, stdout=self._out, stderr=subprocess.STDOUT)
         try:
-            wait_for_port("127.0.0.1", self.port, 30, "ipv6gate milter", alive=lambda: self._proc.poll() is None)
+            if self._socket_dir is not None:
+                self._wait_for_socket(self._socket_dir / "milter.sock")
+            else:
+                wait_for_port("127.0.0.1", self.port, 30, "ipv6gate milter", alive=lambda: self._proc.poll() is None)
         except BaseException:
             output = self.output()
             self.stop()
             raise RuntimeError(f"ipv6gate milter did not start: {output[-800:]}") from None
         return self
+
+    def _wait_for_socket(self, path: Path, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if self._proc is None or self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ipv6gate milter did not create {path}")
+            time.sleep(0.05)
+        path.chmod(0o666)  # Postfix's smtpd runs as the postfix user
 
     def output(self) -> str:
         if self._out is None:
@@ -242,6 +263,8 @@ class MilterProcess(Service):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
 @dataclass
