@@ -43,3 +43,7 @@ def not_authenticated(address: ipaddress.IPv6Address) -> Reply:
 
 def ipv6_not_accepted(domain: str) -> Reply:
     return Reply(550, "5.2.1", f"Service unavailable, [{domain}] does not accept email over IPv6.")
+
+
+# The enhanced status codes of the three replies above, in the rule's order: reports and metrics key by them.
+STATUSES = ("4.7.25", "4.7.26", "5.2.1")

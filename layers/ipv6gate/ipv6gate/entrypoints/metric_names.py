@@ -8,6 +8,7 @@ holds the dashboard in template.yaml to these sets.
 from __future__ import annotations
 
 from ipv6gate.decision.policy import CHECK_NAMES, Disposition
+from ipv6gate.decision.replies import STATUSES
 
 # --- the gate (entrypoints/lambda_gate.py) ----------------------------------------------------------
 DECISIONS = "Decisions"
@@ -22,8 +23,7 @@ BOUNCES_SUPPRESSED = "BouncesSuppressed"  # the gate (policy said no) and the bo
 
 # The decision's machine-readable faults (evaluation/record.py), each counted as <Fault>Failures.
 FAULTS = ("tenant_lookup", "bounce_queue", "trace_write")
-# The enhanced status codes of the three replies (decision/replies.py).
-REPLY_STATUSES = ("4.7.25", "4.7.26", "5.2.1")
+REPLY_STATUSES = STATUSES  # each enforced reply by its enhanced code
 
 # --- the bouncer (entrypoints/bouncer.py, functions/bouncer/app.py) -----------------------------------
 BOUNCES_SENT = "BouncesSent"
