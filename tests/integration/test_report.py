@@ -222,10 +222,10 @@ def test_text_and_csv(stack: LocalStack, written: dict[str, Decision]) -> None:
 @pytest.mark.parametrize(
     ("args", "extra", "code", "message"),
     [
-        (("--days", "0"), {}, 1, "--days 0 is outside 1..3650"),
-        (("--days", "week"), {}, 1, "--days 'week' is not a whole number"),
+        (("--days", "0"), {}, 1, "--days: 0 is outside 1..3650"),
+        (("--days", "week"), {}, 1, "--days: 'week' is not a whole number"),
         (("--format", "xml"), {}, 1, "--format 'xml' is not one of text, json, csv"),
-        (("--limit", "-1"), {}, 1, "--limit -1 is outside"),
+        (("--limit", "-1"), {}, 1, "--limit: -1 is outside"),
         (("--domain", "exa mple.test"), {}, 1, "not a host-style domain"),
         ((), {"TRACE_TABLE": ""}, 2, "TRACE_TABLE: not set"),
         ((), {"TENANTS_TABLE": ""}, 2, "TENANTS_TABLE: not set"),

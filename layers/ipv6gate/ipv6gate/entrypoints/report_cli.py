@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ipv6gate.mail.domains import DomainError, normalize_domain
 from ipv6gate.ports import TenantLookupError, TraceError
-from ipv6gate.settings import Settings
+from ipv6gate.settings import Settings, integer
 
 if TYPE_CHECKING:
     from ipv6gate.evaluation.report import Report
@@ -77,12 +77,9 @@ def _json(report: Report) -> str:
 
 def _whole(value: str, name: str, low: int, high: int) -> int:
     try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{name} {value[:20]!r} is not a whole number") from None
-    if not low <= number <= high:
-        raise ValueError(f"{name} {number} is outside {low}..{high}")
-    return number
+        return integer(low, high)(value.strip())
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def _missing_configuration(settings: Settings, *, one_domain: bool) -> str | None:
