@@ -85,8 +85,8 @@ def run(scenarios: ScenarioSet, verbose: bool) -> int:
         for line in sam_local.seed_demo(stack, env, scenarios.directory):
             print(f"  put {line}")
         env["MILTER_AUTHSERV_ID"] = "mx.ipv6gate.test"
-        with MilterProcess(env) as milter, PostfixInstance(milter.postfix_address) as postfix:
-            print(f"  ipv6gate milter on 127.0.0.1:{milter.port}; postfix on 127.0.0.1:{postfix.port} and [::1]")
+        with MilterProcess(env, unix=True) as milter, PostfixInstance(milter.postfix_address) as postfix:
+            print(f"  ipv6gate milter on {milter.postfix_address}; postfix on 127.0.0.1:{postfix.port} and [::1]")
             print(f"  TENANTS_TABLE={env['TENANTS_TABLE']} TRACE_TABLE={env.get('TRACE_TABLE')}\n")
             print(f"{'event':<30} {'client ip':<17} {'check':<8} {'recipient':<20} reply in the SMTP session")
             print("-" * 140)

@@ -29,6 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ipv6gate.bounce.policy import BounceDecision
 from ipv6gate.bounce.request import BounceRequest
+from ipv6gate.entrypoints import metric_names
 from ipv6gate.entrypoints.bouncer import BounceSender, Pacer, parse_record_body, ses_client
 from ipv6gate.entrypoints.lambda_gate import log_json
 from ipv6gate.settings import BouncerSettings
@@ -50,7 +51,7 @@ _invocation: dict[str, LambdaContext] = {}
 def _already_handled(response: Any, idempotent_data: DataRecord) -> Any:
     """The stored outcome of an earlier delivery is returned: no second bounce."""
     logger.info("bounce already handled; not sent again", extra={"idempotency_key": idempotent_data.idempotency_key})
-    metrics.add_metric(name="BounceDuplicatesSkipped", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=metric_names.BOUNCE_DUPLICATES_SKIPPED, unit=MetricUnit.Count, value=1)
     return response
 
 

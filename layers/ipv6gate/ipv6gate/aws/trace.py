@@ -9,7 +9,8 @@ Key design (one table, one overloaded GSI), all items of a message under one par
 | by sender       | msg#<id>      | ix#sender          | sender#<mail from>     | same                      |
 | by domain       | msg#<id>      | ix#domain#<domain> | domain#<domain>        | same                      |
 
-Index items carry a summary (disposition, replies) so a listing needs one Query; ``expires_at``
+Index items carry a summary (``evaluation/summary.py``: disposition, replies, check results; a domain's
+item also that domain's recipient outcomes) so a listing or a report needs only Queries; ``expires_at``
 (epoch seconds) is the table's TTL attribute. A decision is written with one BatchWriteItem.
 """
 
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ipv6gate.evaluation.record import Decision
+from ipv6gate.evaluation.summary import base_summary, outcomes_by_domain
 from ipv6gate.ports import TraceError
 
 _MAX_ITEMS = 25  # BatchWriteItem's limit: the decision, two index items, up to 22 domains
@@ -63,35 +65,52 @@ class DynamoTraceStore:
         )
         return [json.loads(item["summary"]["S"]) for item in response.get("Items", [])]
 
+    def domain_window(
+        self, domain: str, since: datetime, until: datetime, limit: int, page_size: int = 1000
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """A domain's summaries in [since, until], newest first; Query pages until the window or ``limit`` ends."""
+        # ``at`` is "<decided_at>#<message id>": '$' sorts after '#', so every item decided at ``until`` is in.
+        bounds = {":from": {"S": _at(since)}, ":to": {"S": _at(until) + "$"}}
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": INDEX,
+            "ScanIndexForward": False,
+            "KeyConditionExpression": "#l = :l AND #at BETWEEN :from AND :to",
+            "ExpressionAttributeNames": {"#l": "lookup", "#at": "at"},
+            "ExpressionAttributeValues": {":l": {"S": f"domain#{domain}"}, **bounds},
+        }
+        summaries: list[dict[str, Any]] = []
+        while len(summaries) < limit:
+            page = self._call("query", Limit=min(page_size, limit - len(summaries)), **query)
+            summaries.extend(json.loads(item["summary"]["S"]) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return summaries, True
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return summaries, False
+
     def _items(self, decision: Decision, decided_at: datetime) -> Iterator[dict[str, Any]]:
-        at = decided_at.isoformat(timespec="milliseconds")
+        at = _at(decided_at)
         expires = str(int((decided_at + self._ttl).timestamp()))
         pk = {"S": f"msg#{decision.message_id}"}
         record = decision.to_dict() | {"decided_at": at}
         yield {"pk": pk, "sk": {"S": "decision"}, "record": {"S": json.dumps(record)}, "expires_at": {"N": expires}}
-        summary = json.dumps(
-            {
-                "message_id": decision.message_id,
-                "decided_at": at,
-                "client_ip": decision.client_ip,
-                "sender": decision.mail_from,
-                "disposition": decision.disposition.value,
-                "replies": [str(v.reply) if v.reply and not v.monitor else "accept" for v in decision.verdicts],
-                "bounce": decision.bounce.action.value if decision.bounce else None,
-            }
-        )
-        keys = []
+        summary = base_summary(decision, at)
+        by_domain = outcomes_by_domain(decision)
+        keys: list[tuple[str, str, dict[str, Any]]] = []
         if decision.client_ip:
-            keys.append(("ix#ip", f"ip#{decision.client_ip}"))
-        keys.append(("ix#sender", f"sender#{sender_key(decision.mail_from)}"))
-        keys.extend((f"ix#domain#{d}", f"domain#{d}") for d in decision.domains)
-        for sk, lookup in keys:
+            keys.append(("ix#ip", f"ip#{decision.client_ip}", summary))
+        keys.append(("ix#sender", f"sender#{sender_key(decision.mail_from)}", summary))
+        # A domain's item carries that domain's recipients: what ``ipv6gate report`` counts.
+        keys.extend(
+            (f"ix#domain#{d}", f"domain#{d}", summary | {"recipients": by_domain.get(d, [])}) for d in decision.domains
+        )
+        for sk, lookup, content in keys:
             yield {
                 "pk": pk,
                 "sk": {"S": sk},
                 "lookup": {"S": lookup},
                 "at": {"S": f"{at}#{decision.message_id}"},
-                "summary": {"S": summary},
+                "summary": {"S": json.dumps(content)},
                 "expires_at": {"N": expires},
             }
 
@@ -106,6 +125,10 @@ class DynamoTraceStore:
             raise TraceError(f"DynamoDB {self._table}: {error.get('Code')}: {error.get('Message', '')}") from None
         except BotoCoreError as exc:
             raise TraceError(f"DynamoDB {self._table}: {exc.__class__.__name__}") from None
+
+
+def _at(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
 
 
 def sender_key(mail_from: str) -> str:

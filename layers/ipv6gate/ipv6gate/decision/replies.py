@@ -45,6 +45,10 @@ def ipv6_not_accepted(domain: str) -> Reply:
     return Reply(550, "5.2.1", f"Service unavailable, [{domain}] does not accept email over IPv6.")
 
 
+# The enhanced status codes of the three replies above, in the rule's order: reports and metrics key by them.
+STATUSES = ("4.7.25", "4.7.26", "5.2.1")
+
+
 # The SMTP-time front door's own replies (RFC 5321 §4.5.3.1.10: a client retries the recipients a
 # 452 refused in a later transaction).
 def too_many_recipients(limit: int) -> Reply:

@@ -26,6 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from ipv6gate.bounce.policy import BounceAction, BounceDecision
 from ipv6gate.bounce.request import BounceRequest, BounceRequestError
+from ipv6gate.entrypoints import metric_names as m
 from ipv6gate.settings import BouncerSettings
 
 # Error codes SES (query protocol) and the AWS SDKs use for "slow down"; SES v1 answers
@@ -164,7 +165,7 @@ class BounceSender:
             self.logger.warning(
                 "bounce request expired; dropped (SES sends bounces only within the window)", extra={"bounce": bounce}
             )
-            self.metrics.add_metric(name="BouncesExpired", unit=MetricUnit.Count, value=1)
+            self.metrics.add_metric(name=m.BOUNCES_EXPIRED, unit=MetricUnit.Count, value=1)
             return BounceOutcome("expired", request.message_id, age_seconds=age.total_seconds())
         if request.authenticate and not self._sender_proven(request, log):
             return BounceOutcome("suppressed", request.message_id, age_seconds=age.total_seconds())
@@ -178,12 +179,12 @@ class BounceSender:
             else BounceDecision(BounceAction.SUPPRESS, "no authenticator configured in the bouncer")
         )
         if verdict.action is BounceAction.DEFER:
-            self.metrics.add_metric(name="BounceAuthDeferred", unit=MetricUnit.Count, value=1)
+            self.metrics.add_metric(name=m.BOUNCE_AUTH_DEFERRED, unit=MetricUnit.Count, value=1)
             raise BounceRetryLater(f"sender authentication unfinished: {verdict.reason}")
         if verdict.action is BounceAction.SUPPRESS:
             extra = {"bounce": {**log, "reason": verdict.reason}}
             self.logger.info("bounce suppressed: sender not authenticated", extra=extra)
-            self.metrics.add_metric(name="BouncesSuppressed", unit=MetricUnit.Count, value=1)
+            self.metrics.add_metric(name=m.BOUNCES_SUPPRESSED, unit=MetricUnit.Count, value=1)
             return False
         return True
 
@@ -214,9 +215,9 @@ class BounceSender:
             self.logger.error(
                 "SendBounce failed", extra={"bounce": {**log, "error": _error_code(exc), "attempt": attempt}}
             )
-            self.metrics.add_metric(name="BounceSendErrors", unit=MetricUnit.Count, value=1)
+            self.metrics.add_metric(name=m.BOUNCE_SEND_ERRORS, unit=MetricUnit.Count, value=1)
             raise exc
-        self.metrics.add_metric(name="BounceThrottled", unit=MetricUnit.Count, value=1)
+        self.metrics.add_metric(name=m.BOUNCE_THROTTLED, unit=MetricUnit.Count, value=1)
         if attempt >= self.settings.max_attempts:
             self.logger.warning(
                 "SendBounce still throttled; retrying later", extra={"bounce": {**log, "attempts": attempt}}
@@ -235,8 +236,8 @@ class BounceSender:
         sent: dict[str, Any] = {"statuses": [r.status for r in request.recipients], "mail_from": request.mail_from}
         sent |= {"ses_message_id": outcome.ses_message_id, "attempts": attempt}
         self.logger.info("bounce sent", extra={"bounce": {**log, **sent}})
-        self.metrics.add_metric(name="BouncesSent", unit=MetricUnit.Count, value=1)
-        self.metrics.add_metric(name="BounceDelay", unit=MetricUnit.Seconds, value=outcome.age_seconds)
+        self.metrics.add_metric(name=m.BOUNCES_SENT, unit=MetricUnit.Count, value=1)
+        self.metrics.add_metric(name=m.BOUNCE_DELAY, unit=MetricUnit.Seconds, value=outcome.age_seconds)
         return outcome
 
     def _ensure_time(self, wait: float, remaining: Callable[[], float] | None, log: dict[str, Any]) -> None:
@@ -249,7 +250,7 @@ class BounceSender:
             self.logger.warning(
                 "not enough time left in this invocation; retrying later", extra={"bounce": {**log, "left": left}}
             )
-            self.metrics.add_metric(name="BounceDeferred", unit=MetricUnit.Count, value=1)
+            self.metrics.add_metric(name=m.BOUNCE_DEFERRED, unit=MetricUnit.Count, value=1)
             raise BounceRetryLater(f"{left:.1f} s left, {wait:.1f} s to wait, {reserve} s needed")
 
 
@@ -267,7 +268,7 @@ def parse_record_body(body: str, *, logger: Logger, metrics: Metrics, sqs_messag
             "malformed bounce request; the record fails and ends in the dead-letter queue",
             extra={"sqs_message_id": sqs_message_id, "error": str(exc), "body_prefix": body[:200]},
         )
-        metrics.add_metric(name="MalformedBounceRequests", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=m.MALFORMED_BOUNCE_REQUESTS, unit=MetricUnit.Count, value=1)
         raise
 
 

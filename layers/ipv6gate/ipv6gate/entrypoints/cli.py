@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ipv6gate.entrypoints.report_cli import add_report_parser, run_report
 from ipv6gate.mail.event import EventError, parse_event
 from ipv6gate.settings import Settings, SettingsError
 
@@ -52,10 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ipv6gate.entrypoints.milter_cli import add_milter_command, run_milter
 
     add_milter_command(commands)
+    add_report_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "milter":
         return run_milter(args)
-    if args.command in ("tenants", "trace"):
+    if args.command in ("tenants", "trace", "report"):
         try:
             settings = Settings.from_env(os.environ)  # the entry point reads the environment, once
         except SettingsError as exc:
@@ -65,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ipv6gate.entrypoints.tenant_cli import run_tenants
 
             return run_tenants(args, settings, local_user=os.environ.get("USER") or "unknown")
+        if args.command == "report":
+            return run_report(args, settings)
         from ipv6gate.entrypoints.trace_cli import run_trace
 
         return run_trace(args, settings)

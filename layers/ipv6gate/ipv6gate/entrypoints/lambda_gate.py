@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from ipv6gate.bounce.policy import BounceAction
 from ipv6gate.decision.policy import Disposition, Verdict
+from ipv6gate.entrypoints import metric_names as m
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import EventError, parse_event
@@ -34,13 +35,13 @@ def handle_ses_event(event: Any, gate: Gate, logger: Logger, metrics: Metrics) -
         mail = parse_event(event)
     except EventError as exc:
         logger.error("not an SES receipt event; continuing", extra={"error": str(exc)})
-        metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=m.MALFORMED_EVENTS, unit=MetricUnit.Count, value=1)
         return dict(CONTINUE)
     try:
         decision = gate.evaluate(mail)
     except Exception:
         logger.exception("decision failed; continuing", extra={"message_id": mail.message_id})
-        metrics.add_metric(name="DecisionErrors", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=m.DECISION_ERRORS, unit=MetricUnit.Count, value=1)
         return dict(CONTINUE)
     decision = gate.act(decision)
     log_decision(decision, logger)
@@ -56,28 +57,26 @@ def log_decision(decision: Decision, logger: Logger) -> None:
 
 
 def count_decision(decision: Decision, metrics: Metrics) -> None:
-    metrics.add_metric(name="Decisions", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name=f"Disposition{_camel(decision.disposition.value)}", unit=MetricUnit.Count, value=1)
-    if decision.notes:
-        metrics.add_metric(name="DecisionsWithNotes", unit=MetricUnit.Count, value=1)
-    if decision.bounce is not None:
-        name = "BouncesSuppressed" if decision.bounce.action is BounceAction.SUPPRESS else "BouncesQueued"
+    def count(name: str) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+    count(m.DECISIONS)
+    count(m.disposition(decision.disposition))
+    if decision.notes:
+        count(m.DECISIONS_WITH_NOTES)
+    if decision.bounce is not None:
+        count(m.BOUNCES_SUPPRESSED if decision.bounce.action is BounceAction.SUPPRESS else m.BOUNCES_QUEUED)
     for fault in decision.faults:  # tenant_lookup -> TenantLookupFailures, ...
-        metrics.add_metric(name=f"{_camel(fault)}Failures", unit=MetricUnit.Count, value=1)
+        count(m.failures(fault))
     for verdict in decision.verdicts:
         if verdict.monitor:
-            metrics.add_metric(name="RecipientsMonitorWouldReject", unit=MetricUnit.Count, value=1)
+            count(m.RECIPIENTS_MONITOR_WOULD_REJECT)
         elif verdict.verdict is Verdict.REJECT:
-            metrics.add_metric(name="RecipientsRejected", unit=MetricUnit.Count, value=1)
+            count(m.RECIPIENTS_REJECTED)
         else:
-            metrics.add_metric(name="RecipientsAccepted", unit=MetricUnit.Count, value=1)
+            count(m.RECIPIENTS_ACCEPTED)
         if verdict.reply is not None and not verdict.monitor:  # only replies that took effect
-            metrics.add_metric(name=f"Reply{verdict.reply.status.replace('.', '_')}", unit=MetricUnit.Count, value=1)
+            count(m.reply(verdict.reply.status))
     for check in (decision.checks.iprev, decision.checks.spf, decision.checks.dkim):
         if check.temporary:
-            metrics.add_metric(name=f"TempError{check.method.capitalize()}", unit=MetricUnit.Count, value=1)
-
-
-def _camel(value: str) -> str:
-    return "".join(part.capitalize() for part in value.lower().split("_"))
+            count(m.temperror(check.method))

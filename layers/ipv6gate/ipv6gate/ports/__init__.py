@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from ipv6gate.decision.tenants import Tenant
 
@@ -61,3 +61,12 @@ class BounceQueue(Protocol):
 
 class TraceStore(Protocol):
     def record(self, decision: Decision, decided_at: datetime) -> None: ...
+
+
+class TraceWindow(Protocol):
+    def domain_window(
+        self, domain: str, since: datetime, until: datetime, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Index summaries of ``domain``'s decisions in [since, until], newest first, at most ``limit``
+        read; the flag is False when the limit stopped the read before the window's end. ``TraceError``."""
+        ...

@@ -1,0 +1,59 @@
+"""What a trace index item says about a decision: one line of ``ipv6gate trace --ip/--sender/--domain``,
+and on a domain's item what ``ipv6gate report`` counts (that domain's recipients, each check's result).
+
+Kept small (it is copied into every index item of the message): the full decision is its own item.
+Items written before ``checks`` and ``recipients`` existed lack them; the report counts those apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ipv6gate.decision.policy import RecipientVerdict, Verdict
+from ipv6gate.evaluation.record import Decision
+from ipv6gate.mail.domains import DomainError, recipient_domain
+
+ACCEPT = "accept"
+REJECT = "reject"
+WOULD_REJECT = "would_reject"  # a monitor-mode tenant: the reply was logged, not given
+
+
+def base_summary(decision: Decision, decided_at: str) -> dict[str, Any]:
+    checks = decision.checks
+    out: dict[str, Any] = {
+        "message_id": decision.message_id,
+        "decided_at": decided_at,
+        "client_ip": decision.client_ip,
+        "sender": decision.mail_from,
+        "disposition": decision.disposition.value,
+        "replies": [str(v.reply) if v.reply and not v.monitor else "accept" for v in decision.verdicts],
+        "bounce": decision.bounce.action.value if decision.bounce else None,
+        "checks": {c.method: c.result.value for c in (checks.iprev, checks.spf, checks.dkim)},
+    }
+    if decision.faults:
+        out["faults"] = list(decision.faults)
+    # Which front door decided (SES or a milter), once decisions carry it: the report may split by it.
+    front_door = getattr(decision, "front_door", None)
+    if front_door:
+        out["front_door"] = str(front_door)
+    return out
+
+
+def outcomes_by_domain(decision: Decision) -> dict[str, list[dict[str, str]]]:
+    """Each recipient domain's outcomes, e.g. ``{"example.com": [{"outcome": "reject", "status": "4.7.25"}]}``."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for verdict in decision.verdicts:
+        try:
+            domain = recipient_domain(verdict.recipient)
+        except DomainError:
+            continue  # no index item for an unusable domain either
+        out.setdefault(domain, []).append(outcome(verdict))
+    return out
+
+
+def outcome(verdict: RecipientVerdict) -> dict[str, str]:
+    if verdict.reply is not None and verdict.monitor:
+        return {"outcome": WOULD_REJECT, "status": verdict.reply.status}
+    if verdict.reply is not None and verdict.verdict is Verdict.REJECT:
+        return {"outcome": REJECT, "status": verdict.reply.status}
+    return {"outcome": ACCEPT}

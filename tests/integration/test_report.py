@@ -1,0 +1,244 @@
+"""`ipv6gate report` against the template's tables in moto server: decisions made by the real Gate and
+written by the real trace adapter, then the report's numbers checked against what was written."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipv6gate.aws.trace import DynamoTraceStore
+from ipv6gate.decision.tenants import Mode, Tenant
+from ipv6gate.dns import DnsResolver
+from ipv6gate.evaluation.gate import Gate
+from ipv6gate.evaluation.record import Decision
+from ipv6gate.evaluation.report import build_report
+from ipv6gate.mail.event import parse_event
+from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants
+from ipv6gate.settings import Settings
+from tests.support import world
+from tests.support.sam_local import LocalStack
+
+pytestmark = pytest.mark.integration
+CLI = str(Path(sys.executable).with_name("ipv6gate"))
+NOW = datetime.now(UTC)
+NEIGHBOUR_IP = "2001:db8:2::26"  # no PTR either, same /64 as world.NO_PTR_IP
+TENANTS = [
+    Tenant("tenant.test", ipv6_inbound=True),
+    Tenant("optout.test", ipv6_inbound=False),
+    Tenant("watch.test", ipv6_inbound=True, mode=Mode.MONITOR),
+]
+# (message id, client, MAIL FROM, recipients, hours ago)
+MAIL = [
+    ("w-noptr-1", world.NO_PTR_IP, "ann@noptr.test", ("a@watch.test",), 1),
+    ("w-noptr-2", world.NO_PTR_IP, "ann@noptr.test", ("a@watch.test",), 2),
+    ("w-noptr-3", world.NO_PTR_IP, "ann@noptr.test", ("a@watch.test",), 3),
+    ("w-neighbour", NEIGHBOUR_IP, "zed@nospf.test", ("a@watch.test",), 4),
+    ("w-unauth", world.OTHER_IP, "bob@nospf.test", ("a@watch.test", "b@watch.test"), 5),
+    ("w-good", world.GOOD_IP, "alice@good.test", ("a@watch.test", "c@watch.test"), 6),
+    ("w-temp", world.PTR_TIMEOUT_IP, "alice@good.test", ("a@watch.test",), 7),
+    ("t-noptr", world.NO_PTR_IP, "ann@noptr.test", ("x@tenant.test",), 8),
+    ("t-mixed", world.GOOD_IP, "alice@good.test", ("x@tenant.test", "y@optout.test"), 9),
+    ("w-old", world.NO_PTR_IP, "ann@noptr.test", ("a@watch.test",), 24 * 10),  # outside 7 days
+]
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def written(stack: LocalStack, keys: world.Keys) -> dict[str, Decision]:
+    """Every decision of MAIL through the Gate and the trace adapter, plus one item in the old summary format."""
+    stack.put_items(
+        stack.names["TenantsTable"],
+        [{"domain": t.domain, "ipv6_inbound": t.ipv6_inbound, "mode": t.mode.value} for t in TENANTS],
+    )
+    backend = world.zone_backend(keys, timeouts=(world._ptr_owner(world.PTR_TIMEOUT_IP),))
+    gate = Gate(
+        Settings.from_env({"AWS_REGION": "eu-west-1"}),
+        DnsResolver(backend, query_timeout=1.0, query_limit=60),
+        InMemoryTenants(TENANTS),
+        InMemoryMessages(),
+        clock=time.monotonic,
+        bounces=InMemoryBounceQueue(),
+        trace=DynamoTraceStore(stack.client("dynamodb"), stack.names["TraceTable"], ttl_days=30),
+    )
+    decisions = {}
+    for message_id, ip, sender, rcpts, hours in MAIL:
+        gate.actor.now = lambda hours=hours: NOW - timedelta(hours=hours)  # type: ignore[misc]
+        event = world.ses_event(ip=ip, mail_from=sender, recipients=rcpts, message_id=message_id)
+        decisions[message_id] = gate.act(gate.evaluate(parse_event(event)))
+        assert decisions[message_id].faults == (), decisions[message_id].notes
+    _write_old_format_item(stack)
+    return decisions
+
+
+def _write_old_format_item(stack: LocalStack) -> None:
+    """An index item as the trace wrote it before summaries carried recipients and checks."""
+    at = (NOW - timedelta(hours=10)).isoformat(timespec="milliseconds")
+    summary: dict[str, Any] = {
+        "message_id": "w-legacy",
+        "decided_at": at,
+        "client_ip": world.NO_PTR_IP,
+        "sender": "ann@noptr.test",
+    }
+    summary |= {"disposition": "CONTINUE", "replies": ["accept"], "bounce": None}
+    item = {"pk": "msg#w-legacy", "sk": "ix#domain#watch.test", "lookup": "domain#watch.test"}
+    stack.put_items(stack.names["TraceTable"], [item | {"at": f"{at}#w-legacy", "summary": json.dumps(summary)}])
+
+
+def env_of(stack: LocalStack, **extra: str) -> dict[str, str]:
+    names = {"TRACE_TABLE": stack.names["TraceTable"], "TENANTS_TABLE": stack.names["TenantsTable"]}
+    return {**os.environ, **stack.overrides(), **names, **extra}
+
+
+def report(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, "report", *args], check=False, env=env, capture_output=True, text=True, timeout=60)
+
+
+def report_json(stack: LocalStack, *args: str) -> dict[str, Any]:
+    out = report(env_of(stack), "--format", "json", *args)
+    assert out.returncode == 0, out.stderr
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+def test_every_tenant_with_the_numbers_written(stack: LocalStack, written: dict[str, Decision]) -> None:
+    data = report_json(stack)
+    by_domain = {d["domain"]: d for d in data["domains"]}
+    assert list(by_domain) == ["optout.test", "tenant.test", "watch.test"]
+    assert data["limit_reached"] is False and data["items_read"] == 1 + 2 + 8
+
+    watch = by_domain["watch.test"]
+    assert watch["mode"] == "monitor"
+    assert watch["messages"] == 8 and watch["without_detail"] == 1  # 7 in the window + the old-format item
+    assert watch["accepted"] == 3  # w-good's two recipients, w-temp's one (temperror accepted)
+    assert watch["rejected"] == {"4.7.25": 0, "4.7.26": 0, "5.2.1": 0}
+    assert watch["would_reject"] == {"4.7.25": 4, "4.7.26": 2, "5.2.1": 0}
+    assert watch["temperror"] == {"iprev": 1, "spf": 0, "dkim": 0}
+    assert watch["bounces"] == {"queued": 0, "suppressed": 0, "lost": 0}  # monitor mode sends none
+
+    tenant, optout = by_domain["tenant.test"], by_domain["optout.test"]
+    assert (tenant["mode"], tenant["messages"], tenant["accepted"]) == ("enforce", 2, 1)
+    assert tenant["rejected"] == {"4.7.25": 1, "4.7.26": 0, "5.2.1": 0}
+    # t-noptr's bounce is queued (authenticated or left to the bouncer), t-mixed's suppressed (it continues).
+    assert written["t-noptr"].bounce is not None and written["t-noptr"].bounce.action.value in ("send", "defer")
+    assert tenant["bounces"] == {"queued": 1, "suppressed": 1, "lost": 0}
+    assert (optout["mode"], optout["accepted"], optout["rejected"]["5.2.1"]) == ("off", 0, 1)
+    assert "recorded before per-recipient detail: 1" in data["notes"][0]
+
+
+def test_what_enforcing_would_stop(stack: LocalStack, written: dict[str, Decision]) -> None:
+    [watch] = report_json(stack, "--domain", "Watch.Test.")["domains"]
+    assert watch["top_sources"] == [
+        {"reply": "4.7.25", "ip": world.NO_PTR_IP, "messages": 3, "example": "w-noptr-1"},
+        {"reply": "4.7.25", "ip": NEIGHBOUR_IP, "messages": 1, "example": "w-neighbour"},
+        {"reply": "4.7.26", "ip": world.OTHER_IP, "messages": 1, "example": "w-unauth"},
+    ]
+    assert watch["top_prefixes"][0] == {
+        "reply": "4.7.25",
+        "prefix": "2001:db8:2::/64",
+        "messages": 4,
+        "example": "w-noptr-1",
+    }
+    assert [(r["reply"], r["sender_domain"], r["messages"]) for r in watch["top_sender_domains"]] == [
+        ("4.7.25", "noptr.test", 3),
+        ("4.7.25", "nospf.test", 1),
+        ("4.7.26", "nospf.test", 1),
+    ]
+
+
+def test_days_widen_the_window(stack: LocalStack, written: dict[str, Decision]) -> None:
+    [watch] = report_json(stack, "--domain", "watch.test", "--days", "30")["domains"]
+    assert watch["would_reject"]["4.7.25"] == 5 and watch["messages"] == 9
+
+
+def test_limit_on_items_read_is_stated(stack: LocalStack, written: dict[str, Decision]) -> None:
+    data = report_json(stack, "--limit", "5")
+    assert data["limit_reached"] is True and data["items_read"] == 5
+    watch = data["domains"][2]
+    assert (watch["items_read"], watch["complete"], watch["oldest_read"][:13]) == (2, False, _hour(2))
+    assert data["notes"][0].startswith("limit of 5 items reached; read newest first, watch.test back to")
+    text = report(env_of(stack), "--limit", "2").stdout
+    assert "note: limit of 2 items reached" in text and "not read: watch.test" in text
+
+
+def test_pages_of_two_give_the_same_report(stack: LocalStack, written: dict[str, Decision]) -> None:
+    client = stack.client("dynamodb")
+    calls: list[dict[str, Any]] = []
+
+    class Counting:
+        def query(self, **kwargs: Any) -> Any:
+            calls.append(kwargs)
+            return client.query(**kwargs)
+
+    store = DynamoTraceStore(Counting(), stack.names["TraceTable"], ttl_days=30)
+
+    class PagesOfTwo:
+        def domain_window(self, domain: str, since: datetime, until: datetime, limit: int) -> Any:
+            return store.domain_window(domain, since, until, limit, page_size=2)
+
+    modes = {"optout.test": "off", "tenant.test": "enforce", "watch.test": "monitor"}
+    paged = build_report(PagesOfTwo(), modes, NOW - timedelta(days=7), NOW, limit=1000).to_dict()
+    assert all(c["Limit"] <= 2 for c in calls)
+    watch = [c for c in calls if c["ExpressionAttributeValues"][":l"]["S"] == "domain#watch.test"]
+    # 8 items in pages of 2 (one more, empty page where the fourth ends exactly at the last item)
+    assert len(watch) in (4, 5) and sum("ExclusiveStartKey" in c for c in watch) == len(watch) - 1
+    whole = report_json(stack)
+    assert paged["domains"] == whole["domains"]
+
+
+def test_text_and_csv(stack: LocalStack, written: dict[str, Decision]) -> None:
+    text = report(env_of(stack)).stdout
+    print(text)  # the README's sample comes from this run (pytest -s)
+    assert "DOMAIN" in text and "4.7.25/4.7.26/5.2.1" in text
+    assert "watch.test (monitor): what enforcing would stop, messages by reply and sender" in text
+    assert "tenant.test (enforce): what was stopped" in text
+    rows = list(csv.DictReader(io.StringIO(report(env_of(stack), "--format", "csv").stdout)))
+    want = {("watch.test", "would_reject", "4.7.25"): "4", ("tenant.test", "rejected", "4.7.25"): "1"}
+    got = {
+        (r["domain"], r["measure"], r["reply"]): r["count"]
+        for r in rows
+        if r["measure"] in ("rejected", "would_reject")
+    }
+    assert want.items() <= got.items()
+    [source] = [r for r in rows if r["measure"] == "top_sources" and r["key"] == NEIGHBOUR_IP]
+    assert (source["reply"], source["count"], source["example"]) == ("4.7.25", "1", "w-neighbour")
+
+
+@pytest.mark.parametrize(
+    ("args", "extra", "code", "message"),
+    [
+        (("--days", "0"), {}, 1, "--days: 0 is outside 1..3650"),
+        (("--days", "week"), {}, 1, "--days: 'week' is not a whole number"),
+        (("--format", "xml"), {}, 1, "--format 'xml' is not one of text, json, csv"),
+        (("--limit", "-1"), {}, 1, "--limit: -1 is outside"),
+        (("--domain", "exa mple.test"), {}, 1, "not a host-style domain"),
+        ((), {"TRACE_TABLE": ""}, 2, "TRACE_TABLE: not set"),
+        ((), {"TENANTS_TABLE": ""}, 2, "TENANTS_TABLE: not set"),
+        ((), {"TRACE_TABLE": "nope"}, 3, "ResourceNotFoundException"),
+    ],
+)
+def test_bad_input_is_one_line(
+    stack: LocalStack, args: tuple[str, ...], extra: dict[str, str], code: int, message: str
+) -> None:
+    out = report(env_of(stack, **extra), *args)
+    assert (out.returncode, out.stdout) == (code, "")
+    assert message in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def _hour(hours_ago: int) -> str:
+    return (NOW - timedelta(hours=hours_ago)).isoformat()[:13]
