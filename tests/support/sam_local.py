@@ -9,28 +9,23 @@ Used by ``scripts/demo.py`` and ``tests/integration/test_handler_events.py``:
 - ``function_spec`` gives a function's CodeUri, Handler, layer ContentUris and resolved environment.
 - ``LocalStack`` starts moto server and Knot (serving a zone directory) and creates the template's
   DynamoDB tables and S3 buckets with the template's key schemas.
-- ``invoke`` imports the handler module in a fresh Python process, with the code and layer
-  directories first on ``sys.path`` and the environment SAM would give the container, and calls
-  the handler once per event (a cold start, then warm invocations), capturing what each call
-  printed: Powertools' JSON log lines and EMF metric blobs.
+- ``invoke`` imports the handler module in a fresh Python process (``tests/support/lambda_worker.py``),
+  with the code and layer directories first on ``sys.path`` and the environment SAM would give the
+  container, and calls the handler once per event (a cold start, then warm invocations), capturing
+  what each call printed: Powertools' JSON log lines and EMF metric blobs.
 
-Only the standard library is imported at module level: the worker process imports this module
-before the handler, and must not preload anything the function's cold start would load itself.
+Only the standard library is imported at module level, so that importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -650,13 +645,14 @@ def invoke(
     cold start); the others are warm, as in one Lambda container. ``sam local invoke`` itself
     starts a container per event: pass a single event for exactly that.
     """
+    region = environment.get("AWS_REGION", REGION)
     request = {
         "sys_path": [str(spec.code_uri), *(str(p) for p in spec.layers)],
         "handler": spec.handler,
         "function_name": spec.logical_id,
+        "function_arn": f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}",
         "memory_mb": spec.memory_mb,
         "timeout_s": spec.timeout_s,
-        "region": environment.get("AWS_REGION", REGION),
         "events": [{"name": name, "event": event} for name, event in events],
     }
     limit = timeout if timeout is not None else 60.0 + spec.timeout_s * max(1, len(events))
@@ -673,7 +669,7 @@ def invoke(
             [
                 sys.executable,
                 "-c",
-                "import sys; from tests.support.sam_local import worker_main; sys.exit(worker_main(sys.argv[1:]))",
+                "import sys; from tests.support.lambda_worker import main; sys.exit(main(sys.argv[1:]))",
                 str(request_path),
                 str(result_path),
             ],
@@ -696,122 +692,3 @@ def invoke(
         init_ms=data["init"]["duration_ms"],
         invocations=[Invocation(**item) for item in data["invocations"]],
     )
-
-
-# -- the worker (runs in the fresh process) ------------------------------------------------------------------------
-
-
-@dataclass
-class LocalLambdaContext:
-    """A stand-in for the runtime's ``LambdaContext`` with the attributes Powertools reads."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str
-    aws_request_id: str
-    timeout_s: int
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "$LATEST"
-    started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.started + self.timeout_s - time.monotonic()) * 1000))
-
-
-@dataclass
-class _Captured:
-    stdout: str = ""
-    stderr: str = ""
-
-
-@contextlib.contextmanager
-def _capture_fds() -> Iterator[_Captured]:
-    """Capture file descriptors 1 and 2 (so also loggers that hold on to ``sys.stdout``)."""
-    captured = _Captured()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = (os.dup(1), os.dup(2))
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        os.dup2(out.fileno(), 1)
-        os.dup2(err.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            out.seek(0)
-            err.seek(0)
-            captured.stdout = out.read().decode("utf-8", "replace")
-            captured.stderr = err.read().decode("utf-8", "replace")
-
-
-def worker_main(argv: Sequence[str]) -> int:
-    """Entry point of the fresh process ``invoke`` starts: import the handler, call it per event."""
-    import importlib
-
-    request_path, result_path = argv
-    request = json.loads(Path(request_path).read_text(encoding="utf-8"))
-    # sys.path as in the Lambda runtime: the function's code, then the layers; not the repo root.
-    repo = os.environ.pop("_SAM_LOCAL_REPO", "")
-    os.environ.pop("PYTHONPATH", None)
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    sys.path[:] = [*request["sys_path"], *(p for p in sys.path if p not in ("", repo, os.getcwd()))]
-    module_name, _, attribute = str(request["handler"]).rpartition(".")
-
-    result: dict[str, Any] = {"init": {}, "invocations": []}
-    handler: Any = None
-    started = time.perf_counter()
-    with _capture_fds() as init:
-        try:
-            handler = getattr(importlib.import_module(module_name), attribute)
-            init_error = None
-        except BaseException:
-            init_error = traceback.format_exc()
-    result["init"] = {
-        "stdout": init.stdout,
-        "stderr": init.stderr,
-        "error": init_error,
-        "duration_ms": (time.perf_counter() - started) * 1000,
-    }
-    arn = f"arn:aws:lambda:{request['region']}:{ACCOUNT_ID}:function:{request['function_name']}"
-    for item in request["events"]:
-        context = LocalLambdaContext(
-            function_name=request["function_name"],
-            memory_limit_in_mb=int(request["memory_mb"]),
-            invoked_function_arn=arn,
-            aws_request_id=str(uuid.uuid4()),
-            timeout_s=int(request["timeout_s"]),
-            log_group_name=f"aws/lambda/{request['function_name']}",
-        )
-        value: Any = None
-        error: str | None = None
-        started = time.perf_counter()
-        with _capture_fds() as out:
-            if handler is None:
-                error = "init failed: the handler could not be imported"
-            else:
-                try:
-                    value = handler(item["event"], context)
-                except Exception:
-                    error = traceback.format_exc()
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            error, value = error or f"handler returned a value that is not JSON: {value!r}", None
-        result["invocations"].append(
-            {
-                "name": item["name"],
-                "result": value,
-                "error": error,
-                "stdout": out.stdout,
-                "stderr": out.stderr,
-                "duration_ms": (time.perf_counter() - started) * 1000,
-            }
-        )
-    Path(result_path).write_text(json.dumps(result), encoding="utf-8")
-    return 0
