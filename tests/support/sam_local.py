@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Self
 from tests.support import sam_template
 from tests.support.json_lines import json_records, log_records
 from tests.support.sam_template import ACCOUNT_ID, NAME_PROPERTY, REGION, REPO, FunctionSpec, TemplateError
+from tests.support.scenarios import NOT_EVENTS
 from tests.support.service import Service
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 EVENTS_DIR = REPO / "events"
 ZONES_DIR = EVENTS_DIR / "zones"
-NOT_EVENTS = frozenset({"env.json", "expected.json", "tenants.json", "settings.json"})
 
 
 # -- the local stack ------------------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ def _typed(value: Any) -> dict[str, Any]:
 
 
 class LocalStack(Service):
-    """moto server + Knot serving ``zone_dir``, with the template's tables and buckets created."""
+    """moto server + Knot serving ``zone_dir``, with the template's tables, buckets and queues created."""
 
     def __init__(
         self,
@@ -72,7 +72,6 @@ class LocalStack(Service):
         self.template: Mapping[str, Any] = template if template is not None else sam_template.load_template()
         self.region = region
         self.names = sam_template.resource_names(self.template)
-        self.created: dict[str, str] = {}  # logical id -> physical name
         self._log = log or (lambda _text: None)
         self._moto: MotoServer | None = None
         self._knot: KnotServer | None = None
@@ -138,7 +137,7 @@ class LocalStack(Service):
             kind = resource.get("Type")
             if kind not in NAME_PROPERTY:
                 continue
-            condition = resource.get("Condition")
+            condition = resource.get("Condition")  # SAM CLI's resolver evaluates a named condition in Fn::If
             if condition and not sam_template.resolve(self.template, {"Fn::If": [condition, True, False]}, symbols):
                 continue
             name = self.names[logical_id]
@@ -149,7 +148,6 @@ class LocalStack(Service):
                 self.client("sqs").create_queue(QueueName=name)
             else:
                 self._create_bucket(name)
-            self.created[logical_id] = name
             how = "explicit name" if NAME_PROPERTY[kind] in props else "no name in template: local"
             self._log(f"{kind} {logical_id} -> {name} ({how})")
 
