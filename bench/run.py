@@ -284,9 +284,9 @@ def update_readme(path: Path, tables: str) -> str:
 
 
 def _cost(results: dict[str, Any], rru_price: float) -> dict[str, Any]:
-    from tests.support import sam_local
+    from tests.support import sam_template
 
-    memory = sam_local.function_spec(sam_local.load_template()).memory_mb
+    memory = sam_template.function_spec(sam_template.load_template()).memory_mb
     prices = costs.Prices(per_million_rru=rru_price)
     per: dict[str, Any] = {}
     for name, row in results.get("latency", {}).items():

@@ -50,7 +50,7 @@ from typing import Any
 
 from load import scenarios
 from load.scenarios import Item
-from tests.support import sam_local, world
+from tests.support import sam_local, sam_template, world
 from tests.support.dns_proxy import DelayingDnsProxy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def malformed(decision: dict[str, Any], item: Item, disposition: object) -> list
 
 
 def run_batches(
-    spec: sam_local.FunctionSpec,
+    spec: sam_template.FunctionSpec,
     env: dict[str, str],
     batches: Sequence[Sequence[Item]],
     *,
@@ -407,8 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, deadline: float, log: Any) -> int:
     keys = world.make_keys()
-    template = sam_local.load_template()
-    spec = sam_local.function_spec(template, sam_local.GATE_FUNCTION)
+    template = sam_template.load_template()
+    spec = sam_template.function_spec(template, sam_template.GATE_FUNCTION)
     log(f"template.yaml: {spec.logical_id} Handler={spec.handler} CodeUri={spec.code_uri.relative_to(REPO)}")
     with tempfile.TemporaryDirectory(prefix="ipv6gate-load-") as tmp:
         zone_dir = world.write_zone_dir(Path(tmp) / "zones", keys)
@@ -431,7 +431,7 @@ def _load(
     deadline: float,
     log: Any,
     stack: sam_local.LocalStack,
-    spec: sam_local.FunctionSpec,
+    spec: sam_template.FunctionSpec,
     proxy: DelayingDnsProxy,
     keys: world.Keys,
 ) -> int:
@@ -443,7 +443,7 @@ def _load(
         "DNS_SERVERS": proxy.servers_env,
         "DNS_QUERY_TIMEOUT_SECONDS": str(args.dns_timeout),
     }
-    env = sam_local.container_environment(spec, overrides)
+    env = sam_template.container_environment(spec, overrides)
     for name in ("TENANTS_TABLE", "MESSAGE_BUCKET", "TRACE_TABLE", "BOUNCE_QUEUE_URL"):
         if not env.get(name):
             print(f"load: the function's environment has no {name}", file=sys.stderr)

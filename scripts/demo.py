@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.support.sam_local import FunctionSpec, Invocation, Run
+    from tests.support.sam_local import Invocation, Run
+    from tests.support.sam_template import FunctionSpec
     from tests.support.scenarios import Outcome, ScenarioSet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,11 +37,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run(spec: FunctionSpec, template: dict[str, Any], scenarios: ScenarioSet) -> Run:
     """Start the local stack, seed it, call the handler with every event; always stop the stack."""
-    from tests.support import sam_local
+    from tests.support import sam_local, sam_template
 
     stack = sam_local.LocalStack(scenarios.zones, template, region=scenarios.region, log=lambda t: print(f"  {t}"))
     with stack:
-        env = sam_local.container_environment(
+        env = sam_template.container_environment(
             spec, {**stack.overrides(), **scenarios.environment}, region=scenarios.region
         )
         for line in sam_local.seed_demo(stack, env, scenarios.directory):
@@ -59,10 +60,10 @@ def _outcome(inv: Invocation) -> Outcome:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support import sam_local, scenarios
+    from tests.support import sam_local, sam_template, scenarios
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--function", default=sam_local.GATE_FUNCTION, help="logical id in template.yaml")
+    parser.add_argument("--function", default=sam_template.GATE_FUNCTION, help="logical id in template.yaml")
     parser.add_argument(
         "--scenarios", "--events", type=Path, default=sam_local.EVENTS_DIR, help="scenario set (laid out like events/)"
     )
@@ -70,11 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        template = sam_local.load_template()
-        spec = sam_local.function_spec(template, args.function)
+        template = sam_template.load_template()
+        spec = sam_template.function_spec(template, args.function)
         chosen = scenarios.load_scenarios(args.scenarios, sorted(spec.environment))
-        spec = sam_local.function_spec(template, args.function, region=chosen.region)
-    except (scenarios.ScenarioError, sam_local.TemplateError) as exc:
+        spec = sam_template.function_spec(template, args.function, region=chosen.region)
+    except (scenarios.ScenarioError, sam_template.TemplateError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
     print(f"template.yaml: {spec.logical_id} Handler={spec.handler} CodeUri={spec.code_uri.relative_to(REPO)}")

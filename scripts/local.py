@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support import local_lambda, sam_local, scenarios
+    from tests.support import local_lambda, sam_local, sam_template, scenarios
     from tests.support.docker_engine import EngineError
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     try:
-        spec = sam_local.function_spec(sam_local.load_template(), local_lambda.GATE)
+        spec = sam_template.function_spec(sam_template.load_template(), local_lambda.GATE)
         chosen = scenarios.load_scenarios(args.scenarios, sorted(spec.environment))
-    except (scenarios.ScenarioError, sam_local.TemplateError) as exc:
+    except (scenarios.ScenarioError, sam_template.TemplateError) as exc:
         print(f"local: {exc}", file=sys.stderr)
         return 2
     print(f"scenario set {chosen.directory}: {len(chosen.events)} events, region {chosen.region}")

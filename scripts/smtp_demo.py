@@ -70,16 +70,16 @@ def replies_of(result: SmtpResult, decision: dict[str, Any] | None) -> list[dict
 
 
 def run(scenarios: ScenarioSet, verbose: bool) -> int:
-    from tests.support import sam_local
+    from tests.support import sam_local, sam_template
     from tests.support.postfix import MilterProcess, PostfixInstance, send
     from tests.support.scenarios import compare, describe
 
-    template = sam_local.load_template()
-    spec = sam_local.function_spec(template, sam_local.GATE_FUNCTION, region=scenarios.region)
+    template = sam_template.load_template()
+    spec = sam_template.function_spec(template, sam_template.GATE_FUNCTION, region=scenarios.region)
     stack = sam_local.LocalStack(scenarios.zones, template, region=scenarios.region, log=lambda t: print(f"  {t}"))
     problems: dict[str, list[str]] = {}
     with stack:
-        env = sam_local.container_environment(
+        env = sam_template.container_environment(
             spec, {**stack.overrides(), **scenarios.environment}, region=scenarios.region
         )
         for line in sam_local.seed_demo(stack, env, scenarios.directory):
@@ -143,17 +143,17 @@ def _decision(milter: MilterProcess, ip: str, before: int, timeout: float = 5.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support import sam_local, scenarios
+    from tests.support import sam_local, sam_template, scenarios
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scenarios", type=Path, default=sam_local.EVENTS_DIR, help="scenario set (like events/)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print each session's time and decision")
     args = parser.parse_args(argv)
     try:
-        template = sam_local.load_template()
-        spec = sam_local.function_spec(template, sam_local.GATE_FUNCTION)
+        template = sam_template.load_template()
+        spec = sam_template.function_spec(template, sam_template.GATE_FUNCTION)
         chosen = scenarios.load_scenarios(args.scenarios, sorted(spec.environment))
-    except (scenarios.ScenarioError, sam_local.TemplateError) as exc:
+    except (scenarios.ScenarioError, sam_template.TemplateError) as exc:
         print(f"smtp-demo: {exc}", file=sys.stderr)
         return 2
     print(f"scenario set: {chosen.directory} ({len(chosen.events)} events, region {chosen.region})")

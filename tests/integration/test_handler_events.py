@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import sam_local
+from tests.support import sam_local, sam_template
 from tests.support.knot import find_knotd
 
 pytestmark = pytest.mark.integration
@@ -43,19 +43,19 @@ def stack() -> Iterator[sam_local.LocalStack]:
 
 
 @pytest.fixture(scope="module")
-def spec(stack: sam_local.LocalStack) -> sam_local.FunctionSpec:
-    return sam_local.function_spec(stack.template, sam_local.GATE_FUNCTION)
+def spec(stack: sam_local.LocalStack) -> sam_template.FunctionSpec:
+    return sam_template.function_spec(stack.template, sam_template.GATE_FUNCTION)
 
 
 @pytest.fixture(scope="module")
-def environment(stack: sam_local.LocalStack, spec: sam_local.FunctionSpec) -> dict[str, str]:
-    env = sam_local.container_environment(spec, stack.overrides())
+def environment(stack: sam_local.LocalStack, spec: sam_template.FunctionSpec) -> dict[str, str]:
+    env = sam_template.container_environment(spec, stack.overrides())
     sam_local.seed_demo(stack, env)
     return env
 
 
 @pytest.fixture(scope="module")
-def run(spec: sam_local.FunctionSpec, environment: dict[str, str]) -> sam_local.Run:
+def run(spec: sam_template.FunctionSpec, environment: dict[str, str]) -> sam_local.Run:
     result = sam_local.invoke(spec, environment, [(name, sam_local.load_event(name)) for name in EVENTS])
     assert result.init_error is None, f"cold start failed:\n{result.init_error}\n{result.init_stderr}"
     assert [i.name for i in result.invocations] == EVENTS
@@ -82,13 +82,13 @@ def test_event_files_are_exactly_the_expected_ones() -> None:
     assert len(set(ids)) == len(ids), "every event needs its own messageId"
 
 
-def test_environment_comes_from_the_template(spec: sam_local.FunctionSpec, environment: dict[str, str]) -> None:
+def test_environment_comes_from_the_template(spec: sam_template.FunctionSpec, environment: dict[str, str]) -> None:
     # The template's values (parameter defaults, local resource names) with only the endpoints replaced.
     assert spec.handler == "app.lambda_handler"
     assert (spec.code_uri / "app.py").is_file()
     assert [p.name for p in spec.layers] == ["ipv6gate"]
-    assert environment["TENANTS_TABLE"] == sam_local.local_name("TenantsTable")
-    assert environment["MESSAGE_BUCKET"] == sam_local.local_name("MessageBucket")
+    assert environment["TENANTS_TABLE"] == sam_template.local_name("TenantsTable")
+    assert environment["MESSAGE_BUCKET"] == sam_template.local_name("MessageBucket")
     assert environment["MESSAGE_PREFIX"] == "inbound/"
     assert environment["TRUSTED_RECEIVERS"] == "inbound-smtp.eu-west-1.amazonaws.com"
     assert environment["DNS_SERVERS"].startswith("127.0.0.1:")
@@ -97,7 +97,7 @@ def test_environment_comes_from_the_template(spec: sam_local.FunctionSpec, envir
 
 
 @pytest.mark.parametrize("name", EVENTS)
-def test_handler_decides_each_event(name: str, run: sam_local.Run, spec: sam_local.FunctionSpec) -> None:
+def test_handler_decides_each_event(name: str, run: sam_local.Run, spec: sam_template.FunctionSpec) -> None:
     want = EXPECTED[name]
     event = sam_local.load_event(name)
     call = run.by_name()[name]
@@ -142,14 +142,14 @@ def test_cold_start_metric_on_the_first_invocation_only(run: sam_local.Run) -> N
     first, *warm = run.invocations
     assert first.metrics().get("ColdStart") == 1
     [blob] = [b for b in first.emf() if "ColdStart" in b]
-    assert blob["function_name"] == sam_local.GATE_FUNCTION
+    assert blob["function_name"] == sam_template.GATE_FUNCTION
     assert first.logs("decision")[0]["cold_start"] is True
     for call in warm:
         assert "ColdStart" not in call.metrics(), call.name
         assert call.logs("decision")[0]["cold_start"] is False, call.name
 
 
-def test_one_event_per_container_is_a_cold_start(spec: sam_local.FunctionSpec, environment: dict[str, str]) -> None:
+def test_one_event_per_container_is_a_cold_start(spec: sam_template.FunctionSpec, environment: dict[str, str]) -> None:
     """``sam local invoke`` starts a container per event: the DKIM event alone, raw message from S3."""
     name = "ipv6-dkim-only.json"
     single = sam_local.invoke(spec, environment, [(name, sam_local.load_event(name))])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import local_lambda, sam_local, scenarios
+from tests.support import local_lambda, sam_local, sam_template, scenarios
 from tests.support.docker_engine import EngineError
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ GATE_EVENTS = ("ipv6-dkim-only.json", "ipv6-no-ptr.json")
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_lambda.LocalLambda]:
-    spec = sam_local.function_spec(sam_local.load_template(), local_lambda.GATE)
+    spec = sam_template.function_spec(sam_template.load_template(), local_lambda.GATE)
     chosen = scenarios.load_scenarios(sam_local.EVENTS_DIR, sorted(spec.environment))
     engine = local_lambda.LocalLambda(chosen, build_dir=tmp_path_factory.mktemp("sam") / "build", log=print)
     try:

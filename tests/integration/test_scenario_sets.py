@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import sam_local
+from tests.support import sam_local, sam_template
 
 pytestmark = pytest.mark.integration
 
-REPO = sam_local.REPO
+REPO = sam_template.REPO
 EVENTS = sam_local.EVENTS_DIR
 PICKED = ("ipv6-no-ptr.json", "ipv6-spf-pass.json")
 

@@ -1,8 +1,4 @@
-"""What a function printed, read back: its JSON objects and its structured log lines.
-
-Standard library only: ``sam_local``'s worker imports this before the handler, and must not preload
-anything the function's cold start would load itself.
-"""
+"""What a function printed, read back: its JSON objects and its structured log lines."""
 
 from __future__ import annotations
 

@@ -32,14 +32,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
-from tests.support import lambda_image, sam_local
+from tests.support import lambda_image, sam_local, sam_template
 from tests.support.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
 from tests.support.json_lines import json_records, log_records
 from tests.support.sam_cli import free_port
 from tests.support.scenarios import Outcome, ScenarioSet, stored_messages
 from tests.support.service import Service
 
-REPO = sam_local.REPO
+REPO = sam_template.REPO
 GATE, BOUNCER = "GateFunction", "BouncerFunction"
 DEFAULT_BUILD_DIR = STATE_DIR / "build"  # not .aws-sam/build: the byte code added below stays local
 # Parameters without a default in template.yaml (sam local invoke needs a value for each).
@@ -156,7 +156,7 @@ class LocalLambda(Service):
         self.arch = arch
         self.log = log
         self.engine = DockerEngine()
-        self.template = sam_local.load_template()
+        self.template = sam_template.load_template()
         self.stack = sam_local.LocalStack(scenarios.zones, self.template, region=scenarios.region, log=log)
         self.image = ""
         self.timings: dict[str, float] = {}
@@ -297,7 +297,7 @@ class LocalLambda(Service):
     def environment(self, function: str) -> dict[str, str]:
         """The function's declared variables as a local run sets them (what the env-vars file holds)."""
         parameters = dict(PARAMETERS)
-        spec = sam_local.function_spec(
+        spec = sam_template.function_spec(
             self.template, function, parameters=parameters, region=self.scenarios.region, names=self.stack.names
         )
         values = {**spec.environment, "DNS_SERVERS": self.stack.knot.servers_env}
@@ -434,7 +434,7 @@ def reports_in(text: str) -> list[Report]:
 def sqs_event(bodies: Mapping[str, str], region: str) -> dict[str, Any]:
     """An SQS event as Lambda's event source mapping delivers it: one record per (message id, body)."""
     now_ms = str(int(time.time() * 1000))
-    arn = f"arn:aws:sqs:{region}:{sam_local.ACCOUNT_ID}:{sam_local.local_name('BounceQueue')}"
+    arn = f"arn:aws:sqs:{region}:{sam_template.ACCOUNT_ID}:{sam_template.local_name('BounceQueue')}"
     return {
         "Records": [
             {
@@ -444,7 +444,7 @@ def sqs_event(bodies: Mapping[str, str], region: str) -> dict[str, Any]:
                 "attributes": {
                     "ApproximateReceiveCount": "1",
                     "SentTimestamp": now_ms,
-                    "SenderId": sam_local.ACCOUNT_ID,
+                    "SenderId": sam_template.ACCOUNT_ID,
                     "ApproximateFirstReceiveTimestamp": now_ms,
                 },
                 "messageAttributes": {},

@@ -1,392 +1,40 @@
-"""Run the SAM template's function the way ``sam local invoke`` does, against moto server and Knot.
+"""Run a function of template.yaml the way ``sam local invoke`` does, against moto server and Knot.
 
-Used by ``scripts/demo.py`` and ``tests/integration/test_handler_events.py``:
+Used by ``make demo`` (``scripts/demo.py``), the handler tests, the load test and the benchmarks;
+``tests/support/sam_template.py`` says what the function is and which environment it gets.
 
-- ``load_template`` reads ``template.yaml`` with a YAML loader that understands CloudFormation's
-  short tags (``!Ref``, ``!Sub``, ``!If``, ...), turning them into their long ``Fn::`` forms.
-- ``Intrinsics`` resolves ``Ref``/``Fn::Sub``/``Fn::If``/``Fn::GetAtt``/... for local use: a
-  parameter is its ``Default``, a table or bucket is its local name (``resource_names``).
-- ``function_spec`` gives a function's CodeUri, Handler, layer ContentUris and resolved environment.
 - ``LocalStack`` starts moto server and Knot (serving a zone directory) and creates the template's
-  DynamoDB tables and S3 buckets with the template's key schemas.
-- ``invoke`` imports the handler module in a fresh Python process, with the code and layer
-  directories first on ``sys.path`` and the environment SAM would give the container, and calls
-  the handler once per event (a cold start, then warm invocations), capturing what each call
+  DynamoDB tables (with their key schemas), S3 buckets and SQS queues, under their local names.
+- ``seed_demo`` puts a scenario set's tenants and stored messages where the function will look.
+- ``invoke`` runs the handler in a fresh Python process (``tests/support/lambda_worker.py``) with the
+  code and layer directories first on ``sys.path`` and the environment SAM would give the container,
+  and calls it once per event (a cold start, then warm invocations), capturing what each call
   printed: Powertools' JSON log lines and EMF metric blobs.
-
-Only the standard library is imported at module level: the worker process imports this module
-before the handler, and must not preload anything the function's cold start would load itself.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import re
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
+from tests.support import sam_template
 from tests.support.json_lines import json_records, log_records
+from tests.support.sam_template import ACCOUNT_ID, NAME_PROPERTY, REGION, REPO, FunctionSpec, TemplateError
+from tests.support.scenarios import NOT_EVENTS
 from tests.support.service import Service
 
 if TYPE_CHECKING:
     from tests.support.knot import KnotServer
     from tests.support.moto_server import MotoServer
 
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "template.yaml"
 EVENTS_DIR = REPO / "events"
 ZONES_DIR = EVENTS_DIR / "zones"
-NOT_EVENTS = frozenset({"env.json", "expected.json", "tenants.json", "settings.json"})
-GATE_FUNCTION = "GateFunction"
-STACK_NAME = "ipv6gate-local"
-REGION = "eu-west-1"  # the moto harness's region, and the one the demo events were received in
-ACCOUNT_ID = "123456789012"  # what `sam local invoke` reports as AWS_ACCOUNT_ID
-
-LOCAL_RESOURCE_TYPES = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue")
-_NAME_PROPERTY = {"AWS::DynamoDB::Table": "TableName", "AWS::S3::Bucket": "BucketName", "AWS::SQS::Queue": "QueueName"}
-
-
-class TemplateError(ValueError):
-    """The template uses something this local runner cannot resolve; the message says what."""
-
-
-# -- template loading ---------------------------------------------------------------------------------
-
-
-def _cfn_loader() -> type[Any]:
-    import yaml
-
-    class CfnLoader(yaml.SafeLoader):
-        """SafeLoader plus CloudFormation's short-form tags."""
-
-    def construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-        value: Any
-        if isinstance(node, yaml.ScalarNode):
-            value = loader.construct_scalar(node)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        elif isinstance(node, yaml.MappingNode):
-            value = loader.construct_mapping(node, deep=True)
-        else:  # pragma: no cover - yaml has no other node kinds
-            raise TemplateError(f"unexpected YAML node for !{suffix}")
-        if suffix == "Ref":
-            return {"Ref": value}
-        if suffix == "Condition":
-            return {"Condition": value}
-        if suffix == "GetAtt" and isinstance(value, str):
-            value = value.split(".", 1)
-        return {f"Fn::{suffix}": value}
-
-    CfnLoader.add_multi_constructor("!", construct)
-    return CfnLoader
-
-
-def load_template(path: str | Path = TEMPLATE) -> dict[str, Any]:
-    """The template as plain data; short tags become ``{"Ref": ...}`` / ``{"Fn::Sub": ...}``."""
-    import yaml
-
-    data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_cfn_loader())
-    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
-        raise TemplateError(f"{path}: not a CloudFormation template (no Resources)")
-    return data
-
-
-def local_name(logical_id: str, stack_name: str = STACK_NAME) -> str:
-    """A stable, S3- and DynamoDB-safe name for a resource the template leaves unnamed."""
-    kebab = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", logical_id).lower()
-    return f"{stack_name}-{kebab}"[:63]
-
-
-def resource_names(template: Mapping[str, Any], stack_name: str = STACK_NAME) -> dict[str, str]:
-    """Logical id -> physical name for the tables and buckets (explicit name, else ``local_name``)."""
-    plain = Intrinsics(template, names={}, stack_name=stack_name)
-    names: dict[str, str] = {}
-    for logical_id, resource in template["Resources"].items():
-        kind = resource.get("Type")
-        if kind not in _NAME_PROPERTY:
-            continue
-        explicit = (resource.get("Properties") or {}).get(_NAME_PROPERTY[kind])
-        names[logical_id] = str(plain.resolve(explicit)) if explicit is not None else local_name(logical_id, stack_name)
-    return names
-
-
-def explicitly_named(template: Mapping[str, Any]) -> set[str]:
-    resources = template["Resources"]
-    return {
-        logical_id
-        for logical_id, r in resources.items()
-        if r.get("Type") in _NAME_PROPERTY and _NAME_PROPERTY[r["Type"]] in (r.get("Properties") or {})
-    }
-
-
-# -- intrinsic functions ----------------------------------------------------------------------------------
-
-
-class _NoValue:
-    def __repr__(self) -> str:
-        return "AWS::NoValue"
-
-
-NO_VALUE: Any = _NoValue()
-_SUB_VAR = re.compile(r"\$\{([^}]*)\}")
-
-
-class Intrinsics:
-    """Resolves CloudFormation intrinsics the way a local run needs them."""
-
-    def __init__(
-        self,
-        template: Mapping[str, Any],
-        names: Mapping[str, str],
-        *,
-        parameters: Mapping[str, str] | None = None,
-        region: str = REGION,
-        account_id: str = ACCOUNT_ID,
-        stack_name: str = STACK_NAME,
-    ) -> None:
-        self.template = template
-        self.names = dict(names)
-        self.parameters = dict(parameters or {})
-        self.pseudo: dict[str, Any] = {
-            "AWS::Region": region,
-            "AWS::AccountId": account_id,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackName": stack_name,
-            "AWS::StackId": f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/local",
-            "AWS::NoValue": NO_VALUE,
-        }
-
-    def resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [v for v in (self.resolve(item) for item in value) if v is not NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            ((key, arg),) = value.items()
-            if key == "Ref":
-                return self.ref(str(arg))
-            if key == "Condition":
-                return self.condition(str(arg))
-            if key.startswith("Fn::"):
-                return self._function(key[4:], arg)
-        return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not NO_VALUE}
-
-    def ref(self, name: str) -> Any:
-        if name in self.pseudo:
-            return self.pseudo[name]
-        params = self.template.get("Parameters") or {}
-        if name in params:
-            spec = params[name]
-            if name in self.parameters:
-                raw: Any = self.parameters[name]
-            elif "Default" in spec:
-                raw = spec["Default"]
-            else:
-                raise TemplateError(f"parameter {name} has no Default: pass it as a parameter override")
-            if str(spec.get("Type", "")).startswith(("CommaDelimitedList", "List<")):
-                return [item.strip() for item in str(raw).split(",")] if not isinstance(raw, list) else raw
-            return str(raw) if not isinstance(raw, bool) else str(raw).lower()
-        resource = (self.template.get("Resources") or {}).get(name)
-        if resource is not None and resource.get("Type") == "AWS::SQS::Queue":
-            # !Ref of a queue is its URL; moto reads the queue name from the path.
-            queue = self.names.get(name) or local_name(name, self.pseudo["AWS::StackName"])
-            return f"https://sqs.{self.pseudo['AWS::Region']}.amazonaws.com/{self.pseudo['AWS::AccountId']}/{queue}"
-        if name in self.names:
-            return self.names[name]
-        if resource is not None:
-            return local_name(name, self.pseudo["AWS::StackName"])
-        raise TemplateError(f"!Ref {name}: neither a parameter, a pseudo parameter nor a resource")
-
-    def get_att(self, logical_id: str, attribute: str) -> str:
-        resource = (self.template.get("Resources") or {}).get(logical_id)
-        if resource is None:
-            raise TemplateError(f"!GetAtt {logical_id}.{attribute}: no such resource")
-        kind, name = resource.get("Type"), self.ref(logical_id)
-        region, account = self.pseudo["AWS::Region"], self.pseudo["AWS::AccountId"]
-        arns = {
-            "AWS::DynamoDB::Table": f"arn:aws:dynamodb:{region}:{account}:table/{name}",
-            "AWS::S3::Bucket": f"arn:aws:s3:::{name}",
-            "AWS::SQS::Queue": f"arn:aws:sqs:{region}:{account}:{str(name).rsplit('/', 1)[-1]}",
-            "AWS::Serverless::Function": f"arn:aws:lambda:{region}:{account}:function:{name}",
-            "AWS::Lambda::Function": f"arn:aws:lambda:{region}:{account}:function:{name}",
-        }
-        if attribute == "Arn" and kind in arns:
-            return arns[kind]
-        if kind == "AWS::S3::Bucket" and attribute in ("DomainName", "RegionalDomainName"):
-            return f"{name}.s3.{region}.amazonaws.com"
-        raise TemplateError(f"!GetAtt {logical_id}.{attribute}: not supported locally")
-
-    def condition(self, name: str) -> bool:
-        conditions = self.template.get("Conditions") or {}
-        if name not in conditions:
-            raise TemplateError(f"condition {name} is not defined")
-        return bool(self.resolve(conditions[name]))
-
-    def _function(self, fn: str, arg: Any) -> Any:
-        if fn == "GetAtt":
-            logical_id, attribute = arg if isinstance(arg, list) else str(arg).split(".", 1)
-            return self.get_att(str(logical_id), str(self.resolve(attribute)))
-        if fn == "Sub":
-            return self._sub(arg)
-        if fn == "If":
-            name, when_true, when_false = arg
-            return self.resolve(when_true if self.condition(str(name)) else when_false)
-        if fn == "Equals":
-            left, right = (self.resolve(a) for a in arg)
-            return str(left) == str(right)
-        if fn == "Not":
-            return not self.resolve(arg[0])
-        if fn == "And":
-            return all(self.resolve(a) for a in arg)
-        if fn == "Or":
-            return any(self.resolve(a) for a in arg)
-        if fn == "Join":
-            delimiter, items = arg
-            return str(delimiter).join(str(i) for i in self.resolve(items))
-        if fn == "Split":
-            delimiter, text = arg
-            return str(self.resolve(text)).split(str(delimiter))
-        if fn == "Select":
-            index, items = arg
-            return self.resolve(items)[int(self.resolve(index))]
-        raise TemplateError(f"Fn::{fn} is not supported locally")
-
-    def _sub(self, arg: Any) -> str:
-        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
-        local = {k: self.resolve(v) for k, v in variables.items()}
-
-        def replace(match: re.Match[str]) -> str:
-            expr = match.group(1)
-            if expr.startswith("!"):
-                return "${" + expr[1:] + "}"
-            if expr in local:
-                return str(local[expr])
-            if "." in expr and not expr.startswith("AWS::"):
-                logical_id, attribute = expr.split(".", 1)
-                return self.get_att(logical_id, attribute)
-            return str(self.ref(expr))
-
-        return _SUB_VAR.sub(replace, str(text))
-
-
-# -- functions ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """What ``sam local invoke <logical_id>`` needs to know about a function."""
-
-    logical_id: str
-    code_uri: Path
-    handler: str  # "module.attribute"
-    layers: tuple[Path, ...]  # each layer's ContentUri (sam build would put it under /opt/python)
-    runtime: str
-    memory_mb: int
-    timeout_s: int
-    environment: dict[str, str]  # the template's variables, resolved
-
-
-def _stringify(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def function_spec(
-    template: Mapping[str, Any],
-    logical_id: str = GATE_FUNCTION,
-    *,
-    names: Mapping[str, str] | None = None,
-    parameters: Mapping[str, str] | None = None,
-    base_dir: Path = REPO,
-    region: str = REGION,
-) -> FunctionSpec:
-    resources = template["Resources"]
-    resource = resources.get(logical_id)
-    if resource is None or resource.get("Type") not in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
-        raise TemplateError(f"{logical_id} is not a function in the template")
-    names = resource_names(template) if names is None else names
-    intrinsics = Intrinsics(template, names, parameters=parameters, region=region)
-    defaults = ((template.get("Globals") or {}).get("Function")) or {}
-    props = {**defaults, **(resource.get("Properties") or {})}
-    variables = {
-        **((defaults.get("Environment") or {}).get("Variables") or {}),
-        **(((resource.get("Properties") or {}).get("Environment") or {}).get("Variables") or {}),
-    }
-    environment: dict[str, str] = {}
-    for name, raw in variables.items():
-        value = intrinsics.resolve(raw)
-        if value is not NO_VALUE:
-            environment[name] = _stringify(value)
-    layers: list[Path] = []
-    for layer in props.get("Layers") or []:
-        ref = layer.get("Ref") if isinstance(layer, dict) else None
-        target = resources.get(ref) if isinstance(ref, str) else None
-        if target is None or target.get("Type") not in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
-            raise TemplateError(f"{logical_id}: layer {layer!r} is not a layer of this template")
-        layer_props = target.get("Properties") or {}
-        content = layer_props.get("ContentUri") or (layer_props.get("Content") or {}).get("S3Key")
-        layers.append((base_dir / str(content)).resolve())
-    handler = str(intrinsics.resolve(props.get("Handler")))
-    code_uri = (base_dir / str(intrinsics.resolve(props.get("CodeUri", ".")))).resolve()
-    return FunctionSpec(
-        logical_id=logical_id,
-        code_uri=code_uri,
-        handler=handler,
-        layers=tuple(layers),
-        runtime=str(props.get("Runtime", "")),
-        memory_mb=int(props.get("MemorySize", 128)),
-        timeout_s=int(props.get("Timeout", 3)),
-        environment=environment,
-    )
-
-
-def container_environment(
-    spec: FunctionSpec, overrides: Mapping[str, str], *, region: str = REGION, home: str | None = None
-) -> dict[str, str]:
-    """The environment ``sam local invoke`` gives the container, with ``overrides`` applied last.
-
-    SAM's own AWS_* and Lambda variables, then the template's (resolved) variables, then the local
-    values (endpoints of the local stack). Nothing of the caller's environment leaks in, except PATH.
-    """
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": home or tempfile.gettempdir(),  # never the developer's ~/.aws
-        "LANG": "en_US.UTF-8",
-        "TZ": "UTC",
-        "LAMBDA_TASK_ROOT": str(spec.code_uri),
-        "LAMBDA_RUNTIME_DIR": str(Path(sys.executable).parent),
-        "_HANDLER": spec.handler,
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
-        "AWS_SAM_LOCAL": "true",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout_s),
-        "AWS_LAMBDA_FUNCTION_HANDLER": spec.handler,
-        "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"aws/lambda/{spec.logical_id}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": "$LATEST",
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_ACCOUNT_ID": ACCOUNT_ID,
-    }
-    return {**env, **spec.environment, **overrides}
 
 
 # -- the local stack ------------------------------------------------------------------------------------------
@@ -410,7 +58,7 @@ def _typed(value: Any) -> dict[str, Any]:
 
 
 class LocalStack(Service):
-    """moto server + Knot serving ``zone_dir``, with the template's tables and buckets created."""
+    """moto server + Knot serving ``zone_dir``, with the template's tables, buckets and queues created."""
 
     def __init__(
         self,
@@ -421,10 +69,9 @@ class LocalStack(Service):
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.zone_dir = Path(zone_dir)
-        self.template: Mapping[str, Any] = template if template is not None else load_template()
+        self.template: Mapping[str, Any] = template if template is not None else sam_template.load_template()
         self.region = region
-        self.names = resource_names(self.template)
-        self.created: dict[str, str] = {}  # logical id -> physical name
+        self.names = sam_template.resource_names(self.template)
         self._log = log or (lambda _text: None)
         self._moto: MotoServer | None = None
         self._knot: KnotServer | None = None
@@ -485,23 +132,23 @@ class LocalStack(Service):
         return make(service, endpoint_url=self.moto.endpoint_url)
 
     def _create_resources(self) -> None:
-        intrinsics = Intrinsics(self.template, self.names, region=self.region)
+        symbols = sam_template.symbols(self.template, self.names, region=self.region)
         for logical_id, resource in self.template["Resources"].items():
             kind = resource.get("Type")
-            if kind not in LOCAL_RESOURCE_TYPES:
+            if kind not in NAME_PROPERTY:
                 continue
-            if "Condition" in resource and not intrinsics.condition(str(resource["Condition"])):
+            condition = resource.get("Condition")  # SAM CLI's resolver evaluates a named condition in Fn::If
+            if condition and not sam_template.resolve(self.template, {"Fn::If": [condition, True, False]}, symbols):
                 continue
-            props = intrinsics.resolve(resource.get("Properties") or {})
             name = self.names[logical_id]
+            props = resource.get("Properties") or {}
             if kind == "AWS::DynamoDB::Table":
-                self._create_table(name, props)
+                self._create_table(name, sam_template.resolve(self.template, props, symbols))
             elif kind == "AWS::SQS::Queue":
                 self.client("sqs").create_queue(QueueName=name)
             else:
                 self._create_bucket(name)
-            self.created[logical_id] = name
-            how = "explicit name" if logical_id in explicitly_named(self.template) else "no name in template: local"
+            how = "explicit name" if NAME_PROPERTY[kind] in props else "no name in template: local"
             self._log(f"{kind} {logical_id} -> {name} ({how})")
 
     def _create_table(self, name: str, props: Mapping[str, Any]) -> None:
@@ -650,13 +297,14 @@ def invoke(
     cold start); the others are warm, as in one Lambda container. ``sam local invoke`` itself
     starts a container per event: pass a single event for exactly that.
     """
+    region = environment.get("AWS_REGION", REGION)
     request = {
         "sys_path": [str(spec.code_uri), *(str(p) for p in spec.layers)],
         "handler": spec.handler,
         "function_name": spec.logical_id,
+        "function_arn": f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{spec.logical_id}",
         "memory_mb": spec.memory_mb,
         "timeout_s": spec.timeout_s,
-        "region": environment.get("AWS_REGION", REGION),
         "events": [{"name": name, "event": event} for name, event in events],
     }
     limit = timeout if timeout is not None else 60.0 + spec.timeout_s * max(1, len(events))
@@ -673,7 +321,7 @@ def invoke(
             [
                 sys.executable,
                 "-c",
-                "import sys; from tests.support.sam_local import worker_main; sys.exit(worker_main(sys.argv[1:]))",
+                "import sys; from tests.support.lambda_worker import main; sys.exit(main(sys.argv[1:]))",
                 str(request_path),
                 str(result_path),
             ],
@@ -696,122 +344,3 @@ def invoke(
         init_ms=data["init"]["duration_ms"],
         invocations=[Invocation(**item) for item in data["invocations"]],
     )
-
-
-# -- the worker (runs in the fresh process) ------------------------------------------------------------------------
-
-
-@dataclass
-class LocalLambdaContext:
-    """A stand-in for the runtime's ``LambdaContext`` with the attributes Powertools reads."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str
-    aws_request_id: str
-    timeout_s: int
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "$LATEST"
-    started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.started + self.timeout_s - time.monotonic()) * 1000))
-
-
-@dataclass
-class _Captured:
-    stdout: str = ""
-    stderr: str = ""
-
-
-@contextlib.contextmanager
-def _capture_fds() -> Iterator[_Captured]:
-    """Capture file descriptors 1 and 2 (so also loggers that hold on to ``sys.stdout``)."""
-    captured = _Captured()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = (os.dup(1), os.dup(2))
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        os.dup2(out.fileno(), 1)
-        os.dup2(err.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            out.seek(0)
-            err.seek(0)
-            captured.stdout = out.read().decode("utf-8", "replace")
-            captured.stderr = err.read().decode("utf-8", "replace")
-
-
-def worker_main(argv: Sequence[str]) -> int:
-    """Entry point of the fresh process ``invoke`` starts: import the handler, call it per event."""
-    import importlib
-
-    request_path, result_path = argv
-    request = json.loads(Path(request_path).read_text(encoding="utf-8"))
-    # sys.path as in the Lambda runtime: the function's code, then the layers; not the repo root.
-    repo = os.environ.pop("_SAM_LOCAL_REPO", "")
-    os.environ.pop("PYTHONPATH", None)
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    sys.path[:] = [*request["sys_path"], *(p for p in sys.path if p not in ("", repo, os.getcwd()))]
-    module_name, _, attribute = str(request["handler"]).rpartition(".")
-
-    result: dict[str, Any] = {"init": {}, "invocations": []}
-    handler: Any = None
-    started = time.perf_counter()
-    with _capture_fds() as init:
-        try:
-            handler = getattr(importlib.import_module(module_name), attribute)
-            init_error = None
-        except BaseException:
-            init_error = traceback.format_exc()
-    result["init"] = {
-        "stdout": init.stdout,
-        "stderr": init.stderr,
-        "error": init_error,
-        "duration_ms": (time.perf_counter() - started) * 1000,
-    }
-    arn = f"arn:aws:lambda:{request['region']}:{ACCOUNT_ID}:function:{request['function_name']}"
-    for item in request["events"]:
-        context = LocalLambdaContext(
-            function_name=request["function_name"],
-            memory_limit_in_mb=int(request["memory_mb"]),
-            invoked_function_arn=arn,
-            aws_request_id=str(uuid.uuid4()),
-            timeout_s=int(request["timeout_s"]),
-            log_group_name=f"aws/lambda/{request['function_name']}",
-        )
-        value: Any = None
-        error: str | None = None
-        started = time.perf_counter()
-        with _capture_fds() as out:
-            if handler is None:
-                error = "init failed: the handler could not be imported"
-            else:
-                try:
-                    value = handler(item["event"], context)
-                except Exception:
-                    error = traceback.format_exc()
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            error, value = error or f"handler returned a value that is not JSON: {value!r}", None
-        result["invocations"].append(
-            {
-                "name": item["name"],
-                "result": value,
-                "error": error,
-                "stdout": out.stdout,
-                "stderr": out.stderr,
-                "duration_ms": (time.perf_counter() - started) * 1000,
-            }
-        )
-    Path(result_path).write_text(json.dumps(result), encoding="utf-8")
-    return 0

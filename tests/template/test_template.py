@@ -1,8 +1,8 @@
 """Static checks of template.yaml (SAM) without AWS access.
 
-The template is read with a YAML loader that understands CloudFormation
-short-form tags (!Ref, !Sub, !GetAtt, ...), and additionally expanded with the
-SAM translator (offline) so that the IAM roles SAM generates are checked too.
+The template is read with cfn-lint's decoder (``tests/support/sam_template.load_template``: short-form
+tags such as !Ref and !Sub become their long forms), and additionally expanded with the SAM translator
+(offline) so that the IAM roles SAM generates are checked too.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import ast
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+
+from tests.support.sam_template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -56,36 +56,6 @@ GATE_ENV = {
 
 
 # --------------------------------------------------------------------------- loading
-class CfnLoader(yaml.SafeLoader):
-    """SafeLoader that maps CloudFormation short-form tags to their long form."""
-
-
-def _cfn_tag(loader: CfnLoader, tag_suffix: str, node: yaml.Node):
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        assert isinstance(node, yaml.MappingNode)
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    return {f"Fn::{tag_suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
-def load_template(path: Path = TEMPLATE) -> dict:
-    with path.open(encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=CfnLoader)  # a SafeLoader subclass
-
-
 @pytest.fixture(scope="module")
 def tpl() -> dict:
     return load_template()
