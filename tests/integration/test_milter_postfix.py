@@ -171,14 +171,29 @@ def test_temperror_follows_temperror_action(dns_down: tuple[str, Stack]) -> None
         assert result.data is not None and result.data[0] == 450 and result.data[1].startswith("4.7.")
 
 
-def test_milter_down_tempfails_at_mail_from(tenants_file: Path) -> None:
-    with PostfixInstance(f"inet:127.0.0.1:{free_port()}") as postfix:
+@pytest.mark.parametrize("action", ["accept", "tempfail"])
+def test_milter_down_follows_milter_default_action(action: str) -> None:
+    """accept (the README's advice with TEMPERROR_ACTION=accept): mail flows unjudged; tempfail: 451 4.7.1."""
+    with PostfixInstance(f"inet:127.0.0.1:{free_port()}", extra={"milter_default_action": action}) as postfix:
         result = send(
             postfix.port,
-            client_ip=world.GOOD_IP,
+            client_ip=world.NO_PTR_IP,
             helo="mail.good.test",
             mail_from="alice@good.test",
             recipients=("bob@tenant.test",),
             message=world.message(),
         )
-    assert result.mail[0] == 451 and result.mail[1].startswith("4.7.1")
+    if action == "accept":
+        assert result.rcpt["bob@tenant.test"][0] == 250 and result.data is not None and result.data[0] == 250
+    else:
+        assert result.mail[0] == 451 and result.mail[1].startswith("4.7.1")
+
+
+def test_smtp_demo_gives_every_scenario_its_expected_reply(capsys: pytest.CaptureFixture[str]) -> None:
+    """``make smtp-demo`` on events/: each recipient's reply in a real SMTP session equals expected.json."""
+    from scripts import smtp_demo
+
+    assert smtp_demo.main(["--scenarios", str(Path(__file__).resolve().parents[2] / "events")]) == 0
+    out = capsys.readouterr().out
+    assert "every reply matches" in out and "MISMATCH" not in out
+    assert "450 4.7.25 Service unavailable, sending IPv6 address [2001:db8:25::99] must have reverse DNS record." in out

@@ -149,7 +149,7 @@ class PostfixInstance(Service):
             "smtpd_authorized_xclient_hosts": "127.0.0.0/8, [::1]/128",
             "smtpd_peername_lookup": "no",
             "smtpd_milters": self.milter,
-            "milter_default_action": "tempfail",
+            "milter_default_action": "accept",  # README "At SMTP time": fail open, as the Lambda does
             "milter_protocol": "6",
             "smtpd_banner": "$myhostname ESMTP",
             "biff": "no",

@@ -27,7 +27,7 @@ from ipv6gate.evaluation.gate import Gate
 from ipv6gate.ports.memory import InMemoryTrace
 from tests.support import world
 from tests.support.powertools import fresh_logger
-from tests.support.sam_local import load_template
+from tests.support.sam_template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 LEFT_OFF = {

@@ -6,7 +6,7 @@ import pytest
 from ipv6gate.checks.iprev import PtrMode
 from ipv6gate.decision.policy import TempErrorAction
 from ipv6gate.dns.model import DnsServer
-from ipv6gate.settings import BouncerSettings, Settings, SettingsError, parse_dns_servers
+from ipv6gate.settings import BouncerSettings, MilterSettings, Settings, SettingsError, parse_dns_servers
 
 
 def test_defaults_follow_the_region() -> None:
@@ -107,8 +107,16 @@ def test_readme_documents_every_setting() -> None:
 
     from ipv6gate.settings import ENV_NAMES
 
-    readme = Path(__file__).parents[2].joinpath("README.md").read_text()
+    readme = _documentation()
     assert [name for name in ENV_NAMES if f"| `{name}` |" not in readme] == []
+
+
+def _documentation() -> str:
+    """README.md and docs/*.md: where the settings tables live."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    return "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
 
 
 def _readme_default(spec: dataclasses.Field[object]) -> str:
@@ -122,12 +130,12 @@ def _readme_default(spec: dataclasses.Field[object]) -> str:
     return f"`{value}`"
 
 
-@pytest.mark.parametrize("model", [Settings, BouncerSettings])
+@pytest.mark.parametrize("model", [Settings, BouncerSettings, MilterSettings])
 def test_readme_table_shows_each_declared_default(model: type) -> None:
     """Each setting is declared once (settings.setting); the README's tables must say the same default."""
     from pathlib import Path
 
-    readme = Path(__file__).parents[2].joinpath("README.md").read_text()
+    readme = _documentation()
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([A-Z0-9_]+)` \| ([^|]+?) \|", readme, re.M)}
     declared = [spec for spec in dataclasses.fields(model) if "env" in spec.metadata]
     assert declared

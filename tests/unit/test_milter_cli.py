@@ -1,0 +1,42 @@
+"""`ipv6gate milter`: where it listens, and bad configuration as one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from ipv6gate.entrypoints.cli import main
+from ipv6gate.entrypoints.milter_cli import socket_spec
+from ipv6gate.settings import MilterSettings, SettingsError
+
+
+@pytest.mark.parametrize(
+    ("listen", "spec"),
+    [
+        ("127.0.0.1:8894", "inet:8894@127.0.0.1"),
+        ("[::1]:8894", "inet6:8894@[::1]"),
+        ("localhost:25", "inet:25@localhost"),
+        ("unix:/run/ipv6gate/milter.sock", "unix:/run/ipv6gate/milter.sock"),
+    ],
+)
+def test_listen_forms(listen: str, spec: str) -> None:
+    assert socket_spec(listen) == spec
+
+
+@pytest.mark.parametrize("listen", ["8894", "127.0.0.1", "[::1]", "[::zz]:25", "1.2.3.4:0", "1.2.3.4:70000", "unix:"])
+def test_bad_listen_is_one_line_exit_2(listen: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["milter", "--listen", listen]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ipv6gate: configuration:") and err.count("\n") == 1
+
+
+def test_bad_milter_setting_names_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MILTER_MAX_RECIPIENTS", "0")
+    assert main(["milter", "--listen", "127.0.0.1:8894"]) == 2
+    assert "MILTER_MAX_RECIPIENTS: 0 is outside 1..10000" in capsys.readouterr().err
+
+
+def test_authserv_id_defaults_to_the_host_and_must_be_a_name() -> None:
+    assert MilterSettings.from_env({}, hostname="MX1.Example.NET").authserv_id == "mx1.example.net"
+    assert MilterSettings.from_env({"MILTER_AUTHSERV_ID": "mx.example.org"}).authserv_id == "mx.example.org"
+    with pytest.raises(SettingsError, match="MILTER_AUTHSERV_ID"):
+        MilterSettings.from_env({"MILTER_AUTHSERV_ID": "mx example;org"})
