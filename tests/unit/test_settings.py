@@ -103,7 +103,6 @@ def test_template_passes_every_setting_except_the_offline_zone_dir() -> None:
 
 
 def test_readme_documents_every_setting() -> None:
-    from pathlib import Path
 
     from ipv6gate.settings import ENV_NAMES
 
@@ -133,7 +132,6 @@ def _readme_default(spec: dataclasses.Field[object]) -> str:
 @pytest.mark.parametrize("model", [Settings, BouncerSettings, MilterSettings])
 def test_readme_table_shows_each_declared_default(model: type) -> None:
     """Each setting is declared once (settings.setting); the README's tables must say the same default."""
-    from pathlib import Path
 
     readme = _documentation()
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([A-Z0-9_]+)` \| ([^|]+?) \|", readme, re.M)}
