@@ -35,10 +35,10 @@ from ipv6gate.decision.policy import (
 )
 from ipv6gate.decision.replies import Reply, separate_transaction, too_many_recipients
 from ipv6gate.decision.tenants import Mode
-from ipv6gate.dns import Deadline, DnsSession
+from ipv6gate.dns import Deadline
 from ipv6gate.evaluation.actor import Actor
-from ipv6gate.evaluation.body_pipe import BodyPipe
 from ipv6gate.evaluation.gate import recipients_of
+from ipv6gate.evaluation.message_feed import MessageFeed
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.evaluation.runner import CheckRunner, Running
 from ipv6gate.mail.source import Source, Unknown
@@ -107,15 +107,31 @@ class Transaction:
     domains: set[str] = field(default_factory=set)  # canonical, for the trace's index
     notes: list[str] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
-    header_block: bytearray = field(default_factory=bytearray)
-    dkim_signed: bool = False
-    pipe: BodyPipe | None = None
-    body_bytes: int = 0
-    dkim_override: CheckResult | None = None  # over a size limit: no need to ask the check
+    feed: MessageFeed | None = None  # the message, once DATA begins
 
     @property
     def accepted(self) -> int:
         return len(self.pending) + sum(v.verdict is Verdict.ACCEPT for v in self.verdicts)
+
+    def admit(self, recipient: Recipient, verdict: RecipientVerdict | None) -> Reply | None:
+        """Take a recipient with its verdict (None: decided at the end); the reply it gets now, if any."""
+        if verdict is not None and verdict.verdict is Verdict.REJECT:
+            self.verdicts.append(verdict)
+            self.domains.add(recipient.domain or "")
+            return verdict.reply
+        enforcing = recipient.tenant is not None and recipient.tenant.mode is Mode.ENFORCE
+        kind = Kind.DECIDED_AT_END if verdict is None and enforcing else Kind.ACCEPTED
+        if self.kind not in (None, kind):
+            who = recipient.address[:80]
+            self.notes.append(f"recipient {who!r} sent back (452 4.5.3): {kind.value}, others {self.kind.value}")
+            return separate_transaction()
+        self.kind = kind
+        self.domains.add(recipient.domain or "")
+        if verdict is None:
+            self.pending.append(recipient)
+        else:
+            self.verdicts.append(verdict)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,74 +181,25 @@ class SmtpSession:
             return too_many_recipients(self.gate.limits.max_recipients)
         recipient = recipients_of([address], self.source, self.gate.tenants, tx.notes, tx.faults)[0]
         verdict = self._settled(recipient, tx, wait_for_ptr=False) or self._settled(recipient, tx, wait_for_ptr=True)
-        if verdict is not None and verdict.verdict is Verdict.REJECT:
-            tx.verdicts.append(verdict)
-            tx.domains.add(recipient.domain or "")
-            return verdict.reply
-        enforcing = recipient.tenant is not None and recipient.tenant.mode is Mode.ENFORCE
-        kind = Kind.DECIDED_AT_END if verdict is None and enforcing else Kind.ACCEPTED
-        if tx.kind not in (None, kind):
-            tx.notes.append(f"recipient {address[:80]!r} sent back (452 4.5.3): {kind.value}, others {tx.kind.value}")
-            return separate_transaction()
-        tx.kind = kind
-        if recipient.domain:
-            tx.domains.add(recipient.domain)
-        if verdict is None:
-            tx.pending.append(recipient)
-        else:
-            tx.verdicts.append(verdict)
-        return None
+        return tx.admit(recipient, verdict)
 
     def header(self, name: bytes, value: bytes) -> None:
-        tx = self._transaction()
-        if name.strip().lower() == b"dkim-signature":
-            tx.dkim_signed = True
-        if tx.dkim_override is not None:
-            return
-        # The MTA hands folded lines over with bare LF; DKIM's canonicalisation needs CRLF.
-        line = name + b":" + value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"
-        if len(tx.header_block) + len(line) > self.gate.limits.max_header_bytes:
-            tx.dkim_override = CheckResult("dkim", Result.PERMERROR, f"header block over {len(tx.header_block)} bytes")
-            tx.header_block.clear()
-            return
-        tx.header_block += line
+        self._feed().header(name, value)
 
     def end_of_headers(self) -> None:
         """DKIM starts here, when some recipient still needs it and the message is signed."""
         tx = self._transaction()
-        if not tx.pending or not tx.dkim_signed or tx.dkim_override is not None:
-            return
-        from ipv6gate.checks.dkim import check_dkim_stream
-
-        pipe = tx.pipe = BodyPipe()
-        pipe.write(bytes(tx.header_block) + b"\r\n")
-        limit = self.gate.settings.dkim_max_signatures
-
-        def check(session: DnsSession) -> CheckResult:
-            try:
-                return check_dkim_stream(session, pipe, max_signatures=limit)
-            finally:
-                pipe.reader_done()
-
-        tx.running["dkim"] = self.gate.runner.start("dkim", check, self.gate.deadline())
+        check = self._feed().dkim_check(self.gate.settings.dkim_max_signatures) if tx.pending else None
+        if check is not None:
+            tx.running["dkim"] = self.gate.runner.start("dkim", check, self.gate.deadline())
 
     def body(self, chunk: bytes) -> None:
-        tx = self._transaction()
-        tx.body_bytes += len(chunk)
-        if tx.pipe is None or tx.dkim_override is not None:
-            return
-        limit = self.gate.settings.message_max_bytes
-        if tx.body_bytes > limit:
-            tx.dkim_override = CheckResult("dkim", Result.PERMERROR, f"message over {limit} bytes (MESSAGE_MAX_BYTES)")
-            tx.pipe.fail("message over its size limit")
-            return
-        tx.pipe.write(chunk)
+        self._feed().body(chunk)
 
     def end_of_message(self, message_id: str) -> Outcome:
         """One reply for every recipient still open; the transaction's decision."""
         tx = self._transaction()
-        if tx.pipe is not None:
-            tx.pipe.close()
+        self._feed().end()
         s = self.gate.settings
         known = {"iprev": self._ptr} if self._ptr is not None else {}
         running = [r for r in [*tx.running.values(), self._iprev] if r is not None and r.name not in known]
@@ -241,7 +208,7 @@ class SmtpSession:
             return certain(self.source, tx.pending, dict(results), s.temperror_action)
 
         results = known | self.gate.runner.collect(running, is_certain, known=known)
-        checks = self._checks(results, tx, "no recipient needed it")
+        checks = _checks(self.source, tx, results, "no recipient needed it")
         verdicts = decide(self.source, tx.pending, checks, s.temperror_action)
         reply = next((v.reply for v in verdicts if v.verdict is Verdict.REJECT), None)
         decision = self._decision(tx, [*tx.verdicts, *verdicts], checks, message_id)
@@ -253,8 +220,8 @@ class SmtpSession:
         tx, self._tx = self._tx, None
         if tx is None:
             return None
-        if tx.pipe is not None:
-            tx.pipe.fail("transaction aborted")
+        if tx.feed is not None:
+            tx.feed.abort()
         self.gate.runner.cancel(tx.running.values())
         if not tx.verdicts:
             return None
@@ -262,7 +229,7 @@ class SmtpSession:
             tx.notes.append(f"{len(tx.pending)} recipient(s) undecided: the client ended before the message")
         done = {r.name: r.peek() for r in [*tx.running.values(), self._iprev] if r is not None}
         results = {name: result for name, result in done.items() if result is not None}
-        checks = self._checks(results | ({"iprev": self._ptr} if self._ptr else {}), tx, "transaction ended")
+        checks = _checks(self.source, tx, results | ({"iprev": self._ptr} if self._ptr else {}), "transaction ended")
         return self._decision(tx, tx.verdicts, checks, "")
 
     def close(self) -> Decision | None:
@@ -278,6 +245,20 @@ class SmtpSession:
         assert self._tx is not None
         return self._tx
 
+    def _decision(self, tx: Transaction, verdicts: list[RecipientVerdict], checks: Checks, message_id: str) -> Decision:
+        queries = sum(r.session.queries for r in [*tx.running.values(), self._iprev] if r is not None)
+        elapsed = (self.gate.clock() - tx.started) * 1000
+        return _decision(self.source, tx, verdicts, checks, message_id=message_id, queries=queries, elapsed_ms=elapsed)
+
+    def _feed(self) -> MessageFeed:
+        tx = self._transaction()
+        if tx.feed is None:
+            limits, settings = self.gate.limits, self.gate.settings
+            tx.feed = MessageFeed(
+                max_header_bytes=limits.max_header_bytes, max_message_bytes=settings.message_max_bytes
+            )
+        return tx.feed
+
     def _settled(self, recipient: Recipient, tx: Transaction, *, wait_for_ptr: bool) -> RecipientVerdict | None:
         if wait_for_ptr:
             if self._iprev is None or self._ptr is not None:
@@ -290,31 +271,43 @@ class SmtpSession:
         verdicts = settled(self.source, [recipient], results, self.gate.settings.temperror_action)
         return verdicts[0] if verdicts else None
 
-    def _checks(self, results: dict[str, CheckResult], tx: Transaction, why: str) -> Checks:
-        if tx.dkim_override is not None:
-            results = results | {"dkim": tx.dkim_override}
-        elif "dkim" not in results and tx.pending and not tx.dkim_signed and _ipv6(self.source):
-            results = results | {"dkim": CheckResult("dkim", Result.NONE, "no DKIM-Signature header")}
-        full = {name: results.get(name) or skipped(name, f"not needed: {why}") for name in ("iprev", "spf", "dkim")}
-        return Checks(full["iprev"], full["spf"], full["dkim"])
 
-    def _decision(self, tx: Transaction, verdicts: list[RecipientVerdict], checks: Checks, message_id: str) -> Decision:
-        sessions = [r.session for r in [*tx.running.values(), self._iprev] if r is not None]
-        return Decision(
-            message_id=message_id or f"smtp-{uuid.uuid4().hex[:20]}",  # no queue id: the MTA never queued it
-            source=self.source,
-            disposition=disposition(verdicts),
-            verdicts=verdicts,
-            checks=checks,
-            domains=tuple(sorted(d for d in tx.domains if d)),
-            notes=tuple(tx.notes),
-            faults=tuple(dict.fromkeys(tx.faults)),
-            dns_queries=sum(s.queries for s in sessions),
-            elapsed_ms=(self.gate.clock() - tx.started) * 1000,
-            mail_from=tx.mail_from,
-            dkim_signed=tx.dkim_signed,
-            front_door="milter",
-        )
+def _checks(source: Source | Unknown, tx: Transaction, results: dict[str, CheckResult], why: str) -> Checks:
+    """Every check's result for the record; the ones that never ran (or were not needed) say why."""
+    signed = tx.feed is not None and tx.feed.dkim_signed
+    if tx.feed is not None and tx.feed.result is not None:
+        results = results | {"dkim": tx.feed.result}
+    elif "dkim" not in results and tx.pending and not signed and _ipv6(source):
+        results = results | {"dkim": CheckResult("dkim", Result.NONE, "no DKIM-Signature header")}
+    full = {name: results.get(name) or skipped(name, f"not needed: {why}") for name in ("iprev", "spf", "dkim")}
+    return Checks(full["iprev"], full["spf"], full["dkim"])
+
+
+def _decision(
+    source: Source | Unknown,
+    tx: Transaction,
+    verdicts: list[RecipientVerdict],
+    checks: Checks,
+    *,
+    message_id: str,
+    queries: int,
+    elapsed_ms: float,
+) -> Decision:
+    return Decision(
+        message_id=message_id or f"smtp-{uuid.uuid4().hex[:20]}",  # no queue id: the MTA never queued it
+        source=source,
+        disposition=disposition(verdicts),
+        verdicts=verdicts,
+        checks=checks,
+        domains=tuple(sorted(d for d in tx.domains if d)),
+        notes=tuple(tx.notes),
+        faults=tuple(dict.fromkeys(tx.faults)),
+        dns_queries=queries,
+        elapsed_ms=elapsed_ms,
+        mail_from=tx.mail_from,
+        dkim_signed=tx.feed is not None and tx.feed.dkim_signed,
+        front_door="milter",
+    )
 
 
 def _ipv6(source: Source | Unknown) -> bool:
