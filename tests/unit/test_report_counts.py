@@ -42,7 +42,8 @@ def test_outcomes_by_domain_and_base_summary() -> None:
     }
     summary = base_summary(decision(), "2026-01-05T00:00:00.000+00:00")
     assert summary["checks"] == {"iprev": "fail", "spf": "temperror", "dkim": "none"}
-    assert "faults" not in summary and "front_door" not in summary
+    assert "faults" not in summary and summary["front_door"] == "ses"
+    assert base_summary(replace(decision(), front_door="milter"), "")["front_door"] == "milter"
     assert base_summary(replace(decision(), faults=("trace_write",)), "")["faults"] == ["trace_write"]
 
 

@@ -32,10 +32,7 @@ def base_summary(decision: Decision, decided_at: str) -> dict[str, Any]:
     }
     if decision.faults:
         out["faults"] = list(decision.faults)
-    # Which front door decided (SES or a milter), once decisions carry it: the report may split by it.
-    front_door = getattr(decision, "front_door", None)
-    if front_door:
-        out["front_door"] = str(front_door)
+    out["front_door"] = decision.front_door  # "ses" or "milter": the report may split by it
     return out
 
 
