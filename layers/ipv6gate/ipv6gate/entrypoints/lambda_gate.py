@@ -60,9 +60,10 @@ def count_decision(decision: Decision, metrics: Metrics) -> None:
     metrics.add_metric(name=f"Disposition{_camel(decision.disposition.value)}", unit=MetricUnit.Count, value=1)
     if decision.notes:
         metrics.add_metric(name="DecisionsWithNotes", unit=MetricUnit.Count, value=1)
-    if decision.bounce is not None:
-        name = "BouncesSuppressed" if decision.bounce.action is BounceAction.SUPPRESS else "BouncesQueued"
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    if decision.bounce is not None and decision.bounce.action is BounceAction.SUPPRESS:
+        metrics.add_metric(name="BouncesSuppressed", unit=MetricUnit.Count, value=1)
+    elif decision.bounce is not None and decision.bounce.action.queues and "bounce_queue" not in decision.faults:
+        metrics.add_metric(name="BouncesQueued", unit=MetricUnit.Count, value=1)  # only what reached the queue
     for fault in decision.faults:  # tenant_lookup -> TenantLookupFailures, ...
         metrics.add_metric(name=f"{_camel(fault)}Failures", unit=MetricUnit.Count, value=1)
     for verdict in decision.verdicts:
