@@ -326,3 +326,26 @@ def test_readme_documents_every_exit_status() -> None:
     readme = (EVENTS.parent / "README.md").read_text(encoding="utf-8")
     rows = [line for line in readme.splitlines() if line.startswith("| `") and line[3:4].isdigit()]
     assert [int(row[3]) for row in rows] == [int(e) for e in Exit]
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"AWS_ENDPOINT_URL": "notaurl"}, "AWS dynamodb client: Invalid endpoint: notaurl"),
+        ({"AWS_REGION": "bad region!"}, "AWS dynamodb client: Provided region_name 'bad region!'"),
+    ],
+)
+@pytest.mark.parametrize("argv", [("tenants", "list"), ("trace", "some-id"), ("evaluate", "EVENT")])
+def test_an_unusable_aws_setting_is_one_line(
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variables: dict[str, str],
+    message: str,
+    argv: tuple[str, ...],
+) -> None:
+    for name, value in {"TENANTS_TABLE": "t", "TRACE_TABLE": "t", **variables}.items():
+        monkeypatch.setenv(name, value)
+    event = str(world.dump(world.ses_event(ip=world.NO_PTR_IP), env / "e.json"))
+    code, _, err = run(capsys, *(event if a == "EVENT" else a for a in argv))
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"ipv6gate: configuration: {message}")

@@ -41,11 +41,15 @@ def aws_client(service: str, region: str | None = None) -> Any:
     """
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
 
     # Short timeouts and few retries: the gate runs inside SES's 30 s limit.
     config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
     make: Any = boto3.client  # the stubs' overloads want a literal service name
-    return make(service, config=config, region_name=region)
+    try:
+        return make(service, config=config, region_name=region)
+    except (ValueError, BotoCoreError) as exc:  # AWS_ENDPOINT_URL or the region name is unusable
+        raise SettingsError(f"AWS {service} client: {' '.join(str(exc).split())}") from None
 
 
 def aws_region(env: Mapping[str, str]) -> str | None:
