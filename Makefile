@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # A scenario set: a folder laid out like events/ (README "Try it locally"); for demo and local.
 SCENARIOS ?= events
 
-.PHONY: test lint typecheck unit demo local local-deps bench knot venv clean smtp-deps smtp-demo
+.PHONY: test lint typecheck unit demo sandbox local local-deps bench knot venv clean smtp-deps smtp-demo
 
 # What CI runs (.ci/run): lint, types, and every test, including a real `sam local invoke` of each
 # function in the offline arm64 Lambda container (tests/integration/test_local_lambda.py).
@@ -54,6 +54,12 @@ clean:
 # expected.json (exit 1 on a mismatch). make demo SCENARIOS=<dir> for another set.
 demo: venv knot
 	$(PY) -m scripts.demo --scenarios $(SCENARIOS)
+
+# A sandbox to try the CLI before deploying: moto server on loopback with the template's tables, bucket
+# and queues, $(SCENARIOS)' tenants and raw messages in them; prints the `export` lines for
+# `ipv6gate tenants`, `evaluate --record` and `trace`. Stays up until Ctrl-C.
+sandbox: venv
+	$(PY) -m scripts.sandbox --scenarios $(SCENARIOS)
 
 # The built artifact: as root, a private dockerd (state in .local-lambda/), the offline arm64 Lambda
 # base image (built once per machine, ~3 min, cached), sam build, moto + Knot on loopback, then

@@ -117,9 +117,40 @@ def test_missing_table_is_tenant_lookup_error(aws: dict[str, str]) -> None:
         DynamoTenantDirectory(aws_client("dynamodb"), "no-such-table").get_many(["tenant.test"])
 
 
-def test_malformed_item_is_tenant_lookup_error(aws: dict[str, str]) -> None:
-    with pytest.raises(TenantLookupError, match=r"malformed tenant item: .*'sometimes'"):
-        DynamoTenantDirectory(aws_client("dynamodb"), TABLE).get_many(["bad.test"])
+def test_malformed_item_is_tenant_lookup_error_for_its_domain_only(aws: dict[str, str]) -> None:
+    with pytest.raises(TenantLookupError, match=r"malformed tenant item: .*'sometimes'") as caught:
+        DynamoTenantDirectory(aws_client("dynamodb"), TABLE).get_many(["bad.test", "tenant.test", "nobody.test"])
+    assert caught.value.domains == ("bad.test",) and set(caught.value.found) == {"tenant.test"}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({"ipv6_inbound": {"S": "yes"}}, "ipv6_inbound must be true or false, not 'yes'"),
+        ({"ipv6_inbound": {"N": "1"}}, "ipv6_inbound must be true or false, not '1'"),
+        ({"ipv6_inbound": {"NULL": True}}, "ipv6_inbound must be true or false, not None"),
+        (
+            {"ipv6_inbound": {"BOOL": True}, "partner_prefixes": {"S": "2001:db8::/32"}},
+            "partner_prefixes must be a list",
+        ),
+        ({"ipv6_inbound": {"BOOL": True}, "ipv6_inbond": {"BOOL": True}}, "unknown field 'ipv6_inbond'"),
+    ],
+)
+def test_a_hand_written_item_fails_the_gate_open_for_that_domain_only(
+    aws: dict[str, str], knot: KnotServer, attributes: dict[str, Any], message: str
+) -> None:
+    aws_client("dynamodb").put_item(TableName=TABLE, Item={"domain": {"S": "hand.test"}, **attributes})
+    settings = Settings.from_env({**aws, "TENANTS_TABLE": TABLE, "DNS_SERVERS": knot.servers_env})
+    gate = build_gate(settings)
+    # No PTR: 4.7.25 for the opted-in tenant.test; hand.test's item cannot be read, so it fails open.
+    event = world.ses_event(ip=world.NO_PTR_IP, recipients=("a@tenant.test", "b@hand.test"))
+    decision = gate.evaluate(parse_event(event))
+    assert [(v.verdict.value, v.reply.status if v.reply else None) for v in decision.verdicts] == [
+        ("reject", "4.7.25"),
+        ("accept", None),
+    ]
+    assert decision.faults == ("tenant_lookup",) and message in decision.notes[0]
+    assert decision.notes[0].startswith("tenant lookup failed, recipients at hand.test accepted")
 
 
 def test_gate_fails_open_when_the_table_is_missing(aws: dict[str, str], knot: KnotServer) -> None:
@@ -202,7 +233,9 @@ def test_gate_fetches_the_message_from_s3_for_dkim(aws: dict[str, str], knot: Kn
 # -- the CLI end to end --------------------------------------------------------------------------------
 
 
-def run_cli(moto: MotoServer, knot: KnotServer, home: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    moto: MotoServer, knot: KnotServer, home: Path, *paths: Path, **overrides: str
+) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),  # no ~/.aws of the developer's
@@ -211,6 +244,7 @@ def run_cli(moto: MotoServer, knot: KnotServer, home: Path, *paths: Path) -> sub
         "MESSAGE_BUCKET": BUCKET,
         "MESSAGE_PREFIX": PREFIX,
         "DNS_SERVERS": knot.servers_env,
+        **overrides,
     }
     assert CLI.exists(), f"console script missing: {CLI} (pip install -e .)"
     return subprocess.run(
@@ -268,3 +302,15 @@ def test_cli_bad_json_is_one_line_on_stderr(
     assert out["event"] == str(good)
     assert out["checks"]["spf"]["result"] == "pass"
     assert [r["verdict"] for r in out["recipients"]] == ["accept"]
+
+
+def test_cli_exits_3_when_a_decision_failed_open(moto: MotoServer, knot: KnotServer, tmp_path: Path) -> None:
+    """A mistyped TENANTS_TABLE: the function fails open (right for mail); the CLI must not look like an all-clear."""
+    event = world.dump(world.ses_event(ip=world.NO_PTR_IP, message_id="msg-cli-fault"), tmp_path / "e.json")
+    proc = run_cli(moto, knot, tmp_path, event, TENANTS_TABLE="no-such-table")
+    assert proc.returncode == 3
+    (line,) = proc.stdout.splitlines()
+    assert json.loads(line)["faults"] == ["tenant_lookup"]
+    (err,) = proc.stderr.splitlines()
+    assert err.startswith(f"ipv6gate: {event}: tenant_lookup failed: tenant lookup failed, every recipient accepted")
+    assert "ResourceNotFoundException" in err

@@ -76,6 +76,10 @@ def test_list_and_status_of_unknown(env: dict[str, str]) -> None:
     [
         (("enable", "not a domain"), "is not a host-style domain"),
         (("enable", "single"), "is not a host-style domain"),
+        (("enable", ""), "empty domain"),
+        (("enable", "1.2.3.4"), "'1.2.3.4' is an IP address, not a domain"),
+        (("status", "192.0.2.1"), "is an IP address, not a domain"),
+        (("remove", "1.2.3.4"), "is an IP address, not a domain"),
         (("add-partner", "ok.example", "192.0.2.0/24"), "is an IPv4 prefix"),
         (("add-partner", "ok.example", "2001:db8::1/48"), "is not an IPv6 prefix"),
     ],
@@ -91,3 +95,36 @@ def test_bad_input_is_refused_and_changes_nothing(env: dict[str, str], args: tup
 def test_missing_table_is_a_clear_error(env: dict[str, str]) -> None:
     out = cli({**env, "TENANTS_TABLE": "no-such-table"}, "enable", "x.example")
     assert out.returncode == 3 and "ResourceNotFoundException" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_remove_deletes_the_record(env: dict[str, str]) -> None:
+    assert cli(env, "enable", "gone.example", "--monitor").returncode == 0
+    out = cli(env, "remove", "Gone.Example.")
+    assert out.returncode == 0 and out.stderr == ""
+    assert out.stdout.startswith("removed  gone.example  ipv6=on  mode=monitor")
+    assert "gone.example" not in cli(env, "list").stdout.splitlines()
+    assert "(no tenant record" in cli(env, "status", "gone.example").stdout
+
+
+def test_remove_of_a_domain_without_a_record_is_not_found(env: dict[str, str]) -> None:
+    before = cli(env, "list", "--json").stdout
+    out = cli(env, "remove", "never.example")
+    assert out.returncode == 4 and out.stdout == ""
+    assert out.stderr == "ipv6gate: never.example: no tenant record to remove\n"
+    assert cli(env, "list", "--json").stdout == before
+
+
+def test_a_hand_written_item_the_gate_cannot_use_is_shown_as_invalid(env: dict[str, str], moto: MotoServer) -> None:
+    moto.client("dynamodb").put_item(
+        TableName=TABLE, Item={"domain": {"S": "byhand.example"}, "ipv6_inbound": {"S": "yes"}}
+    )
+    status = cli(env, "status", "byhand.example")
+    assert status.returncode == 0
+    assert "INVALID (tenant byhand.example: ipv6_inbound must be true or false, not 'yes')" in status.stdout
+    listed = [json.loads(line) for line in cli(env, "list", "--json").stdout.splitlines()]
+    assert {
+        "domain": "byhand.example",
+        "invalid": "tenant byhand.example: ipv6_inbound must be true or false, not 'yes'",
+    } in listed
+    fixed = cli(env, "enable", "byhand.example")  # enabling writes a Boolean: the item is usable again
+    assert fixed.returncode == 0 and "INVALID" not in fixed.stdout

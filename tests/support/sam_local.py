@@ -58,17 +58,20 @@ def _typed(value: Any) -> dict[str, Any]:
 
 
 class LocalStack(Service):
-    """moto server + Knot serving ``zone_dir``, with the template's tables, buckets and queues created."""
+    """moto server + Knot serving ``zone_dir``, with the template's tables, buckets and queues created.
+
+    ``zone_dir=None``: moto only (DNS answered otherwise, e.g. from zone files with DNS_ZONE_DIR).
+    """
 
     def __init__(
         self,
-        zone_dir: str | Path = ZONES_DIR,
+        zone_dir: str | Path | None = ZONES_DIR,
         template: Mapping[str, Any] | None = None,
         *,
         region: str = REGION,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        self.zone_dir = Path(zone_dir)
+        self.zone_dir = Path(zone_dir) if zone_dir is not None else None
         self.template: Mapping[str, Any] = template if template is not None else sam_template.load_template()
         self.region = region
         self.names = sam_template.resource_names(self.template)
@@ -95,9 +98,10 @@ class LocalStack(Service):
         try:
             self._moto = MotoServer().start()
             self._log(f"moto server on {self._moto.endpoint_url}")
-            self._knot = KnotServer(self.zone_dir).start()
-            zones = ", ".join(z.to_text(omit_final_dot=True) for z in self._knot.zones)
-            self._log(f"knotd on {self._knot.servers_env} serving {zones}")
+            if self.zone_dir is not None:
+                self._knot = KnotServer(self.zone_dir).start()
+                zones = ", ".join(z.to_text(omit_final_dot=True) for z in self._knot.zones)
+                self._log(f"knotd on {self._knot.servers_env} serving {zones}")
             self._create_resources()
         except BaseException:
             self.stop()
@@ -120,7 +124,7 @@ class LocalStack(Service):
 
         env = aws_env(self.moto.endpoint_url)
         env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.region
-        return {**env, "DNS_SERVERS": self.knot.servers_env}
+        return {**env, "DNS_SERVERS": self.knot.servers_env} if self._knot is not None else env
 
     def client(self, service: str) -> Any:
         import boto3

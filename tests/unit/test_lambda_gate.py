@@ -106,3 +106,44 @@ def test_each_fault_is_a_metric_of_its_own(
     counts = emf(metrics)
     assert counts["TenantLookupFailures"] == 1 and counts["TraceWriteFailures"] == 1
     assert "BounceQueueFailures" not in counts
+
+
+def test_without_a_bounce_queue_the_decision_says_none_and_nothing_is_counted_as_queued(
+    make_gate: Callable[..., Gate], powertools: tuple[Logger, Metrics], stream: io.StringIO
+) -> None:
+    """BOUNCE_QUEUE_URL empty (the gate has no queue): the policy's "send" was not carried out."""
+    logger, metrics = powertools
+    gate = make_gate(bounce_mode="always")
+    assert gate.actor.bounces is None
+    event = world.ses_event(ip=world.NO_PTR_IP)
+    assert handle_ses_event(event, gate, logger, metrics) == {"disposition": "STOP_RULE_SET"}
+    [line] = lines(stream)
+    assert line["decision"]["bounce"] == {
+        "action": "none",
+        "reason": "no bounce queue configured: nothing queued (policy: send)",
+    }
+    counts = emf(metrics)
+    assert "BouncesQueued" not in counts and "BouncesSuppressed" not in counts and counts["Reply4_7_25"] == 1
+
+
+def test_a_bounce_that_could_not_be_queued_is_not_counted_as_queued(
+    make_gate: Callable[..., Gate], powertools: tuple[Logger, Metrics]
+) -> None:
+    from ipv6gate.ports.memory import InMemoryBounceQueue
+
+    logger, metrics = powertools
+    gate = make_gate(bounce_mode="always")
+    gate.actor.bounces = InMemoryBounceQueue(fail_with="SQS q: AccessDenied")
+    handle_ses_event(world.ses_event(ip=world.NO_PTR_IP), gate, logger, metrics)
+    counts = emf(metrics)
+    assert counts["BounceQueueFailures"] == 1 and "BouncesQueued" not in counts
+
+
+def test_a_queued_bounce_is_counted(make_gate: Callable[..., Gate], powertools: tuple[Logger, Metrics]) -> None:
+    from ipv6gate.ports.memory import InMemoryBounceQueue
+
+    logger, metrics = powertools
+    gate = make_gate(bounce_mode="always")
+    gate.actor.bounces = queue = InMemoryBounceQueue()
+    handle_ses_event(world.ses_event(ip=world.NO_PTR_IP), gate, logger, metrics)
+    assert emf(metrics)["BouncesQueued"] == 1 and len(queue.requests) == 1

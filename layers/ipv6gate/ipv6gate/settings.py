@@ -196,9 +196,15 @@ class Settings:
     tenant_cache_seconds: int = setting("TENANT_CACHE_SECONDS", 30, integer(0, 3600), "seconds a tenant is cached")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or ""
+    def from_env(cls, env: Mapping[str, str], *, received_in: str | None = None) -> Settings:
+        """Build settings from environment variables; raise ``SettingsError`` on the first bad one.
+
+        Unless TRUSTED_RECEIVERS says otherwise, the trusted receiver is SES's in the region that
+        received the mail: for the function that is its own region (AWS_REGION), which must stay so.
+        A tool reading saved events names it (``received_in``; ``"*"`` = any SES region), since
+        where it calls AWS from says nothing about where an event was received.
+        """
+        region = received_in or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or ""
         derived = {"trusted_receivers": (f"inbound-smtp.{region}.amazonaws.com",)} if region else {}
         settings = from_env(cls, env, **derived)
         if settings.dns_query_timeout_seconds > settings.decision_budget_seconds:

@@ -6,6 +6,7 @@ Entry points (the Lambda handler, the CLI) call this once per process (per cold 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from ipv6gate.dns import Backend, DnsResolver, DnsTempError
@@ -34,15 +35,36 @@ def build_dns(settings: Settings) -> DnsResolver:
     return DnsResolver(backend, query_timeout=settings.dns_query_timeout_seconds, query_limit=settings.dns_query_limit)
 
 
-def aws_client(service: str) -> Any:
-    """A boto3 client; boto3 itself honours AWS_ENDPOINT_URL (moto server, LocalStack)."""
+def aws_client(service: str, region: str | None = None) -> Any:
+    """A boto3 client; boto3 itself honours AWS_ENDPOINT_URL (moto server, LocalStack).
+
+    ``region`` None: boto3's own choice (AWS_DEFAULT_REGION, the profile; Lambda sets both).
+    """
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
 
     # Short timeouts and few retries: the gate runs inside SES's 30 s limit.
     config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
     make: Any = boto3.client  # the stubs' overloads want a literal service name
-    return make(service, config=config)
+    try:
+        return make(service, config=config, region_name=region)
+    except (ValueError, BotoCoreError) as exc:  # AWS_ENDPOINT_URL or the region name is unusable
+        raise SettingsError(f"AWS {service} client: {' '.join(str(exc).split())}") from None
+
+
+def aws_region(env: Mapping[str, str]) -> str | None:
+    """The region AWS calls go to: AWS_REGION, AWS_DEFAULT_REGION, else the AWS profile's; ``None`` if none.
+
+    boto3 reads only the last two, and without any it fails at the first client with a traceback's
+    ``NoRegionError``: the CLI asks this first and says what to set.
+    """
+    region = env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip()
+    if region:
+        return region
+    import boto3
+
+    return boto3.session.Session().region_name or None
 
 
 class Clients:
@@ -52,14 +74,15 @@ class Clients:
     usually only DynamoDB's (tenants and trace share it). Thread-safe: the checks run in threads.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, region: str | None = None) -> None:
+        self._region = region
         self._made: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def get(self, service: str) -> Any:
         with self._lock:
             if service not in self._made:
-                self._made[service] = aws_client(service)
+                self._made[service] = aws_client(service, self._region)
             return self._made[service]
 
     def lazy(self, service: str) -> Any:
@@ -118,27 +141,35 @@ def build_gate(
     messages: MessageStore | None = None,
     *,
     act: bool = True,
+    record: bool = False,
+    region: str | None = None,
 ) -> Gate:
-    """``act=False`` (the CLI) decides only: no bounce is queued and nothing is recorded."""
-    clients = Clients()
+    """``act=False`` (the CLI) decides only: no bounce is queued, and nothing is recorded unless
+    ``record`` (``ipv6gate evaluate --record``: the trace, never a bounce)."""
+    clients = Clients(region)
+    trace = build_trace(settings, clients) if act or record else None
+    if record and trace is None:
+        raise SettingsError("TRACE_TABLE: not set (--record writes each decision there)")
     return Gate(
         settings,
         build_dns(settings),
         tenants if tenants is not None else build_tenants(settings, clients),
         messages if messages is not None else build_messages(settings, clients),
         bounces=build_bounce_queue(settings, clients) if act else None,
-        trace=build_trace(settings, clients) if act else None,
+        trace=trace,
     )
 
 
-def build_smtp_gate(settings: MilterSettings, tenants: TenantDirectory | None = None) -> SmtpGate:
+def build_smtp_gate(
+    settings: MilterSettings, tenants: TenantDirectory | None = None, *, region: str | None = None
+) -> SmtpGate:
     """The milter's gate: the same DNS layer, tenants and trace as the Lambda; no bounces (it replies in session)."""
     from ipv6gate.evaluation.actor import Actor
     from ipv6gate.evaluation.runner import CheckRunner
     from ipv6gate.evaluation.staged import Limits, SmtpGate
 
     s = settings.checks
-    clients = Clients()
+    clients = Clients(region)
     return SmtpGate(
         s,
         CheckRunner(build_dns(s), max_workers=settings.check_threads),

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from ipv6gate.decision.tenants import Tenant
-from ipv6gate.ports import TenantDirectory
+from ipv6gate.ports import TenantDirectory, TenantLookupError
 
 
 class CachedTenantDirectory:
@@ -46,7 +46,12 @@ class CachedTenantDirectory:
                 else:
                     missing.append(domain)
         if missing:
-            fresh = self._inner.get_many(missing)  # errors propagate and cache nothing
+            try:
+                fresh = self._inner.get_many(missing)
+            except TenantLookupError as exc:  # cache nothing: the next message asks again
+                if exc.domains is None:
+                    raise
+                raise TenantLookupError(str(exc), domains=exc.domains, found={**found, **exc.found}) from None
             with self._lock:
                 for domain in missing:
                     self._remember(domain, fresh.get(domain), now + self._ttl)

@@ -23,6 +23,7 @@ class DynamoTenantDirectory:
 
         wanted = list(dict.fromkeys(domains))
         found: dict[str, Tenant] = {}
+        malformed: dict[str, str] = {}  # domain -> why its item cannot be used
         try:
             for start in range(0, len(wanted), _BATCH):
                 keys = [{"domain": {"S": d}} for d in wanted[start : start + _BATCH]]
@@ -30,7 +31,11 @@ class DynamoTenantDirectory:
                 for _ in range(_MAX_ROUNDS):
                     response = self._client.batch_get_item(RequestItems=request)
                     for item in response.get("Responses", {}).get(self._table, []):
-                        tenant = tenant_from_item(item)
+                        try:
+                            tenant = tenant_from_item(item)
+                        except ValueError as exc:
+                            malformed[str(item.get("domain", {}).get("S", "?"))] = str(exc)
+                            continue
                         found[tenant.domain] = tenant
                     request = response.get("UnprocessedKeys") or {}
                     if not request:
@@ -42,8 +47,12 @@ class DynamoTenantDirectory:
             raise TenantLookupError(f"DynamoDB {self._table}: {code}") from None
         except BotoCoreError as exc:
             raise TenantLookupError(f"DynamoDB {self._table}: {exc.__class__.__name__}") from None
-        except ValueError as exc:
-            raise TenantLookupError(f"DynamoDB {self._table}: malformed tenant item: {exc}") from None
+        if malformed:
+            # Only these domains fail (open, loudly); the others keep the tenants read for them.
+            reasons = "; ".join(malformed.values())
+            raise TenantLookupError(
+                f"DynamoDB {self._table}: malformed tenant item: {reasons}", domains=tuple(malformed), found=found
+            )
         return found
 
 
@@ -55,15 +64,16 @@ def tenant_from_item(item: Mapping[str, Mapping[str, Any]]) -> Tenant:
 class TenantAdmin:
     """Operator changes to the tenants table, shaped like Exchange Online's per-domain cmdlets.
 
-    Every change stamps ``updated_at`` (UTC, ISO 8601) and ``updated_by``. Inputs are validated by
-    the caller before anything is written.
+    Every change stamps ``updated_at`` (UTC, ISO 8601) and ``updated_by`` and returns the item as
+    stored (plain values; ``tenant_from_plain`` says whether the gate can use it). Inputs are
+    validated by the caller before anything is written.
     """
 
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
         self._table = table
 
-    def enable(self, domain: str, *, mode: Mode, by: str, now: str) -> Tenant:
+    def enable(self, domain: str, *, mode: Mode, by: str, now: str) -> dict[str, Any]:
         return self._update(
             domain,
             "SET ipv6_inbound = :on, #mode = :mode",
@@ -72,14 +82,28 @@ class TenantAdmin:
             now=now,
         )
 
-    def disable(self, domain: str, *, by: str, now: str) -> Tenant:
+    def disable(self, domain: str, *, by: str, now: str) -> dict[str, Any]:
         return self._update(domain, "SET ipv6_inbound = :off", {":off": {"BOOL": False}}, by=by, now=now)
 
-    def add_partner(self, domain: str, prefix: str, *, by: str, now: str) -> Tenant:
+    def add_partner(self, domain: str, prefix: str, *, by: str, now: str) -> dict[str, Any]:
         return self._update(domain, "ADD partner_prefixes :p", {":p": {"SS": [prefix]}}, by=by, now=now)
 
-    def remove_partner(self, domain: str, prefix: str, *, by: str, now: str) -> Tenant:
+    def remove_partner(self, domain: str, prefix: str, *, by: str, now: str) -> dict[str, Any]:
         return self._update(domain, "DELETE partner_prefixes :p", {":p": {"SS": [prefix]}}, by=by, now=now)
+
+    def remove(self, domain: str) -> dict[str, Any] | None:
+        """Delete the domain's item and return it; ``None`` (nothing deleted) when there is none."""
+        try:
+            old = self._call(
+                "delete_item",
+                Key={"domain": {"S": domain}},
+                ConditionExpression="attribute_exists(#d)",
+                ExpressionAttributeNames={"#d": "domain"},
+                ReturnValues="ALL_OLD",
+            )
+        except _ConditionFailed:
+            return None
+        return _plain(old["Attributes"])
 
     def get(self, domain: str) -> dict[str, Any] | None:
         item = self._call("get_item", Key={"domain": {"S": domain}}, ConsistentRead=True).get("Item")
@@ -95,7 +119,7 @@ class TenantAdmin:
                 return sorted(items, key=lambda i: str(i.get("domain")))
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _update(self, domain: str, expression: str, values: dict[str, Any], *, by: str, now: str) -> Tenant:
+    def _update(self, domain: str, expression: str, values: dict[str, Any], *, by: str, now: str) -> dict[str, Any]:
         # Split "SET a = :x" / "ADD ..." / "DELETE ..." and append the audit stamp to the SET part.
         stamp = "updated_at = :now, updated_by = :by"
         expression = f"{expression}, {stamp}" if expression.startswith("SET") else f"SET {stamp} {expression}"
@@ -108,7 +132,7 @@ class TenantAdmin:
         }
         if names:
             kwargs["ExpressionAttributeNames"] = names
-        return tenant_from_item(self._call("update_item", **kwargs)["Attributes"])
+        return _plain(self._call("update_item", **kwargs)["Attributes"])
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -118,6 +142,8 @@ class TenantAdmin:
             return result
         except ClientError as exc:
             error = exc.response.get("Error", {})
+            if error.get("Code") == "ConditionalCheckFailedException":
+                raise _ConditionFailed from None
             raise TenantLookupError(
                 f"DynamoDB {self._table}: {error.get('Code')}: {error.get('Message', '')}"
             ) from None
@@ -125,11 +151,17 @@ class TenantAdmin:
             raise TenantLookupError(f"DynamoDB {self._table}: {exc}") from None
 
 
+class _ConditionFailed(Exception):
+    """A conditional write's condition did not hold (the caller says what that means)."""
+
+
 def _plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, typed in item.items():
         ((kind, value),) = typed.items()
-        if kind == "L":  # a list of strings written by hand instead of a string set
+        if kind == "NULL":  # {"NULL": true} is no value, never a true one
+            out[key] = None
+        elif kind == "L":  # a list of strings written by hand instead of a string set
             out[key] = [next(iter(v.values())) for v in value]
         else:
             out[key] = sorted(value) if kind == "SS" else value

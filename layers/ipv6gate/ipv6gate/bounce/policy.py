@@ -31,6 +31,14 @@ class BounceAction(StrEnum):
     # The verdict was certain before SPF/DKIM finished (or they failed temporarily): the bouncer
     # authenticates the sender itself, off the gate's critical path, then sends or suppresses.
     DEFER = "defer"
+    # A bounce was due (send or defer) but no bounce queue is configured (BOUNCE_QUEUE_URL empty):
+    # nothing was queued, and the decision must not say otherwise. Set by the actor, not the policy.
+    NONE = "none"
+
+    @property
+    def queues(self) -> bool:
+        """Whether this action puts a request on the bounce queue."""
+        return self in (BounceAction.SEND, BounceAction.DEFER)
 
 
 @dataclass(frozen=True, slots=True)

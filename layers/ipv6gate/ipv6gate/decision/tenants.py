@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ipv6gate.mail.domains import DomainError, normalize_domain
 from ipv6gate.mail.source import IPAddress
 
 
@@ -39,18 +40,57 @@ def parse_prefix(text: str) -> ipaddress.IPv6Network:
     return network
 
 
+# What a stored tenant item may hold: the table's attributes (README "Tenant administration").
+FIELDS = ("domain", "ipv6_inbound", "mode", "partner_prefixes", "updated_at", "updated_by")
+
+
+def tenant_domain(text: str) -> str:
+    """A tenant's domain in the canonical form recipients are matched in (``normalize_domain``).
+
+    ``DomainError`` also for a name whose last label is all digits: that is an IPv4 address
+    (``1.2.3.4``), never a domain mail is addressed to.
+    """
+    domain = normalize_domain(text)
+    if domain.rpartition(".")[2].isdigit():
+        raise DomainError(f"{text.strip()[:80]!r} is an IP address, not a domain")
+    return domain
+
+
 def tenant_from_plain(item: Mapping[str, Any]) -> Tenant:
+    """A tenant from a stored item (a tenants table item or a tenants file entry); ``ValueError`` names the field.
+
+    Strict, because leniency fails silently here: ``"ipv6_inbound": "yes"`` read as off, a misspelt
+    field ignored, or ``example.com.`` stored where no recipient domain ever matches it. The table's
+    key is the canonical domain the gate looks up, so a stored domain must already be canonical: it
+    is refused (naming the form to write) rather than normalised into a tenant the gate never finds.
+    """
     domain = item.get("domain")
-    if not isinstance(domain, str) or not domain:
+    if not isinstance(domain, str):
         raise ValueError("tenant item has no 'domain' string")
+    try:
+        canonical = tenant_domain(domain)
+    except DomainError as exc:
+        raise ValueError(f"tenant {domain[:80]!r}: {exc}") from None
+    if canonical != domain:
+        raise ValueError(f"tenant {domain[:80]!r}: write the domain as {canonical!r} (canonical form)")
+    unknown = sorted(str(k) for k in item if k not in FIELDS)
+    if unknown:
+        raise ValueError(f"tenant {domain}: unknown field {unknown[0][:40]!r} (known: {', '.join(FIELDS)})")
     enabled = item.get("ipv6_inbound", False)
-    mode = str(item.get("mode") or Mode.ENFORCE.value).lower()
-    if mode not in {m.value for m in Mode}:
-        raise ValueError(f"tenant {domain}: mode {mode!r} is not enforce|monitor")
-    prefixes = item.get("partner_prefixes") or []
-    return Tenant(
-        domain=domain.lower(),
-        ipv6_inbound=enabled is True,
-        mode=Mode(mode),
-        partner_prefixes=tuple(parse_prefix(str(p)) for p in prefixes),
-    )
+    if not isinstance(enabled, bool):
+        raise ValueError(f"tenant {domain}: ipv6_inbound must be true or false, not {_shown(enabled)}")
+    mode = item.get("mode", Mode.ENFORCE.value)
+    if not isinstance(mode, str) or mode not in {m.value for m in Mode}:
+        raise ValueError(f"tenant {domain}: mode {_shown(mode)} is not enforce|monitor")
+    prefixes = item.get("partner_prefixes", [])
+    if not isinstance(prefixes, list | tuple) or not all(isinstance(p, str) for p in prefixes):
+        raise ValueError(f"tenant {domain}: partner_prefixes must be a list of IPv6 prefixes, not {_shown(prefixes)}")
+    try:
+        partners = tuple(parse_prefix(p) for p in prefixes)
+    except ValueError as exc:
+        raise ValueError(f"tenant {domain}: partner_prefixes: {exc}") from None
+    return Tenant(domain=domain, ipv6_inbound=enabled, mode=Mode(mode), partner_prefixes=partners)
+
+
+def _shown(value: object) -> str:
+    return repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."

@@ -64,8 +64,10 @@ def count_decision(decision: Decision, metrics: Metrics) -> None:
     count(m.disposition(decision.disposition))
     if decision.notes:
         count(m.DECISIONS_WITH_NOTES)
-    if decision.bounce is not None:
-        count(m.BOUNCES_SUPPRESSED if decision.bounce.action is BounceAction.SUPPRESS else m.BOUNCES_QUEUED)
+    if decision.bounce is not None and decision.bounce.action is BounceAction.SUPPRESS:
+        count(m.BOUNCES_SUPPRESSED)
+    elif decision.bounce is not None and decision.bounce.action.queues and "bounce_queue" not in decision.faults:
+        count(m.BOUNCES_QUEUED)  # only what reached the queue
     for fault in decision.faults:  # tenant_lookup -> TenantLookupFailures, ...
         count(m.failures(fault))
     for verdict in decision.verdicts:

@@ -17,13 +17,14 @@ import socket
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from ipv6gate.settings import MilterSettings, SettingsError
 
 EXIT_CONFIG = 2
 
 
-def add_milter_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_milter_command(commands: argparse._SubParsersAction[Any]) -> None:
     milter = commands.add_parser("milter", help="apply the rule at SMTP time as a Postfix/Sendmail milter")
     milter.add_argument(
         "--listen",
@@ -59,7 +60,7 @@ def run_milter(args: argparse.Namespace) -> int:
     from ipv6gate.entrypoints.lambda_gate import count_decision, log_json
     from ipv6gate.entrypoints.milter import serve
     from ipv6gate.evaluation.record import Decision
-    from ipv6gate.wiring import build_smtp_gate
+    from ipv6gate.wiring import aws_region, build_smtp_gate
 
     try:
         spec = socket_spec(args.listen)
@@ -72,7 +73,7 @@ def run_milter(args: argparse.Namespace) -> int:
                 tenants = InMemoryTenants.from_json_file(args.tenants)
             except (OSError, ValueError) as exc:
                 raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
-        gate = build_smtp_gate(settings, tenants=tenants)
+        gate = build_smtp_gate(settings, tenants=tenants, region=aws_region(os.environ))
     except (SettingsError, ValueError) as exc:
         print(f"ipv6gate: configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 FORMATS = ("text", "json", "csv")
 
 
-def add_report_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_report_parser(commands: argparse._SubParsersAction[Any]) -> None:
     report = commands.add_parser("report", help="per domain: decisions, replies, would-rejects and who gets them")
     report.add_argument("--domain", help="one recipient domain (default: every tenant in TENANTS_TABLE)")
     report.add_argument("--days", default="7", help="how many days back from now (default 7)")
@@ -31,7 +31,11 @@ def add_report_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def run_report(
-    args: argparse.Namespace, settings: Settings, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    args: argparse.Namespace,
+    settings: Settings,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    *,
+    region: str | None = None,
 ) -> int:
     try:
         days = _whole(args.days, "--days", 1, 3650)
@@ -54,7 +58,7 @@ def run_report(
 
     until = now()
     try:
-        client = aws_client("dynamodb")
+        client = aws_client("dynamodb", region)
         domains = _domains(client, settings.tenants_table, domain)
         trace = DynamoTraceStore(client, settings.trace_table, ttl_days=settings.trace_ttl_days)
         report = build_report(trace, domains, until - timedelta(days=days), until, limit)

@@ -2,9 +2,9 @@
 
 A bounce that should go out but cannot be queued would leave the sender with no word of a stopped
 message: the policy (``disposition(..., bounce_lost=True)``) then lets the message through, and the
-decision says why. Without a queue configured at all, bounces are simply off. IPv4 mail is outside
-the rule (always accepted): recording it would cost a write per message and explain nothing, so the
-trace holds IPv6 and unknown-client decisions.
+decision says why. Without a queue configured at all, bounces are off and the decision's bounce
+says ``none``. IPv4 mail is outside the rule (always accepted): recording it would cost a write per
+message and explain nothing, so the trace holds IPv6 and unknown-client decisions.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from ipv6gate.bounce.policy import BounceAction, BounceDecision
 from ipv6gate.decision.policy import disposition
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.source import Source
@@ -33,7 +34,16 @@ class Actor:
     def act(self, decision: Decision) -> Decision:
         """The decision with what could not be done folded in (notes, faults, disposition). Never raises."""
         request = decision.bounce_request()
-        if request is not None and self.bounces is not None:
+        if request is not None and self.bounces is None and decision.bounce is not None:
+            # Bounces are off: say so instead of the policy's "send", which nothing carried out.
+            policy = decision.bounce
+            decision = replace(
+                decision,
+                bounce=BounceDecision(
+                    BounceAction.NONE, f"no bounce queue configured: nothing queued (policy: {policy.action.value})"
+                ),
+            )
+        elif request is not None and self.bounces is not None:
             try:
                 self.bounces.enqueue(request)
             except BounceQueueError as exc:

@@ -162,7 +162,13 @@ def recipients_of(
             tenants = directory.get_many(wanted) if wanted else {}
         except TenantLookupError as exc:
             # Fail open: without tenant data nobody can be said to have opted in. Say so loudly.
-            notes.append(f"tenant lookup failed, every recipient accepted: {exc}")
+            failed = set(wanted if exc.domains is None else exc.domains)
+            who = "every recipient" if exc.domains is None else f"recipients at {', '.join(sorted(failed))}"
+            notes.append(f"tenant lookup failed, {who} accepted: {exc}")
             faults.append("tenant_lookup")
-            return [Recipient(a, d, None, f"tenant lookup failed: {exc}") for a, d in domains.items()]
+            tenants = dict(exc.found)
+            return [
+                Recipient(a, d, tenants.get(d) if d else None, f"tenant lookup failed: {exc}" if d in failed else None)
+                for a, d in domains.items()
+            ]
     return [Recipient(a, d, tenants.get(d) if d else None) for a, d in domains.items()]

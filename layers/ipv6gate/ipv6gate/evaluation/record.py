@@ -37,7 +37,7 @@ class Decision:
 
     def bounce_request(self) -> BounceRequest | None:
         """What the bouncer needs to send the DSN, when the bounce policy said send."""
-        if self.bounce is None or self.bounce.action is BounceAction.SUPPRESS or not isinstance(self.source, Source):
+        if self.bounce is None or not self.bounce.action.queues or not isinstance(self.source, Source):
             return None
         rejected = tuple(
             BouncedRecipient(v.recipient, v.reply.status, str(v.reply))

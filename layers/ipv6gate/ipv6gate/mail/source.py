@@ -92,3 +92,23 @@ def host_matches(host: str, pattern: str) -> bool:
     """Case-insensitive host match where ``*`` stands for exactly one DNS label."""
     labels, wanted = host.lower().split("."), pattern.lower().split(".")
     return len(labels) == len(wanted) and all(w in ("*", h) for h, w in zip(labels, wanted, strict=True))
+
+
+_STORED_ID = re.compile(r"[ \t]by[ \t]+[^ \t;]+[ \t]+with[ \t]+[^ \t;]+[ \t]+id[ \t]+(?P<id>[^ \t;]+)", re.IGNORECASE)
+_HEAD_LIMIT = 256 * 1024  # SES cuts the headers it reports at 10 KB; a head this long is not one of its messages
+
+
+def stored_message_id(raw: bytes) -> str | None:
+    """The SES message id in a raw message as SES stored it: its topmost Received header is SES's own,
+    ``... by <host> with SMTP id <messageId> ...``. ``None`` when that header or the id is missing."""
+    head = raw[:_HEAD_LIMIT].replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("latin-1")
+    received: list[str] = []
+    for line in head.split("\n"):
+        if received and line[:1] in (" ", "\t"):
+            received.append(line)  # a folded continuation of the header being read
+        elif received:
+            break
+        elif line.lower().startswith("received:"):
+            received.append(line[len("received:") :])
+    m = _STORED_ID.search(_WSP.sub(" ", " ".join(received)))
+    return m.group("id") if m else None

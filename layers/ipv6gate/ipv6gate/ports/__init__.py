@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -14,7 +14,18 @@ if TYPE_CHECKING:  # the ports only name these types (in annotations); no import
 
 
 class TenantLookupError(Exception):
-    """The tenant store could not be read (unreachable, throttled, denied)."""
+    """The tenant store could not be read (unreachable, throttled, denied), or held unusable items.
+
+    ``domains`` is ``None`` when nothing could be read; otherwise only those domains' items were
+    unusable, and ``found`` holds the tenants read for the other domains asked for.
+    """
+
+    def __init__(
+        self, message: str, *, domains: tuple[str, ...] | None = None, found: Mapping[str, Tenant] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.domains = domains
+        self.found: Mapping[str, Tenant] = found or {}
 
 
 class MessageStoreError(Exception):

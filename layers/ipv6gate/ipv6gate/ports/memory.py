@@ -32,7 +32,13 @@ class InMemoryTenants:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
             raise ValueError("tenants file must be a JSON list of objects")
-        return cls(tenant_from_plain(item) for item in data)
+        tenants: dict[str, Tenant] = {}
+        for i, item in enumerate(data):
+            tenant = tenant_from_plain(item)  # the same validation as a table item's
+            if tenant.domain in tenants:
+                raise ValueError(f"entry {i}: tenant {tenant.domain} is listed twice")
+            tenants[tenant.domain] = tenant
+        return cls(tenants.values())
 
 
 class InMemoryMessages:
