@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--update-readme",
         action="store_true",
-        help="also put the tables into README.md's Performance section (between its bench markers)",
+        help="also put the tables into docs/performance.md (between its bench markers)",
     )
     return parser.parse_args(argv)
 
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render_text(results))
     print(f"written: {args.results_dir / 'latest.json'}, {args.results_dir / 'latest.md'}")
     if args.update_readme:
-        print(update_readme(REPO / "README.md", render_markdown(results)))
+        print(update_readme(REPO / "docs" / "performance.md", render_markdown(results)))
     if phases.errors:
         print(
             f"{len(phases.errors)} part(s) failed: " + "; ".join(e.splitlines()[0] for e in phases.errors),
