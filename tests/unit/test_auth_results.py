@@ -39,6 +39,7 @@ def test_nothing_evaluated_says_none() -> None:
         ("  MX.IPv6Gate.Test 1 ; none", True),
         ("(forged (nested)) mx.ipv6gate.test; dkim=pass", True),
         ("mx.ipv6gate.test", True),  # malformed, still ours: removed
+        ('"mx.ipv6gate.test"; dkim=pass header.d=bank.test', True),  # RFC 8601 allows a quoted-string
         ("mx.ipv6gate.test.evil; spf=pass", False),
         ("other.example; spf=pass (mx.ipv6gate.test)", False),
         ("", False),

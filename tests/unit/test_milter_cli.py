@@ -40,3 +40,23 @@ def test_authserv_id_defaults_to_the_host_and_must_be_a_name() -> None:
     assert MilterSettings.from_env({"MILTER_AUTHSERV_ID": "mx.example.org"}).authserv_id == "mx.example.org"
     with pytest.raises(SettingsError, match="MILTER_AUTHSERV_ID"):
         MilterSettings.from_env({"MILTER_AUTHSERV_ID": "mx example;org"})
+
+
+def test_no_region_fails_the_start_instead_of_accepting_every_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("TENANTS_TABLE", "tenants")
+    assert main(["milter", "--listen", "127.0.0.1:8894"]) == 2
+    err = capsys.readouterr().err
+    assert "no AWS region" in err and err.count("\n") == 1
+
+
+def test_a_socket_it_cannot_open_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    tenants = tmp_path / "tenants.json"
+    tenants.write_text("[]")
+    assert main(["milter", "--listen", f"unix:{tmp_path}/no/such/dir/milter.sock", "--tenants", str(tenants)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ipv6gate: configuration: cannot listen on unix:") and err.count("\n") == 1

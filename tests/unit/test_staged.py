@@ -245,3 +245,82 @@ def test_every_recipient_gets_what_the_lambda_decides(
         if outcome is not None:
             [verdict] = [v for v in outcome.decision.verdicts if v.recipient == recipient]
             assert (verdict.verdict, verdict.monitor, verdict.reply) == (want.verdict, want.monitor, want.reply)
+
+
+# -- found by review: timing must not change a reply --------------------------------------------------------------
+
+
+class _SlowPtr:
+    """The test world's zone answers, with every PTR query held ``delay`` seconds."""
+
+    def __init__(self, keys: world.Keys, delay: float) -> None:
+        self.inner = world.zone_backend(keys)
+        self.delay = delay
+
+    def lookup(self, name, rdtype, timeout):  # type: ignore[no-untyped-def]
+        import dns.rdatatype
+
+        if rdtype == dns.rdatatype.PTR:
+            time.sleep(self.delay)
+        return self.inner.lookup(name, rdtype, timeout)
+
+
+def _gate_with(backend: object, tenants: InMemoryTenants, workers: int = 6, **env: str) -> SmtpGate:
+    settings = Settings.from_env({"AWS_REGION": "eu-west-1", **env})
+    resolver = DnsResolver(backend, query_timeout=1.0, query_limit=60)  # type: ignore[arg-type]
+    return SmtpGate(settings, CheckRunner(resolver, max_workers=workers), tenants, Actor(None, None))
+
+
+def test_a_later_transaction_still_gets_the_connections_ptr_result(
+    keys: world.Keys, smtp_tenants: InMemoryTenants
+) -> None:
+    """The first message ends before the PTR answers (a partner needs none); the next one needs it."""
+    # fcrdns: after the (slow) PTR answer, a forward lookup follows, which a cancelled session refuses.
+    gate = _gate_with(_SlowPtr(keys, 0.3), smtp_tenants, PTR_MODE="fcrdns")
+    session = gate.connect(world.OTHER_IP)  # PTR mail.other.test, in partner.test's prefix
+    session.mail_from("<alice@good.test>")
+    assert session.rcpt("<p@partner.test>") is None
+    feed_message(session, world.message())
+    first = session.end_of_message("Q1")
+    assert first.reply is None and first.decision.checks.iprev.result.value == "skipped"
+    session.mail_from("<alice@good.test>")
+    assert session.rcpt("<bob@tenant.test>") is None
+    feed_message(session, world.message())
+    second = session.end_of_message("Q2")
+    assert second.decision.checks.iprev.result.value == "pass"
+    assert second.reply is not None and second.reply.status == "4.7.26"  # the Lambda's answer, not a temperror
+
+
+def test_two_enforced_recipients_are_never_split_when_spf_answers_between_them(
+    make_smtp: MakeSmtp, resolver: DnsResolver
+) -> None:
+    gate = make_smtp()
+    session = gate.connect(world.GOOD_IP)
+    session.mail_from("<alice@good.test>")
+    session._tx.running["spf"].future.result()  # type: ignore[union-attr]  # SPF has passed ...
+    assert session.rcpt("<a@tenant.test>") is None  # ... so this one is settled (accept) at RCPT
+    assert session.rcpt("<c@tenant.test>") is None
+    assert session.rcpt("<w@watch.test>") is None  # accepted whatever happens: no conflict either
+
+
+def test_stalled_dkim_bodies_do_not_starve_other_sessions(keys: world.Keys, smtp_tenants: InMemoryTenants) -> None:
+    """A signed message whose body never comes holds its own thread, not one the PTR lookups need."""
+    gate = _gate_with(
+        world.zone_backend(keys), smtp_tenants, workers=3, DECISION_BUDGET_SECONDS="1", DNS_QUERY_TIMEOUT_SECONDS="0.5"
+    )
+    stalled: list[SmtpSession] = []
+    try:
+        for _ in range(4):
+            session = gate.connect(world.OTHER_IP)
+            session.mail_from("<alice@good.test>")
+            assert session.rcpt("<bob@tenant.test>") is None
+            head = world.sign(world.message(), keys).split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+            feed_message(session, head)  # headers only: DKIM starts and waits for a body
+            stalled.append(session)
+        victim = gate.connect(world.NO_PTR_IP)
+        victim.mail_from("<alice@good.test>")
+        reply = victim.rcpt("<bob@tenant.test>")
+        assert reply is not None and reply.status == "4.7.25"
+    finally:
+        for session in stalled:
+            session.close()  # aborting fails each pipe: the DKIM threads end

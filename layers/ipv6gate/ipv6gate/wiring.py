@@ -170,6 +170,9 @@ def build_smtp_gate(
 
     s = settings.checks
     clients = Clients(region)
+    if tenants is None or s.trace_table:
+        # A long-running process: an unusable region or endpoint fails the start, not the first message.
+        clients.get("dynamodb")
     return SmtpGate(
         s,
         CheckRunner(build_dns(s), max_workers=settings.check_threads),

@@ -47,4 +47,9 @@ def claims_to_be(value: str, authserv_id: str) -> bool:
     while (stripped := _COMMENT.sub(" ", text)) != text:  # nested comments, innermost first
         text = stripped
     first = text.split(";", 1)[0].split()
-    return bool(first) and first[0].lower() == authserv_id.lower()
+    if not first:
+        return False
+    token = first[0]
+    if token.startswith('"'):  # RFC 8601: the authserv-id may be a quoted-string
+        token = token.strip('"').replace('\\"', '"')
+    return token.lower() == authserv_id.lower()

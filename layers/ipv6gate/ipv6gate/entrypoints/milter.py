@@ -29,6 +29,11 @@ ACCEPT: int = Milter.ACCEPT
 REJECT: int = Milter.REJECT
 TEMPFAIL: int = Milter.TEMPFAIL
 
+
+class ListenError(Exception):
+    """libmilter could not open its socket (address in use, no such directory or host)."""
+
+
 #: What the milter does with each finished decision: record it, log it, count it.
 Report = Callable[[Decision], None]
 
@@ -118,12 +123,13 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
 
     @_guarded
     def eom(self) -> int:
+        # RFC 8601 §5: a header that claims our authserv-id did not come from us. Removed before
+        # anything else can fail (an error below still accepts the message); last first, so the
+        # positions of the others stay put.
+        for position in reversed(self._forged):
+            self.chgheader(HEADER, position, "")
         outcome = _hop(self._live().end_of_message, self.getsymval("i") or "")
         if outcome.reply is None:
-            # RFC 8601 §5: a header that claims our authserv-id did not come from us. Last first, so
-            # the positions of the others stay put.
-            for position in reversed(self._forged):
-                self.chgheader(HEADER, position, "")
             checks = outcome.decision.checks
             if any(c.result.value != "skipped" for c in (checks.iprev, checks.spf, checks.dkim)):
                 # At the top (RFC 8601 §5); with leading space negotiated, the space after the colon is ours.
@@ -191,5 +197,7 @@ def serve(
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
     try:
         Milter.runmilter("ipv6gate", socket_spec, timeout)
+    except (Milter.milter.error, OSError) as exc:
+        raise ListenError(f"cannot listen on {socket_spec}: {exc}") from None
     finally:
         _recorder.shutdown(wait=True)  # the last decisions reach the trace and the log

@@ -58,7 +58,7 @@ def run_milter(args: argparse.Namespace) -> int:
     from aws_lambda_powertools import Logger, Metrics
 
     from ipv6gate.entrypoints.lambda_gate import count_decision, log_json
-    from ipv6gate.entrypoints.milter import serve
+    from ipv6gate.entrypoints.milter import ListenError, serve
     from ipv6gate.evaluation.record import Decision
     from ipv6gate.wiring import aws_region, build_smtp_gate
 
@@ -73,7 +73,10 @@ def run_milter(args: argparse.Namespace) -> int:
                 tenants = InMemoryTenants.from_json_file(args.tenants)
             except (OSError, ValueError) as exc:
                 raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
-        gate = build_smtp_gate(settings, tenants=tenants, region=aws_region(os.environ))
+        region = aws_region(os.environ)
+        if region is None and (tenants is None or settings.checks.trace_table):
+            raise SettingsError("no AWS region: set AWS_REGION or AWS_DEFAULT_REGION (tenants and trace are DynamoDB)")
+        gate = build_smtp_gate(settings, tenants=tenants, region=region)
     except (SettingsError, ValueError) as exc:
         print(f"ipv6gate: configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -98,5 +101,9 @@ def run_milter(args: argparse.Namespace) -> int:
     import ipv6gate.checks.spf  # noqa: F401
 
     logger.info("milter listening", extra={"socket": spec, "authserv_id": settings.authserv_id})
-    serve(gate, spec, settings.authserv_id, report, on_error)
+    try:
+        serve(gate, spec, settings.authserv_id, report, on_error)
+    except ListenError as exc:
+        print(f"ipv6gate: configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.dns import DnsSession
 from ipv6gate.evaluation.body_pipe import BodyPipe
-from ipv6gate.evaluation.runner import Check
+from ipv6gate.evaluation.runner import Check, until_cancelled
 
 
 class MessageFeed:
@@ -49,7 +49,8 @@ class MessageFeed:
 
         def check(session: DnsSession) -> CheckResult:
             try:
-                return check_dkim_stream(session, pipe, max_signatures=max_signatures)
+                # Stops reading once the verdict no longer needs it (the session is cancelled).
+                return check_dkim_stream(session, until_cancelled(pipe, session), max_signatures=max_signatures)
             finally:
                 pipe.reader_done()
 

@@ -13,13 +13,17 @@ collects them as the replies need them (``collect``).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 from ipv6gate.checks.results import CheckResult, Result, skipped
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
+
+if TYPE_CHECKING:  # the checks' stream protocol, named in annotations only (no dkimpy at cold start)
+    from ipv6gate.checks.dkim_body import ByteStream
 
 #: A check: given its own DNS session, its result. Runs on a pool thread.
 Check = Callable[[DnsSession], CheckResult]
@@ -53,9 +57,24 @@ class CheckRunner:
         # down. The milter sizes it for its concurrent sessions.
         self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ipv6gate-check")
 
-    def start(self, name: str, check: Check, deadline: Deadline) -> Running:
+    def start(self, name: str, check: Check, deadline: Deadline, *, own_thread: bool = False) -> Running:
+        """Start ``check`` on the pool, or with ``own_thread`` on a thread of its own: the milter's DKIM
+        check reads the body as the client sends it, which may take minutes, and must not hold a pool
+        thread that other sessions' PTR and SPF lookups are waiting for."""
         session = self.dns.session(deadline)
-        return Running(name, self._pool.submit(check, session), session, deadline)
+        if not own_thread:
+            return Running(name, self._pool.submit(check, session), session, deadline)
+        future: cf.Future[CheckResult] = cf.Future()
+
+        def run() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(check(session))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"ipv6gate-{name}", daemon=True).start()
+        return Running(name, future, session, deadline)
 
     def run(
         self, checks: Mapping[str, Check], deadline: Deadline, certain: Certain | None
@@ -66,13 +85,19 @@ class CheckRunner:
         return results, sum(r.session.queries for r in running)
 
     def collect(
-        self, running: Iterable[Running], certain: Certain | None, known: Mapping[str, CheckResult] | None = None
+        self,
+        running: Iterable[Running],
+        certain: Certain | None,
+        known: Mapping[str, CheckResult] | None = None,
+        *,
+        keep: Running | None = None,
     ) -> dict[str, CheckResult]:
         """The results of ``running``, waiting until ``certain(known + results)`` or each check's deadline.
 
         Then every one of them still running is cancelled: it is ``skipped`` when the verdict no
         longer needs it, else ``temperror``; one that raised is ``temperror`` (a bug must not reject
-        mail). Checks not passed in are left alone (the milter's SPF while a RCPT waits for the PTR).
+        mail). Checks not passed in are left alone (the milter's SPF while a RCPT waits for the PTR), and
+        so is ``keep`` (the milter's PTR lookup, which outlives a transaction).
         """
         futures = {r.future: r for r in running}
         known = dict(known or {})
@@ -91,7 +116,8 @@ class CheckRunner:
             for future in done:
                 results[futures[future].name] = _outcome(futures[future].name, future)
         for future in pending:
-            futures[future].session.cancel()
+            if futures[future] is not keep:
+                futures[future].session.cancel()
         for future in [f for f in pending if f.done()]:  # finished while the sessions were cancelled
             results[futures[future].name] = _outcome(futures[future].name, future)
         unneeded = is_certain()
@@ -111,13 +137,13 @@ class CheckRunner:
             r.session.cancel()
 
 
-def until_cancelled(stream: BinaryIO, session: DnsSession) -> _UntilCancelled:
+def until_cancelled(stream: ByteStream, session: DnsSession) -> _UntilCancelled:
     """``stream``, stopping (an OSError, which the DKIM check reports as unreadable) once ``session`` is cancelled."""
     return _UntilCancelled(stream, session)
 
 
 class _UntilCancelled:
-    def __init__(self, stream: BinaryIO, session: DnsSession) -> None:
+    def __init__(self, stream: ByteStream, session: DnsSession) -> None:
         self._stream = stream
         self._session = session
 

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
 
 from ipv6gate.checks.iprev import check_iprev
 from ipv6gate.checks.results import CheckResult, Result, skipped
@@ -89,13 +88,6 @@ class SmtpGate:
         return Deadline(self.settings.decision_budget_seconds, self.clock)
 
 
-class Kind(Enum):
-    """What the end of the message can still do to a recipient accepted at RCPT."""
-
-    DECIDED_AT_END = "decided at end of message"  # an enforcing tenant; SPF/DKIM still matter
-    ACCEPTED = "accepted whatever SPF/DKIM say"
-
-
 @dataclass
 class Transaction:
     mail_from: str
@@ -103,7 +95,6 @@ class Transaction:
     running: dict[str, Running] = field(default_factory=dict)
     verdicts: list[RecipientVerdict] = field(default_factory=list)  # settled at RCPT
     pending: list[Recipient] = field(default_factory=list)  # decided at the end of the message
-    kind: Kind | None = None
     domains: set[str] = field(default_factory=set)  # canonical, for the trace's index
     notes: list[str] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
@@ -113,25 +104,38 @@ class Transaction:
     def accepted(self) -> int:
         return len(self.pending) + sum(v.verdict is Verdict.ACCEPT for v in self.verdicts)
 
-    def admit(self, recipient: Recipient, verdict: RecipientVerdict | None) -> Reply | None:
-        """Take a recipient with its verdict (None: decided at the end); the reply it gets now, if any."""
+    def admit(
+        self, recipient: Recipient, verdict: RecipientVerdict | None, uncertain: Callable[[Recipient], bool]
+    ) -> Reply | None:
+        """Take a recipient with its verdict (None: decided at the end); the reply it gets now, if any.
+
+        ``uncertain`` says whether a recipient's verdict still depends on results not in yet. A
+        recipient that could still be refused at the end of DATA and one accepted whatever happens
+        cannot share the one reply that ends the message: the later of the two gets 452 4.5.3.
+        """
         if verdict is not None and verdict.verdict is Verdict.REJECT:
             self.verdicts.append(verdict)
             self.domains.add(recipient.domain or "")
             return verdict.reply
-        enforcing = recipient.tenant is not None and recipient.tenant.mode is Mode.ENFORCE
-        kind = Kind.DECIDED_AT_END if verdict is None and enforcing else Kind.ACCEPTED
-        if self.kind not in (None, kind):
+        at_risk = verdict is None and _enforcing(recipient)
+        others_at_risk = any(_enforcing(p) and uncertain(p) for p in self.pending)
+        others_safe = any(v.verdict is Verdict.ACCEPT for v in self.verdicts) or any(
+            not _enforcing(p) for p in self.pending
+        )
+        if (at_risk and others_safe) or (not at_risk and others_at_risk):
             who = recipient.address[:80]
-            self.notes.append(f"recipient {who!r} sent back (452 4.5.3): {kind.value}, others {self.kind.value}")
+            self.notes.append(f"recipient {who!r} sent back (452 4.5.3): its verdict may differ from the others'")
             return separate_transaction()
-        self.kind = kind
         self.domains.add(recipient.domain or "")
         if verdict is None:
             self.pending.append(recipient)
         else:
             self.verdicts.append(verdict)
         return None
+
+
+def _enforcing(recipient: Recipient) -> bool:
+    return recipient.tenant is not None and recipient.tenant.mode is Mode.ENFORCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +185,9 @@ class SmtpSession:
             return too_many_recipients(self.gate.limits.max_recipients)
         recipient = recipients_of([address], self.source, self.gate.tenants, tx.notes, tx.faults)[0]
         verdict = self._settled(recipient, tx, wait_for_ptr=False) or self._settled(recipient, tx, wait_for_ptr=True)
-        return tx.admit(recipient, verdict)
+        known = self._known(tx)
+        action = self.gate.settings.temperror_action
+        return tx.admit(recipient, verdict, lambda r: not certain(self.source, [r], known, action))
 
     def header(self, name: bytes, value: bytes) -> None:
         self._feed().header(name, value)
@@ -191,7 +197,7 @@ class SmtpSession:
         tx = self._transaction()
         check = self._feed().dkim_check(self.gate.settings.dkim_max_signatures) if tx.pending else None
         if check is not None:
-            tx.running["dkim"] = self.gate.runner.start("dkim", check, self.gate.deadline())
+            tx.running["dkim"] = self.gate.runner.start("dkim", check, self.gate.deadline(), own_thread=True)
 
     def body(self, chunk: bytes) -> None:
         self._feed().body(chunk)
@@ -207,7 +213,8 @@ class SmtpSession:
         def is_certain(results: Mapping[str, CheckResult]) -> bool:
             return certain(self.source, tx.pending, dict(results), s.temperror_action)
 
-        results = known | self.gate.runner.collect(running, is_certain, known=known)
+        # The PTR lookup belongs to the connection: a later transaction may need it, so it is never cancelled here.
+        results = known | self.gate.runner.collect(running, is_certain, known=known, keep=self._iprev)
         checks = _checks(self.source, tx, results, "no recipient needed it")
         verdicts = decide(self.source, tx.pending, checks, s.temperror_action)
         reply = next((v.reply for v in verdicts if v.verdict is Verdict.REJECT), None)
@@ -264,12 +271,16 @@ class SmtpSession:
             if self._iprev is None or self._ptr is not None:
                 return None  # nothing more to wait for
             self._ptr = self.gate.runner.collect([self._iprev], None)["iprev"]
-        known = {r.name: r.peek() for r in tx.running.values()}
-        results = {name: result for name, result in known.items() if result is not None}
+        verdicts = settled(self.source, [recipient], self._known(tx), self.gate.settings.temperror_action)
+        return verdicts[0] if verdicts else None
+
+    def _known(self, tx: Transaction) -> dict[str, CheckResult]:
+        """The results that have arrived so far (no waiting)."""
+        done = {r.name: r.peek() for r in tx.running.values()}
+        results = {name: result for name, result in done.items() if result is not None}
         if self._ptr is not None:
             results["iprev"] = self._ptr
-        verdicts = settled(self.source, [recipient], results, self.gate.settings.temperror_action)
-        return verdicts[0] if verdicts else None
+        return results
 
 
 def _checks(source: Source | Unknown, tx: Transaction, results: dict[str, CheckResult], why: str) -> Checks:
