@@ -54,7 +54,7 @@ def test_no_region_fails_the_start_instead_of_accepting_every_message(
     assert "no AWS region" in err and err.count("\n") == 1
 
 
-def test_a_socket_it_cannot_open_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_a_socket_it_cannot_open_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     tenants = tmp_path / "tenants.json"
     tenants.write_text("[]")
     assert main(["milter", "--listen", f"unix:{tmp_path}/no/such/dir/milter.sock", "--tenants", str(tenants)]) == 2

@@ -257,7 +257,7 @@ class _SlowPtr:
         self.inner = world.zone_backend(keys)
         self.delay = delay
 
-    def lookup(self, name, rdtype, timeout):  # type: ignore[no-untyped-def]
+    def lookup(self, name, rdtype, timeout):
         import dns.rdatatype
 
         if rdtype == dns.rdatatype.PTR:
