@@ -71,10 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        template = sam_template.load_template()
-        spec = sam_template.function_spec(template, args.function)
-        chosen = scenarios.load_scenarios(args.scenarios, sorted(spec.environment))
-        spec = sam_template.function_spec(template, args.function, region=chosen.region)
+        template, spec, chosen = sam_template.function_and_scenarios(args.scenarios, args.function)
     except (scenarios.ScenarioError, sam_template.TemplateError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2

@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        template = sam_template.load_template()
-        spec = sam_template.function_spec(template, sam_template.GATE_FUNCTION)
-        chosen = scenarios.load_scenarios(args.scenarios, sorted(spec.environment))
+        template, spec, chosen = sam_template.function_and_scenarios(args.scenarios)
     except (scenarios.ScenarioError, sam_template.TemplateError) as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tests.support.postfix import MilterProcess, SmtpResult
+    from tests.support.sam_template import FunctionSpec
     from tests.support.scenarios import ScenarioSet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,13 +70,11 @@ def replies_of(result: SmtpResult, decision: dict[str, Any] | None) -> list[dict
     return rows
 
 
-def run(scenarios: ScenarioSet, verbose: bool) -> int:
+def run(template: dict[str, Any], spec: FunctionSpec, scenarios: ScenarioSet, verbose: bool) -> int:
     from tests.support import sam_local, sam_template
     from tests.support.postfix import MilterProcess, PostfixInstance, send
     from tests.support.scenarios import compare, describe
 
-    template = sam_template.load_template()
-    spec = sam_template.function_spec(template, sam_template.GATE_FUNCTION, region=scenarios.region)
     stack = sam_local.LocalStack(scenarios.zones, template, region=scenarios.region, log=lambda t: print(f"  {t}"))
     problems: dict[str, list[str]] = {}
     with stack:
@@ -150,15 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", "-v", action="store_true", help="print each session's time and decision")
     args = parser.parse_args(argv)
     try:
-        template = sam_template.load_template()
-        spec = sam_template.function_spec(template, sam_template.GATE_FUNCTION)
-        chosen = scenarios.load_scenarios(args.scenarios, sorted(spec.environment))
+        template, spec, chosen = sam_template.function_and_scenarios(args.scenarios)
     except (scenarios.ScenarioError, sam_template.TemplateError) as exc:
         print(f"smtp-demo: {exc}", file=sys.stderr)
         return 2
     print(f"scenario set: {chosen.directory} ({len(chosen.events)} events, region {chosen.region})")
     try:
-        return run(chosen, args.verbose)
+        return run(template, spec, chosen, args.verbose)
     except KeyboardInterrupt:
         print("\ninterrupted; Postfix, the milter and the local stack were stopped", file=sys.stderr)
         return 130

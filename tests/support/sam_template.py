@@ -24,7 +24,10 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.support.scenarios import ScenarioSet
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -239,3 +242,18 @@ def container_environment(
         "AWS_ACCOUNT_ID": ACCOUNT_ID,
     }
     return {**env, **spec.environment, **overrides}
+
+
+def function_and_scenarios(
+    directory: Path, function: str = GATE_FUNCTION
+) -> tuple[dict[str, Any], FunctionSpec, ScenarioSet]:
+    """The template, ``function`` as it runs in the scenario set's region, and the set itself.
+
+    Shared by ``make demo``, ``make smtp-demo`` and ``make sandbox``; raises ``TemplateError`` or
+    ``ScenarioError`` (one line each).
+    """
+    from tests.support.scenarios import load_scenarios
+
+    template = load_template()
+    chosen = load_scenarios(directory, sorted(function_spec(template, function).environment))
+    return template, function_spec(template, function, region=chosen.region), chosen
