@@ -6,7 +6,7 @@ its own, calling one ``GateMilter`` per connection. Each callback feeds one stag
 ``evaluation.staged.SmtpSession``; nothing here decides.
 
 An unexpected error in a callback accepts (as the Lambda continues its rule set): a bug must not
-turn away mail that nobody has judged. The decision log line and the trace say what happened.
+turn away mail that nobody has judged. An error log line names the stage it happened in.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         if reply is None:
             return CONTINUE
         self.setreply(str(reply.code), reply.status, reply.text.replace("%", "%%"))
-        return REJECT if reply.permanent else Milter.TEMPFAIL
+        return REJECT if reply.permanent else TEMPFAIL
 
     def _finish(self, decision: Decision | None) -> None:
         # Recorded, logged and counted after the reply, off the SMTP session's critical path.

@@ -14,14 +14,12 @@ import ipaddress
 import os
 import re
 import socket
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from ipv6gate.entrypoints.exits import NO_REGION, Exit, fail
 from ipv6gate.settings import MilterSettings, SettingsError
-
-EXIT_CONFIG = 2
 
 
 def add_milter_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -75,15 +73,16 @@ def run_milter(args: argparse.Namespace) -> int:
                 raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
         region = aws_region(os.environ)
         if region is None and (tenants is None or settings.checks.trace_table):
-            raise SettingsError("no AWS region: set AWS_REGION or AWS_DEFAULT_REGION (tenants and trace are DynamoDB)")
+            raise SettingsError(f"{NO_REGION}; the tenants and trace tables are DynamoDB")
         gate = build_smtp_gate(settings, tenants=tenants, region=region)
     except (SettingsError, ValueError) as exc:
-        print(f"ipv6gate: configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail(f"configuration: {exc}", Exit.USAGE)
 
     service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "ipv6gate-milter"
     logger = Logger(service=service, json_serializer=log_json)
-    metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "ipv6gate", service=service)
+    # The template's namespace by default, so the stack's dashboard and alarms can show the milter too.
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "IPv6Gate"
+    metrics = Metrics(namespace=namespace, service=service)
     emf = threading.Lock()  # Metrics keeps one set of values: one decision's at a time
 
     def report(decision: Decision) -> None:
@@ -104,6 +103,5 @@ def run_milter(args: argparse.Namespace) -> int:
     try:
         serve(gate, spec, settings.authserv_id, report, on_error)
     except ListenError as exc:
-        print(f"ipv6gate: configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    return 0
+        return fail(f"configuration: {exc}", Exit.USAGE)
+    return Exit.OK

@@ -184,7 +184,9 @@ class SmtpSession:
         if tx.accepted >= self.gate.limits.max_recipients:
             return too_many_recipients(self.gate.limits.max_recipients)
         recipient = recipients_of([address], self.source, self.gate.tenants, tx.notes, tx.faults)[0]
-        verdict = self._settled(recipient, tx, wait_for_ptr=False) or self._settled(recipient, tx, wait_for_ptr=True)
+        verdict = self._settled(recipient, tx)
+        if verdict is None and self._wait_for_ptr():  # the verdict may hang on the PTR: wait for it here
+            verdict = self._settled(recipient, tx)
         known = self._known(tx)
         action = self.gate.settings.temperror_action
         return tx.admit(recipient, verdict, lambda r: not certain(self.source, [r], known, action))
@@ -266,11 +268,14 @@ class SmtpSession:
             )
         return tx.feed
 
-    def _settled(self, recipient: Recipient, tx: Transaction, *, wait_for_ptr: bool) -> RecipientVerdict | None:
-        if wait_for_ptr:
-            if self._iprev is None or self._ptr is not None:
-                return None  # nothing more to wait for
-            self._ptr = self.gate.runner.collect([self._iprev], None)["iprev"]
+    def _wait_for_ptr(self) -> bool:
+        """Wait for the connection's PTR lookup; False when there is none to wait for (or it is in)."""
+        if self._iprev is None or self._ptr is not None:
+            return False
+        self._ptr = self.gate.runner.collect([self._iprev], None)["iprev"]
+        return True
+
+    def _settled(self, recipient: Recipient, tx: Transaction) -> RecipientVerdict | None:
         verdicts = settled(self.source, [recipient], self._known(tx), self.gate.settings.temperror_action)
         return verdicts[0] if verdicts else None
 
