@@ -318,6 +318,12 @@ class MilterSettings:
     check_threads: int = setting(
         "MILTER_CHECK_THREADS", 64, integer(3, 1024), "threads running checks for all sessions"
     )
+    drain_seconds: float = setting(
+        "MILTER_DRAIN_SECONDS",
+        30.0,
+        number(0.0, 3600.0),
+        "on SIGTERM: seconds open sessions get to finish before the process ends",
+    )
     checks: Settings = field(default_factory=Settings)
 
     @classmethod
