@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
+import signal
 import socket
 import threading
 import time
@@ -240,17 +241,59 @@ def serve(
     ours = _bind(socket_spec, unix)
     try:
         listening()
-        # libmilter keeps the socket bound above (smfi_opensocket returns at once when one is open).
-        Milter.runmilter("ipv6gate", socket_spec, timeout, rmsock=False)
-        # SIGTERM stops accepting; libmilter lets running sessions finish: give them the bound.
-        return _sessions.drain(drain_seconds)
-    except (Milter.milter.error, OSError) as exc:
-        raise ListenError(f"cannot serve on {socket_spec}: {exc}") from None
+        return _run_until_stopped(socket_spec, timeout, drain_seconds, unix, ours)
     finally:
         if unix is not None:
             # libmilter removes its socket at exit only when not root: do it here, if it is still ours.
             milter_socket.remove_if_ours(unix.path, ours)
         _recorder.shutdown(wait=True)  # the last decisions reach the trace and the log
+
+
+def _run_until_stopped(
+    socket_spec: str, timeout: int, drain_seconds: float, unix: UnixSocket | None, ours: tuple[int, int] | None
+) -> int:
+    """libmilter on a thread of its own; SIGTERM/SIGINT/SIGHUP reach this (main) thread instead, which drains.
+
+    libmilter's own stop (its signal thread, or ``smfi_stop``) also stops serving the sessions in
+    progress: Debian's libmilter polls idle sessions from a worker pool that ends with the stop
+    (measured: the next command of an open session got no reply). So the stop is asked for only
+    after the drain. libmilter blocks those signals in the thread that calls its main loop and in
+    the threads it starts; Linux gives a signal sent to the process to the main thread, which
+    does not block them.
+    """
+    failure: list[BaseException] = []
+    wake = threading.Event()
+
+    def run() -> None:
+        try:
+            # The socket bound in _bind stays: smfi_opensocket returns at once when one is open.
+            Milter.runmilter("ipv6gate", socket_spec, timeout, rmsock=False)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            wake.set()
+
+    previous = {sig: signal.signal(sig, lambda *_: wake.set()) for sig in _STOP_SIGNALS}
+    libmilter = threading.Thread(target=run, name="libmilter", daemon=True)
+    libmilter.start()
+    try:
+        wake.wait()
+        cut_off = 0
+        if libmilter.is_alive():  # a signal, not a failure
+            if unix is not None:  # new SMTP sessions now get Postfix's milter_default_action
+                milter_socket.remove_if_ours(unix.path, ours)
+            cut_off = _sessions.drain(drain_seconds)
+            Milter.milter.stop()  # closes the listening socket; the main loop notices within seconds
+            libmilter.join(timeout=15)
+        if failure:
+            raise ListenError(f"cannot serve on {socket_spec}: {failure[0]}")
+        return cut_off
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _bind(socket_spec: str, unix: UnixSocket | None) -> tuple[int, int] | None:

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from ipv6gate.entrypoints.exits import NO_REGION, Exit, fail
-from ipv6gate.entrypoints.milter_socket import DEFAULT_MODE, UnixSocket, parse_group, parse_mode, unix_path
+from ipv6gate.entrypoints.milter_socket import (
+    DEFAULT_MODE,
+    SocketError,
+    UnixSocket,
+    check_free,
+    parse_group,
+    parse_mode,
+    unix_path,
+)
 from ipv6gate.settings import MilterSettings, SettingsError
 
 
@@ -121,8 +129,12 @@ def run_milter(args: argparse.Namespace) -> int:
         if region is None and (tenants is None or settings.checks.trace_table):
             raise SettingsError(f"{NO_REGION}; the tenants and trace tables are DynamoDB")
         gate = build_smtp_gate(settings, tenants=tenants, region=region)
+        if spec and not args.check:  # --check runs beside a live milter: its socket is not in question
+            check_free(spec)
     except (SettingsError, ValueError) as exc:
         return fail(f"configuration: {exc}", Exit.USAGE)
+    except SocketError as exc:
+        return fail(f"configuration: cannot listen on {exc}", Exit.USAGE)
 
     # Before listening: what would otherwise fail only at the first message, and fail open there.
     problems = probe_smtp_stack(settings, tenants_from_file=tenants is not None, region=region)
