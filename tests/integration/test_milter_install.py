@@ -55,9 +55,10 @@ TENANTS = [
 def substituted(argv: Sequence[str], replacements: Mapping[str, str]) -> list[str]:
     out = []
     for arg in argv:
+        changed = arg
         for old, new in replacements.items():
-            arg = arg.replace(old, new)
-        out.append(arg)
+            changed = changed.replace(old, new)
+        out.append(changed)
     return out
 
 
@@ -74,8 +75,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = run([str(ROOT / "scripts" / "find-python313.sh")]).stdout.strip()
     swap = {"/opt/ipv6gate": str(target)}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHON"))}
-    for argv in page.commands(BLOCKS["install"]):
-        argv = substituted(argv, swap)
+    for line in page.commands(BLOCKS["install"]):
+        argv = substituted(line, swap)
         if argv[0] == "python3.13":
             argv[0] = python
         done = run(argv, env=env, cwd=ROOT)
@@ -212,7 +213,8 @@ def _install_as_root(s: Stack, line: str) -> list[str]:
 def test_postfix_reads_exactly_the_pages_main_cf_values(stack: Stack) -> None:
     shown = stack.postfix.postconf("-n")
     assert shown.returncode == 0 and not shown.stderr.strip(), shown.stderr
-    values = dict(line.split(" = ", 1) if " = " in line else (line.rstrip(" ="), "") for line in shown.stdout.splitlines())
+    pairs = (line.partition("=") for line in shown.stdout.splitlines())
+    values = {name.strip(): value.strip() for name, _, value in pairs}
     for name, value in page.main_cf(BLOCKS["main.cf"]).items():
         assert values[name] == value, name
     assert "postconf: warning" not in stack.postfix.postconf().stderr
@@ -302,4 +304,3 @@ def test_sigterm_removes_the_socket_at_once_and_lets_the_open_session_finish(sta
     stopped = stack.milter.wait_for("milter stopped")
     assert stopped["sessions_cut_off"] == 0
     assert [d for d in (r.get("decision") for r in stack.milter.records()) if d and d["client_ip"] == world.GOOD_IP]
-

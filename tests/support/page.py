@@ -53,8 +53,8 @@ def unit_file(text: str) -> dict[str, list[str]]:
     """A systemd unit -> {"Section.Key": [values in order]} (keys such as ExecStartPre repeat)."""
     section = ""
     entries: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
         if line.startswith("["):

@@ -68,7 +68,9 @@ def test_the_setup_lines_create_what_the_unit_expects() -> None:
     useradd = lines["useradd"]
     user = useradd[-1]
     assert [user] == UNIT["Service.User"] == UNIT["Service.Group"]  # --user-group: a group of its own name
-    assert "--user-group" in useradd and useradd[useradd.index("--groups") + 1] == UNIT["Service.SupplementaryGroups"][0]
+    assert (
+        "--user-group" in useradd and useradd[useradd.index("--groups") + 1] == UNIT["Service.SupplementaryGroups"][0]
+    )
     installed = [argv for argv in page.commands(BLOCKS["setup"]) if argv[0] == "install" and "-d" not in argv]
     targets = {argv[-1] for argv in installed}
     assert UNIT["Service.EnvironmentFile"][0] in targets
@@ -88,7 +90,7 @@ def test_the_install_lines_name_the_wheel_make_dist_builds() -> None:
     assert BLOCKS["build"].split() == ["make", "dist"]
     pip = next(argv for argv in page.commands(BLOCKS["install"]) if argv[0].endswith("/pip"))
     assert pip[-1] == f"dist/ipv6gate-{version}-py3-none-any.whl[milter]"
-    assert ["--no-index", "--find-links", "dist/wheelhouse"] == pip[2:5]
+    assert pip[2:5] == ["--no-index", "--find-links", "dist/wheelhouse"]
     assert "dist:" in (ROOT / "Makefile").read_text() and "dist/wheelhouse" in (ROOT / "Makefile").read_text()
 
 

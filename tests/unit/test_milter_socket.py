@@ -144,6 +144,8 @@ def test_a_dns_server_that_does_not_answer_stops_the_start(
         for command in (["--check"], ["--listen", f"unix:{tmp_path}/milter.sock"]):
             assert main(["milter", *command, "--tenants", str(tenants_file)]) == 2
             err = capsys.readouterr().err
-            assert err.startswith("ipv6gate: start-time check failed: DNS_SERVERS: DNS server not answering: 127.0.0.1:")
+            assert err.startswith(
+                "ipv6gate: start-time check failed: DNS_SERVERS: DNS server not answering: 127.0.0.1:"
+            )
             assert server not in err and err.count("\n") == 1
     assert not (tmp_path / "milter.sock").exists()  # never bound

@@ -15,8 +15,9 @@ import os
 import re
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipv6gate.entrypoints.exits import NO_REGION, Exit, fail
 from ipv6gate.entrypoints.milter_socket import (
@@ -29,6 +30,9 @@ from ipv6gate.entrypoints.milter_socket import (
     unix_path,
 )
 from ipv6gate.settings import MilterSettings, SettingsError
+
+if TYPE_CHECKING:
+    from ipv6gate.evaluation.staged import SmtpGate
 
 
 def add_milter_command(commands: argparse._SubParsersAction[Any]) -> None:
@@ -103,41 +107,54 @@ def socket_spec(listen: str) -> str:
     return f"inet:{m['port']}@{m['v4'] or m['name']}"
 
 
-def run_milter(args: argparse.Namespace) -> int:
-    from aws_lambda_powertools import Logger, Metrics
+@dataclass(frozen=True)
+class _Setup:
+    spec: str | None  # libmilter's socket name; None with --check alone
+    unix: UnixSocket | None
+    settings: MilterSettings
+    gate: SmtpGate
+    tenants_from_file: bool
+    region: str | None
 
-    from ipv6gate.entrypoints.lambda_gate import count_decision, log_json
-    from ipv6gate.entrypoints.milter import ListenError, serve
-    from ipv6gate.evaluation.record import Decision
-    from ipv6gate.wiring import aws_region, build_smtp_gate, probe_smtp_stack
+
+def _configure(args: argparse.Namespace) -> _Setup:
+    """Everything the command line and the environment say; raises SettingsError, ValueError or SocketError."""
+    from ipv6gate.wiring import aws_region, build_smtp_gate
+
+    if not args.listen and not args.check:
+        raise ValueError("--listen is required (or --check)")
+    spec = socket_spec(args.listen) if args.listen else None
+    unix = unix_socket(spec, args.socket_mode, args.socket_group) if spec else None
+    settings = MilterSettings.from_env(os.environ, hostname=host_name())
+    tenants = None
+    if args.tenants:
+        from ipv6gate.ports.memory import InMemoryTenants
+
+        try:
+            tenants = InMemoryTenants.from_json_file(args.tenants)
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
+    region = aws_region(os.environ)
+    if region is None and (tenants is None or settings.checks.trace_table):
+        raise SettingsError(f"{NO_REGION}; the tenants and trace tables are DynamoDB")
+    gate = build_smtp_gate(settings, tenants=tenants, region=region)
+    if spec and not args.check:  # --check runs beside a live milter: its socket is not in question
+        check_free(spec)
+    return _Setup(spec, unix, settings, gate, tenants is not None, region)
+
+
+def run_milter(args: argparse.Namespace) -> int:
+    from ipv6gate.wiring import probe_smtp_stack
 
     try:
-        if not args.listen and not args.check:
-            raise ValueError("--listen is required (or --check)")
-        spec = socket_spec(args.listen) if args.listen else None
-        unix = unix_socket(spec, args.socket_mode, args.socket_group) if spec else None
-        settings = MilterSettings.from_env(os.environ, hostname=host_name())
-        tenants = None
-        if args.tenants:
-            from ipv6gate.ports.memory import InMemoryTenants
-
-            try:
-                tenants = InMemoryTenants.from_json_file(args.tenants)
-            except (OSError, ValueError) as exc:
-                raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
-        region = aws_region(os.environ)
-        if region is None and (tenants is None or settings.checks.trace_table):
-            raise SettingsError(f"{NO_REGION}; the tenants and trace tables are DynamoDB")
-        gate = build_smtp_gate(settings, tenants=tenants, region=region)
-        if spec and not args.check:  # --check runs beside a live milter: its socket is not in question
-            check_free(spec)
+        setup = _configure(args)
     except (SettingsError, ValueError) as exc:
         return fail(f"configuration: {exc}", Exit.USAGE)
     except SocketError as exc:
         return fail(f"configuration: cannot listen on {exc}", Exit.USAGE)
 
     # Before listening: what would otherwise fail only at the first message, and fail open there.
-    problems = probe_smtp_stack(settings, tenants_from_file=tenants is not None, region=region)
+    problems = probe_smtp_stack(setup.settings, tenants_from_file=setup.tenants_from_file, region=setup.region)
     if args.check:
         if problems:
             return fail(f"start-time check failed: {'; '.join(problems)}", Exit.USAGE)
@@ -145,7 +162,17 @@ def run_milter(args: argparse.Namespace) -> int:
         return Exit.OK
     if problems and not args.degraded_start:
         return fail(f"start-time check failed: {'; '.join(problems)} (--degraded-start to start anyway)", Exit.USAGE)
+    return _serve(setup, problems)
 
+
+def _serve(setup: _Setup, problems: list[str]) -> int:
+    from aws_lambda_powertools import Logger, Metrics
+
+    from ipv6gate.entrypoints.lambda_gate import count_decision, log_json
+    from ipv6gate.entrypoints.milter import ListenError, serve
+    from ipv6gate.evaluation.record import Decision
+
+    settings, unix = setup.settings, setup.unix
     service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "ipv6gate-milter"
     logger = Logger(service=service, json_serializer=log_json)
     for problem in problems:
@@ -168,7 +195,7 @@ def run_milter(args: argparse.Namespace) -> int:
         logger.error("milter callback failed; message accepted", extra={"stage": stage}, exc_info=exc)
 
     def listening() -> None:
-        extra: dict[str, Any] = {"socket": spec, "authserv_id": settings.authserv_id}
+        extra: dict[str, Any] = {"socket": setup.spec, "authserv_id": settings.authserv_id}
         if unix is not None:
             extra |= {"socket_mode": f"{unix.mode:04o}", "socket_gid": unix.path.stat().st_gid}
         logger.info("milter listening", extra=extra)
@@ -177,11 +204,11 @@ def run_milter(args: argparse.Namespace) -> int:
     import ipv6gate.checks.dkim
     import ipv6gate.checks.spf  # noqa: F401
 
-    assert spec is not None
+    assert setup.spec is not None  # --listen is required without --check
     try:
         cut_off = serve(
-            gate,
-            spec,
+            setup.gate,
+            setup.spec,
             settings.authserv_id,
             report,
             on_error,
