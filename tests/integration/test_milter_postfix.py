@@ -68,10 +68,10 @@ def tenants_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _stack(env: dict[str, str], tenants_file: Path) -> Iterator[Stack]:
+def _stack(env: dict[str, str], tenants_file: Path, *args: str) -> Iterator[Stack]:
     base = {"AWS_REGION": "eu-west-1", "MILTER_AUTHSERV_ID": AUTHSERV_ID}
     with (
-        MilterProcess(base | env, ["--tenants", str(tenants_file)]) as milter,
+        MilterProcess(base | env, ["--tenants", str(tenants_file), *args]) as milter,
         PostfixInstance(milter.postfix_address, capture=True) as postfix,
     ):
         yield Stack(milter, postfix)
@@ -84,14 +84,18 @@ def stack(knot: KnotServer, tenants_file: Path) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module", params=["accept", "reject"])
 def dns_down(request: pytest.FixtureRequest, tenants_file: Path) -> Iterator[tuple[str, Stack]]:
-    """A milter whose DNS server does not answer at all: every lookup is a temporary error."""
+    """A milter whose DNS server does not answer at all: every lookup is a temporary error.
+
+    The start-time check sees that and would stop the start: ``--degraded-start`` is the operator's
+    choice to run anyway (the case these tests are about).
+    """
     env = {
         "DNS_SERVERS": f"127.0.0.1:{free_port()}",
         "DNS_QUERY_TIMEOUT_SECONDS": "0.3",
         "DECISION_BUDGET_SECONDS": "1",
         "TEMPERROR_ACTION": request.param,
     }
-    for s in _stack(env, tenants_file):
+    for s in _stack(env, tenants_file, "--degraded-start"):
         yield request.param, s
 
 
@@ -161,6 +165,8 @@ def test_monitor_tenant_is_accepted_and_logs_would_reply(stack: Stack) -> None:
 
 def test_temperror_follows_temperror_action(dns_down: tuple[str, Stack]) -> None:
     action, stack = dns_down
+    [warning] = [r for r in stack.milter.records() if r["message"].startswith("DEGRADED START")]
+    assert warning["problem"].startswith("DNS_SERVERS: DNS server not answering: 127.0.0.1:")
     result = stack.send(world.GOOD_IP, ("bob@tenant.test",))
     decision = stack.decision_for(world.GOOD_IP)
     assert decision["checks"]["iprev"]["result"] == "temperror"

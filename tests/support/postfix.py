@@ -233,20 +233,22 @@ class MilterProcess(Service):
         return f"inet:127.0.0.1:{self.port}"
 
     def start(self) -> Self:
+        socket_args: list[str] = []
         if self.unix:
             self._socket_dir = Path(tempfile.mkdtemp(prefix="ipv6gate-milter-"))
             self._socket_dir.chmod(0o755)
             listen = f"unix:{self._socket_dir / 'milter.sock'}"
+            socket_args = ["--socket-group", "postfix"]  # Postfix's smtpd runs as the postfix user
         else:
             self.port = free_port()
             listen = f"127.0.0.1:{self.port}"
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 - read after the process stops; closed with it
         env = {**os.environ, **self.env, "PYTHONPATH": f"{ROOT / 'layers' / 'ipv6gate'}:{ROOT}"}
-        command = [sys.executable, "-m", "ipv6gate.entrypoints.cli", "milter", "--listen", listen]
+        command = [sys.executable, "-m", "ipv6gate.entrypoints.cli", "milter", "--listen", listen, *socket_args]
         self._proc = subprocess.Popen([*command, *self.args], env=env, stdout=self._out, stderr=subprocess.STDOUT)
         try:
             if self._socket_dir is not None:
-                self._wait_for_socket(self._socket_dir / "milter.sock")
+                self._wait_for_listening()
             else:
                 wait_for_port("127.0.0.1", self.port, 30, "ipv6gate milter", alive=lambda: self._proc.poll() is None)
         except BaseException:
@@ -255,13 +257,13 @@ class MilterProcess(Service):
             raise RuntimeError(f"ipv6gate milter did not start: {output[-800:]}") from None
         return self
 
-    def _wait_for_socket(self, path: Path, timeout: float = 30.0) -> None:
+    def _wait_for_listening(self, timeout: float = 30.0) -> None:
+        """Until the milter logs "milter listening": only after the socket is bound and given its group."""
         deadline = time.monotonic() + timeout
-        while not path.exists():
+        while not any(r.get("message") == "milter listening" for r in self.records()):
             if self._proc is None or self._proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ipv6gate milter did not create {path}")
+                raise RuntimeError("ipv6gate milter did not log 'milter listening'")
             time.sleep(0.05)
-        path.chmod(0o666)  # Postfix's smtpd runs as the postfix user
 
     def output(self) -> str:
         if self._out is None:
