@@ -307,7 +307,7 @@ class MilterSettings:
         "",
         _authserv_id,
         "authserv-id of the Authentication-Results header it adds (and removes when forged)",
-        shown="the host's name",
+        shown="the host's FQDN",
     )
     max_recipients: int = setting(
         "MILTER_MAX_RECIPIENTS", 100, integer(1, 10_000), "recipients per message; more get 452 4.5.3"
