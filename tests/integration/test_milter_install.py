@@ -273,6 +273,9 @@ def test_a_misspelt_tenants_table_stops_the_start(stack: Stack, tmp_path: Path) 
     assert not (spool / "ipv6gate" / "milter.sock").exists() and "milter listening" not in started.stdout
     check = run(stack.command(UNIT["Service.ExecStartPre"][1]), env=env)
     assert check.returncode == 2 and "ResourceNotFoundException" in check.stderr
+    trace = run(stack.command(UNIT["Service.ExecStartPre"][1]), env=stack.env | {"TRACE_TABLE": "nosuchtrace"})
+    assert trace.returncode == 2 and "TRACE_TABLE: DynamoDB nosuchtrace: ResourceNotFoundException" in trace.stderr
+    assert "TENANTS_TABLE" not in trace.stderr
     degraded = UnitProcess([*command, "--degraded-start"], env)
     try:
         warning = degraded.wait_for("DEGRADED START: a start-time check failed; mail it concerns passes unjudged")

@@ -149,3 +149,18 @@ def test_a_dns_server_that_does_not_answer_stops_the_start(
             )
             assert server not in err and err.count("\n") == 1
     assert not (tmp_path / "milter.sock").exists()  # never bound
+
+
+def test_a_region_without_an_endpoint_stops_the_start(
+    tenants_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "xx-nowhere-1")  # a well-formed name; no such region, so no such host
+    monkeypatch.setenv("TENANTS_TABLE", "tenants")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with _dns_server() as server:
+        monkeypatch.setenv("DNS_SERVERS", server)
+        assert main(["milter", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "AWS_REGION xx-nowhere-1: the DynamoDB endpoint dynamodb.xx-nowhere-1.amazonaws.com does not resolve" in err
+    assert err.count("\n") == 1
