@@ -7,6 +7,8 @@ presents each test's client address; Knot serves the test world's zones; tenants
 from __future__ import annotations
 
 import json
+import signal
+import smtplib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,3 +207,27 @@ def test_smtp_demo_gives_every_scenario_its_expected_reply(capsys: pytest.Captur
     out = capsys.readouterr().out
     assert "every reply matches" in out and "MISMATCH" not in out
     assert "450 4.7.25 Service unavailable, sending IPv6 address [2001:db8:25::99] must have reverse DNS record." in out
+
+
+def test_sigterm_cuts_a_session_off_at_the_drain_bound(tenants_file: Path, knot: KnotServer) -> None:
+    """A session that never sends DATA holds the stop for MILTER_DRAIN_SECONDS, no longer; Postfix then
+    applies milter_default_action (accept) to it, and the log counts it."""
+    env = {"AWS_REGION": "eu-west-1", "DNS_SERVERS": knot.servers_env, "MILTER_DRAIN_SECONDS": "1"}
+    with (
+        MilterProcess(env, ["--tenants", str(tenants_file)], unix=True) as milter,
+        PostfixInstance(milter.postfix_address) as postfix,
+        smtplib.SMTP("127.0.0.1", postfix.port, timeout=60) as smtp,
+    ):
+        smtp.ehlo("client.ipv6gate.test")
+        assert smtp.docmd("XCLIENT", f"ADDR=IPV6:{world.GOOD_IP} HELO=mail.good.test")[0] == 220
+        smtp.ehlo_resp = None
+        smtp.ehlo("mail.good.test")
+        assert smtp.mail("alice@good.test")[0] == 250 and smtp.rcpt("bob@tenant.test")[0] == 250
+        assert milter._proc is not None
+        started = time.monotonic()
+        milter._proc.send_signal(signal.SIGTERM)
+        assert milter._proc.wait(timeout=30) == 0
+        assert 1 <= time.monotonic() - started < 15  # the bound, plus libmilter noticing its stop (<= 5 s)
+        [stopped] = [r for r in milter.records() if r.get("message") == "milter stopped"]
+        assert stopped["sessions_cut_off"] == 1
+        assert smtp.data(world.message())[0] == 250  # milter_default_action = accept

@@ -273,7 +273,9 @@ def _run_until_stopped(
         finally:
             wake.set()
 
-    previous = {sig: signal.signal(sig, lambda *_: wake.set()) for sig in _STOP_SIGNALS}
+    # Python lets only the main thread set signal handlers (the CLI runs the milter there).
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, lambda *_: wake.set()) for sig in _STOP_SIGNALS} if on_main else {}
     libmilter = threading.Thread(target=run, name="libmilter", daemon=True)
     libmilter.start()
     try:
