@@ -7,6 +7,10 @@ its own, calling one ``GateMilter`` per connection. Each callback feeds one stag
 
 An unexpected error in a callback accepts (as the Lambda continues its rule set): a bug must not
 turn away mail that nobody has judged. An error log line names the stage it happened in.
+
+``serve`` binds the socket itself before libmilter's loop starts (``milter_socket``: checked first,
+then mode and group), runs that loop on a thread of its own, and keeps the main thread for the
+stop: SIGTERM removes a unix socket, waits (bounded) for the sessions in progress, then ends the loop.
 """
 
 from __future__ import annotations
