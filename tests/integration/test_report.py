@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -36,6 +38,7 @@ from tests.support.sam_local import LocalStack
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).with_name("ipv6gate"))
+README = Path(__file__).resolve().parents[2] / "README.md"
 NOW = datetime.now(UTC)
 NEIGHBOUR_IP = "2001:db8:2::26"  # no PTR either, same /64 as world.NO_PTR_IP
 TENANTS = [
@@ -311,6 +314,29 @@ def test_text_and_csv(stack: LocalStack, written: dict[str, Decision]) -> None:
     assert {(r["tenant"], r["mode"]) for r in rows if r["domain"] == "optout.test"} == {("yes", "off")}
     [refused] = [r for r in rows if (r["domain"], r["measure"], r["reply"]) == (STRANGER, "rejected", "5.2.1")]
     assert refused["count"] == "2"
+
+
+def test_the_readme_commands(stack: LocalStack, written: dict[str, Decision]) -> None:
+    """README "From monitor to enforce", step 2's block as written (example.com: the domain nobody named)."""
+    section = README.read_text(encoding="utf-8").split("## From monitor to enforce", 1)[1]
+    [block] = [b for b in re.findall(r"```sh\n(.*?)```", section, re.S) if "ipv6gate report" in b]
+    export, *commands = [line.strip() for line in block.splitlines() if line.strip()]
+    assert export.startswith("export ") and re.findall(r"(\w+)=<", export) == ["TRACE_TABLE", "TENANTS_TABLE"]
+    lines = [shlex.split(line, comments=True) for line in commands]
+    [every, one] = [[STRANGER if a == "example.com" else a for a in line[2:]] for line in lines if line[1] == "report"]
+    table = report(env_of(stack), *every)
+    assert table.returncode == 0 and [STRANGER, "no", "-", "2"] in [r.split()[:4] for r in table.stdout.splitlines()]
+    out = report(env_of(stack), *one)
+    assert out.returncode == 0, out.stderr
+    [domain] = json.loads(out.stdout)["domains"]
+    assert (domain["domain"], domain["tenant"], domain["rejected"]["5.2.1"]) == (STRANGER, False, 2)
+    [trace_line] = [line for line in lines if line[1] == "trace"]
+    assert trace_line[2:] == ["<example", "message", "id>"]
+    example = domain["top_sources"][0]["example"]
+    why = subprocess.run(
+        [CLI, "trace", example], check=False, env=env_of(stack), capture_output=True, text=True, timeout=60
+    )
+    assert why.returncode == 0 and json.loads(why.stdout)["recipients"][0]["reply"].startswith("550 5.2.1")
 
 
 @pytest.mark.parametrize(
