@@ -186,7 +186,7 @@ def test_decisions_from_before_the_day_index_are_counted_and_noted() -> None:
 
 def test_a_cut_domain_list_is_noted() -> None:
     report = build_report(world(), TENANTS, T, T, limit=2, every_decided=True)
-    assert report.to_dict()["domain_index"] == {"read": 2, "complete": False}
+    assert report.to_dict()["domain_index"] == {"read": 2, "complete": False} and report.limit_reached
     assert report.notes()[-1] == (
         "limit of 2 entries reached listing the domains decided for: domains that are not tenants may be missing"
     )

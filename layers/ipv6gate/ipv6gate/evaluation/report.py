@@ -147,11 +147,12 @@ class Report:
 
     @property
     def limit_reached(self) -> bool:
-        return not all(d.complete for d in self.domains)
+        """The limit cut a domain's read or the domain list."""
+        return not self.index_complete or not all(d.complete for d in self.domains)
 
     def notes(self) -> list[str]:
         out = []
-        if self.limit_reached:
+        if not all(d.complete for d in self.domains):
             cut = [f"{d.domain} back to {d.oldest_read}" for d in self.domains if not d.complete and d.items_read]
             unread = [d.domain for d in self.domains if not d.complete and not d.items_read]
             parts = [
