@@ -117,9 +117,10 @@ class DynamoTraceStore:
         bounds = {":from": {"S": f"{utc_day(since)}#"}, ":to": {"S": f"{utc_day(until)}$"}}  # '$' after '#'
         query: dict[str, Any] = {
             "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :from AND :to",
+            "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :from AND :to",
+            "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk"},  # names, never reserved words
             "ExpressionAttributeValues": {":pk": {"S": DAYS}, **bounds},
-            "ProjectionExpression": "sk",
+            "ProjectionExpression": "#sk",
         }
         found: dict[str, set[str]] = {}
         read = 0
