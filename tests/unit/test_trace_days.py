@@ -112,3 +112,15 @@ def test_a_failed_write_is_retried_with_the_next_decision(fault: str) -> None:
     client.batches.clear()
     store.record(decision("m2", "new.test"), T)
     assert [i["sk"]["S"] for i in client.day_items()] == ["2026-01-05#new.test"]
+
+
+def test_what_the_process_remembers_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipv6gate.aws import trace
+
+    monkeypatch.setattr(trace, "_REMEMBERED", 2)
+    client = Client()
+    store = DynamoTraceStore(client, "trace", ttl_days=30)
+    for message_id, domain in [("m1", "a.test"), ("m2", "b.test"), ("m3", "a.test"), ("m4", "c.test")]:
+        store.record(decision(message_id, domain), T)
+    store.record(decision("m5", "a.test"), T)  # forgotten when c.test made three: written again
+    assert [i["sk"]["S"].partition("#")[2] for i in client.day_items()] == ["a.test", "b.test", "c.test", "a.test"]
