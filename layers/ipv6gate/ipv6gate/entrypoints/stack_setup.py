@@ -85,7 +85,7 @@ class StackSetup:
             outcome, status = Outcome(NOT_CREATED if request == "Create" else old_id), "FAILED"
         return {
             "Status": status,
-            "Reason": reason or f"see the log of {event.get('LogicalResourceId')}",
+            "Reason": reason or "done",
             "PhysicalResourceId": outcome.physical_id,
             "StackId": event.get("StackId"),
             "RequestId": event.get("RequestId"),
