@@ -414,3 +414,31 @@ def test_deployed_handler_answers_cloudformation_end_to_end(aws, cfn_endpoint):
     assert target["Status"] == "SUCCESS" and target["Data"] == {"RuleSetName": "ops"}
     assert seeded["Status"] == "SUCCESS" and seeded["Data"] == {"Created": "1", "Existing": "0"}
     assert tenant_from_item(items(ddb)["a.example"]).mode is Mode.MONITOR
+
+
+# --------------------------------------------------------------------------- what the seed means for mail
+@pytest.mark.parametrize("seeded", [True, False])
+def test_first_deploy_rejects_nothing_for_a_seeded_domain(aws, setup, resolver, messages, powertools, seeded):
+    """The gate reading the table the seed wrote: a covered domain that was no tenant is monitored, not refused."""
+    import time
+
+    from ipv6gate.aws.dynamodb import DynamoTenantDirectory
+    from ipv6gate.entrypoints.lambda_gate import handle_ses_event
+    from ipv6gate.evaluation.gate import Gate
+    from ipv6gate.settings import Settings
+    from tests.support import world
+
+    _, ddb = aws
+    if seeded:
+        assert setup.handle(seed(recipients=["fresh.test"]))["Data"]["Created"] == "1"
+    gate = Gate(
+        Settings.from_env({"AWS_REGION": REGION}),
+        resolver,
+        DynamoTenantDirectory(ddb, TABLE),
+        messages,
+        clock=time.monotonic,
+    )
+    event_ = world.ses_event(ip=world.NO_PTR_IP, recipients=("a@fresh.test",))
+    disposition = handle_ses_event(event_, gate, *powertools)
+    # Without the seed, the domain is no tenant: 550 5.2.1 and the rest of the rule set is stopped.
+    assert disposition == {"disposition": "CONTINUE" if seeded else "STOP_RULE_SET"}
