@@ -442,3 +442,34 @@ def test_first_deploy_rejects_nothing_for_a_seeded_domain(aws, setup, resolver, 
     disposition = handle_ses_event(event_, gate, *powertools)
     # Without the seed, the domain is no tenant: 550 5.2.1 and the rest of the rule set is stopped.
     assert disposition == {"disposition": "CONTINUE" if seeded else "STOP_RULE_SET"}
+
+
+def test_stack_lifecycle_in_the_operators_active_set_leaves_it_as_it_was(aws, setup):
+    """CloudFormation's order for the defaults plus ActivateRuleSet=true: create, update, delete."""
+    ses, _ = aws
+    ses.create_receipt_rule_set(RuleSetName="ops")
+    ses.create_receipt_rule(RuleSetName="ops", Rule={"Name": "deliver", "Enabled": True})
+    ses.create_receipt_rule(RuleSetName="ops", After="deliver", Rule={"Name": "archive", "Enabled": True})
+    ses.set_active_receipt_rule_set(RuleSetName="ops")
+
+    def rules() -> list[str]:
+        return [r["Name"] for r in ses.describe_receipt_rule_set(RuleSetName="ops")["Rules"]]
+
+    target = setup.handle(event("ReceiptRuleSetTarget", RuleSetName=""))
+    assert setup.handle(seed(recipients=["a.example"]))["Status"] == "SUCCESS"
+    # AWS::SES::ReceiptRule with the target's name and no After, as the template declares it.
+    ses.create_receipt_rule(RuleSetName=target["Data"]["RuleSetName"], Rule={"Name": "ipv6gate-gate", "Enabled": True})
+    activated = setup.handle(activation(name="ops"))
+    assert rules() == ["ipv6gate-gate", "deliver", "archive"] and active(ses) == "ops"
+
+    physical = target["PhysicalResourceId"]
+    assert setup.handle(event("ReceiptRuleSetTarget", "Update", physical, old={"RuleSetName": ""}, RuleSetName=""))[
+        "Data"
+    ] == {"RuleSetName": "ops"}
+    assert setup.handle(seed("Update", ["a.example", "b.example"]))["Status"] == "SUCCESS"
+
+    setup.handle(activation("Delete", activated["PhysicalResourceId"], name="ops"))
+    # CloudFormation deletes the gate's rule here (moto has no DeleteReceiptRule; make deploy-rehearsal runs it).
+    setup.handle(seed("Delete", ["a.example", "b.example"]))
+    setup.handle(event("ReceiptRuleSetTarget", "Delete", physical, RuleSetName=""))
+    assert rules() == ["ipv6gate-gate", "deliver", "archive"] and active(ses) == "ops"
