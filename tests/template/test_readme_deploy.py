@@ -160,7 +160,12 @@ def test_empty_recipients_as_the_readme_writes_it_reach_the_template_empty():
 def test_roll_back_uses_the_stack_of_samconfig():
     from samcli.commands.delete.command import cli as sam_delete
 
-    [delete] = [c for c in sh_commands() if c.startswith("sam delete")]
+    commands = sh_commands()
+    [delete] = [c for c in commands if c.startswith("sam delete")]
+    [empty] = [c for c in commands if c.startswith("aws s3 rm")]
+    # SES's setup-notification object alone keeps the bucket (DeletionPolicy Delete) from being deleted.
+    assert commands.index(empty) < commands.index(delete)
+    assert load_template()["Resources"]["MessageBucket"]["DeletionPolicy"] == "Delete"
     known = {opt for p in sam_delete.params for opt in p.opts}
     assert set(expand(delete)[2:]) <= known
     config = tomllib.loads((REPO / "samconfig.toml").read_text(encoding="utf-8"))
@@ -170,7 +175,7 @@ def test_roll_back_uses_the_stack_of_samconfig():
 def test_outputs_read_by_the_section_exist():
     outputs = load_template()["Outputs"]
     named = re.findall(r"OutputKey=='(\w+)'", deploy_section())
-    assert {"TenantsTableName", "TraceTableName"} <= set(named)
+    assert {"TenantsTableName", "TraceTableName", "MessageBucketName"} <= set(named)
     assert set(named) <= set(outputs)
     for name in ("ReceiptRuleSetName", "ReceiptRuleName", "TenantsSeeded"):  # named in the prose
         assert f"`{name}`" in deploy_section() and name in outputs, name
