@@ -232,11 +232,59 @@ def traced_message_ids(stack: sam_local.LocalStack, table: str, message_ids: Seq
     return found, total
 
 
+def verify_trace(
+    stack: sam_local.LocalStack, table: str, decided: Sequence[Outcome]
+) -> tuple[list[str], dict[str, int]]:
+    """What is wrong with the trace the decisions left (nothing: an empty list), and its counts."""
+    problems: list[str] = []
+    want_traced = Counter(o.item.message_id for o in decided if o.traced)
+    traced, trace_total = traced_message_ids(stack, table, sorted(want_traced))
+    if traced != want_traced:
+        missing = want_traced - traced
+        problems.append(f"trace table: {sum(missing.values())} of {len(want_traced)} decisions not recorded")
+    days = domain_days(stack, table)
+    want_domains = {d for o in decided if o.traced for d in recipient_domains(o.item)}
+    if {domain for _, domain in days} != want_domains:
+        problems.append(f"domain-per-day items list {len(days)} (day, domain), not the {len(want_domains)} domains")
+    want_total = sum(trace_items_per_decision(o.item) for o in decided if o.traced) + len(days)
+    if trace_total != want_total:
+        problems.append(f"trace table holds {trace_total} items, the decisions made write {want_total}")
+    counts = {
+        "trace_decision_items": sum(traced.values()),
+        "trace_decisions_expected": sum(want_traced.values()),
+        "trace_items": trace_total,
+        "trace_domain_day_items": len(days),
+    }
+    return problems, counts
+
+
 def trace_items_per_decision(item: Item) -> int:
     """What DynamoTraceStore writes for one decision: the decision, by IP (IPv6 and IPv4 alike), by
-    sender, and one per recipient domain."""
-    domains = {address.rpartition("@")[2].lower() for address in item.scenario.recipients}
-    return 3 + len(domains)
+    sender, and one per recipient domain (the domain-per-day items are shared: ``domain_days``)."""
+    return 3 + len(recipient_domains(item))
+
+
+def recipient_domains(item: Item) -> set[str]:
+    return {address.rpartition("@")[2].lower() for address in item.scenario.recipients}
+
+
+def domain_days(stack: sam_local.LocalStack, table: str) -> set[tuple[str, str]]:
+    """The trace's domain-per-day items, (day, domain): one Query of their partition, every page."""
+    from ipv6gate.aws.trace import DAYS
+
+    ddb = stack.client("dynamodb")
+    query: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": DAYS}},
+    }
+    found: set[tuple[str, str]] = set()
+    while True:
+        page = ddb.query(**query)
+        found.update(tuple(item["sk"]["S"].split("#", 1)) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return found
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 class QueueDrain:
@@ -467,16 +515,8 @@ def _load(
     results = run_batches(spec, env, chunks(chosen, args.batch), workers=args.workers, deadline=deadline, log=log)
     wall = time.monotonic() - phase
 
-    verification: list[str] = []
     decided = [o for o in results.outcomes if o.outcome]
-    want_traced = Counter(o.item.message_id for o in decided if o.traced)
-    traced, trace_total = traced_message_ids(stack, env["TRACE_TABLE"], sorted(want_traced))
-    if traced != want_traced:
-        missing = want_traced - traced
-        verification.append(f"trace table: {sum(missing.values())} of {len(want_traced)} decisions not recorded")
-    want_total = sum(trace_items_per_decision(o.item) for o in decided if o.traced)
-    if trace_total != want_total:
-        verification.append(f"trace table holds {trace_total} items, the decisions made write {want_total}")
+    verification, counts = verify_trace(stack, env["TRACE_TABLE"], decided)
     queued = drain.finish()
     if drain.error:
         verification.append(f"reading the bounce queue failed: {drain.error}")
@@ -487,15 +527,13 @@ def _load(
     if len(results.outcomes) < args.decisions:
         verification.append(f"only {len(results.outcomes)} of {args.decisions} decisions made")
 
-    data = report(results, args, wall, verification, proxy)
-    data["trace_decision_items"] = sum(traced.values())
-    data["trace_decisions_expected"] = sum(want_traced.values())
-    data["trace_items"] = trace_total
+    data = report(results, args, wall, verification, proxy) | counts
     data["bounce_queue_messages"] = sum(queued.values())
     print_report(data)
     print(
         f"trace table: {data['trace_decision_items']} of {data['trace_decisions_expected']} IPv6 decisions "
-        f"(sk = decision), {trace_total} items in all (IPv4 not recorded); "
+        f"(sk = decision), {data['trace_items']} items in all (IPv4 not recorded; "
+        f"{data['trace_domain_day_items']} domain-per-day); "
         f"bounce queue: {data['bounce_queue_messages']} requests"
     )
     if args.json:

@@ -1,17 +1,27 @@
 """The message trace in DynamoDB: why was this mail rejected?
 
-Key design (one table, one overloaded GSI), all items of a message under one partition:
+Key design (one table, one overloaded GSI); all items of a message share its partition:
 
-| item            | pk            | sk                 | lookup (GSI pk)        | at (GSI sk)               |
-|-----------------|---------------|--------------------|------------------------|---------------------------|
-| the decision    | msg#<id>      | decision           | -                      | -                         |
-| by client IP    | msg#<id>      | ix#ip              | ip#<compressed ip>     | <decided_at>#<message id> |
-| by sender       | msg#<id>      | ix#sender          | sender#<mail from>     | same                      |
-| by domain       | msg#<id>      | ix#domain#<domain> | domain#<domain>        | same                      |
+| item           | pk             | sk                 | lookup (GSI pk)    | at (GSI sk)               |
+|----------------|----------------|--------------------|--------------------|---------------------------|
+| the decision   | msg#<id>       | decision           | -                  | -                         |
+| by client IP   | msg#<id>       | ix#ip              | ip#<compressed ip> | <decided_at>#<message id> |
+| by sender      | msg#<id>       | ix#sender          | sender#<mail from> | same                      |
+| by domain      | msg#<id>       | ix#domain#<domain> | domain#<domain>    | same                      |
+| domain per day | domains-by-day | <day>#<domain>     | -                  | -                         |
 
 Index items carry a summary (``evaluation/summary.py``: disposition, replies, check results; a domain's
 item also that domain's recipient outcomes) so a listing or a report needs only Queries; ``expires_at``
-(epoch seconds) is the table's TTL attribute. A decision is written with one BatchWriteItem.
+(epoch seconds) is the table's TTL attribute.
+
+The domain-per-day items (``day`` the UTC date of the decision) say which recipient domains the gate
+decided for on a day, tenant or not: ``ipv6gate report`` lists a window's domains with one Query of that
+partition instead of a Scan. Each is a plain PutRequest whose content follows from its key (expiring
+``TRACE_TTL_DAYS`` after the day ends, so after every decision it lists), so writing it again changes
+nothing; this process writes each one once (``_indexed``) in the decision's BatchWriteItem, so a
+decision normally adds no write at all. They stay out of the GSI (no ``lookup``): no index write either.
+
+A decision is written with one BatchWriteItem (another per 25 items for a message with many domains).
 """
 
 from __future__ import annotations
@@ -19,15 +29,17 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ipv6gate.evaluation.record import Decision
-from ipv6gate.evaluation.summary import base_summary, outcomes_by_domain
+from ipv6gate.evaluation.summary import base_summary, outcomes_by_domain, utc_day
 from ipv6gate.ports import TraceError
 
-_MAX_ITEMS = 25  # BatchWriteItem's limit: the decision, two index items, up to 22 domains
+_BATCH = 25  # BatchWriteItem's limit on items per call
 INDEX = "lookup"
+DAYS = "domains-by-day"  # the partition of the domain-per-day items
+_REMEMBERED = 10_000  # (day, domain) pairs known written, kept per process before starting afresh
 
 
 class DynamoTraceStore:
@@ -35,11 +47,20 @@ class DynamoTraceStore:
         self._client = client
         self._table = table
         self._ttl = timedelta(days=ttl_days)
+        self._indexed: set[tuple[str, str]] = set()  # domain-per-day items this process has written
 
     def record(self, decision: Decision, decided_at: datetime) -> None:
-        items = list(self._items(decision, decided_at))[:_MAX_ITEMS]
-        request = {self._table: [{"PutRequest": {"Item": item}} for item in items]}
-        response = self._call("batch_write_item", RequestItems=request)
+        day = utc_day(decided_at)
+        new_days = sorted({d for d in decision.domains if (day, d) not in self._indexed})
+        items = [*self._items(decision, decided_at), *self._day_items(day, new_days)]
+        for start in range(0, len(items), _BATCH):
+            self._write([{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH]])
+        if len(self._indexed) + len(new_days) > _REMEMBERED:
+            self._indexed.clear()  # bounded memory; the cost is one rewrite per domain
+        self._indexed.update((day, d) for d in new_days)
+
+    def _write(self, requests: list[dict[str, Any]]) -> None:
+        response = self._call("batch_write_item", RequestItems={self._table: requests})
         if response.get("UnprocessedItems"):  # throttled: one more try, then report
             response = self._call("batch_write_item", RequestItems=response["UnprocessedItems"])
             if response.get("UnprocessedItems"):
@@ -96,6 +117,32 @@ class DynamoTraceStore:
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return summaries, False
 
+    def domains_decided(
+        self, since: datetime, until: datetime, limit: int, page_size: int = 1000
+    ) -> tuple[dict[str, set[str]], bool]:
+        """Each domain the gate decided for on the UTC days of [since, until], with those days; one Query of
+        the domain-per-day partition, paged, at most ``limit`` items; the flag is False when that cut it."""
+        bounds = {":from": {"S": f"{utc_day(since)}#"}, ":to": {"S": f"{utc_day(until)}$"}}  # '$' after '#'
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :from AND :to",
+            "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk"},  # names, never reserved words
+            "ExpressionAttributeValues": {":pk": {"S": DAYS}, **bounds},
+            "ProjectionExpression": "#sk",
+        }
+        found: dict[str, set[str]] = {}
+        read = 0
+        while read < limit:
+            page = self._call("query", Limit=min(page_size, limit - read), **query)
+            for item in page.get("Items", []):
+                day, _, domain = item["sk"]["S"].partition("#")
+                found.setdefault(domain, set()).add(day)
+                read += 1
+            if "LastEvaluatedKey" not in page:
+                return found, True
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found, False
+
     def _items(self, decision: Decision, decided_at: datetime) -> Iterator[dict[str, Any]]:
         at = _at(decided_at)
         expires = str(int((decided_at + self._ttl).timestamp()))
@@ -121,6 +168,13 @@ class DynamoTraceStore:
                 "summary": {"S": json.dumps(content)},
                 "expires_at": {"N": expires},
             }
+
+    def _day_items(self, day: str, domains: list[str]) -> Iterator[dict[str, Any]]:
+        # Expires with the last decision it lists: the day's end plus the trace's TTL.
+        day_end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
+        expires = str(int((day_end + self._ttl).timestamp()))
+        for domain in domains:
+            yield {"pk": {"S": DAYS}, "sk": {"S": f"{day}#{domain}"}, "expires_at": {"N": expires}}
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -1,6 +1,7 @@
 """``ipv6gate report``: per recipient domain, what the gate decided over the last days (TRACE_TABLE) and
-what enforcing would stop. Every tenant of TENANTS_TABLE, or one ``--domain``; Queries only, no Scan of
-the trace; at most ``--limit`` index items read, and the output says when that cut the window short.
+what enforcing would stop. Every tenant of TENANTS_TABLE and every other domain the gate decided for
+(flagged as not a tenant), or one ``--domain``; Queries only, no Scan of the trace; at most ``--limit``
+index items read, and the output says when that cut the window short.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ FORMATS = ("text", "json", "csv")
 
 def add_report_parser(commands: argparse._SubParsersAction[Any]) -> None:
     report = commands.add_parser("report", help="per domain: decisions, replies, would-rejects and who gets them")
-    report.add_argument("--domain", help="one recipient domain (default: every tenant in TENANTS_TABLE)")
+    report.add_argument(
+        "--domain", help="one recipient domain (default: every tenant in TENANTS_TABLE and every domain decided for)"
+    )
     report.add_argument("--days", default="7", help="how many days back from now (default 7)")
     report.add_argument("--format", default="text", help="text (a table, default), json or csv")
     report.add_argument("--limit", default="10000", help="most index items to read (default 10000)")
@@ -61,7 +64,8 @@ def run_report(
         client = aws_client("dynamodb", region)
         domains = _domains(client, settings.tenants_table, domain)
         trace = DynamoTraceStore(client, settings.trace_table, ttl_days=settings.trace_ttl_days)
-        report = build_report(trace, domains, until - timedelta(days=days), until, limit)
+        since = until - timedelta(days=days)
+        report = build_report(trace, domains, since, until, limit, every_decided=domain is None)
     except (TraceError, TenantLookupError) as exc:
         print(f"ipv6gate: {exc}", file=sys.stderr)
         return 3
@@ -90,24 +94,27 @@ def _missing_configuration(settings: Settings, *, one_domain: bool) -> str | Non
     if not settings.trace_table:
         return "TRACE_TABLE: not set (the DynamoDB table of decisions)"
     if not one_domain and not settings.tenants_table:
-        return "TENANTS_TABLE: not set (the report lists its tenants; or give --domain)"
+        return "TENANTS_TABLE: not set (the report lists its tenants and flags other domains; or give --domain)"
     return None
 
 
 def _domains(client: Any, tenants_table: str, domain: str | None) -> dict[str, str | None]:
-    """The domains to report on, each with its tenant mode (None when TENANTS_TABLE is not set)."""
+    """The tenants (or ``domain``), each with its mode: NOT_A_TENANT without an item, None when TENANTS_TABLE
+    is not set. Domains that are not tenants are added by the report from the trace."""
     if not tenants_table:
         return {domain or "": None}
     from ipv6gate.aws.dynamodb import TenantAdmin
+    from ipv6gate.evaluation.report import NOT_A_TENANT
 
     admin = TenantAdmin(client, tenants_table)
-    items = [admin.get(domain) or {"domain": domain, "tenant": False}] if domain else admin.scan()
-    return {str(item["domain"]): _mode(item) for item in items}
+    if domain:
+        item = admin.get(domain)
+        return {domain: _mode(item) if item else NOT_A_TENANT}
+    return {str(item["domain"]): _mode(item) for item in admin.scan()}
 
 
 def _mode(item: dict[str, Any]) -> str:
-    if item.get("tenant") is False:
-        return "not a tenant"
+    """A tenant's state; an item that exists is a tenant even when disabled ("off")."""
     if item.get("ipv6_inbound") is not True:
         return "off"
     return str(item.get("mode") or "enforce")

@@ -1,4 +1,7 @@
-"""The report as a terminal table (text) or long-form CSV (one count per row, for scripts); JSON is ``to_dict``."""
+"""The report as a terminal table (text) or long-form CSV (one count per row, for scripts); JSON is ``to_dict``.
+
+Every form says whether a domain is a tenant: the TENANT column (text), ``tenant`` (JSON, CSV).
+"""
 
 from __future__ import annotations
 
@@ -22,17 +25,21 @@ _WHO = (
 def text(report: Report) -> str:
     data = report.to_dict()
     days = (report.until - report.since).total_seconds() / 86400
-    lines = [f"IPv6 decisions {data['since']} .. {data['until']} ({days:g} days), {data['items_read']} items read", ""]
+    index = data["domain_index"]
+    listed = f", {index['read']} domain-day entries" if index else ""
+    head = f"IPv6 decisions {data['since']} .. {data['until']} ({days:g} days), {data['items_read']} items read{listed}"
     codes, checks = "/".join(STATUSES), "/".join(CHECK_NAMES)
     rows = [
-        ["DOMAIN", "MODE", "MESSAGES", "ACCEPTED", "REJECTED", "WOULD REJECT", "TEMPERROR", "BOUNCES"],
-        ["", "", "", "", codes, codes, checks, "queued/suppressed"],
+        ["DOMAIN", "TENANT", "MODE", "MESSAGES", "ACCEPTED", "REJECTED", "WOULD REJECT", "TEMPERROR", "BOUNCES"],
+        ["", "", "", "", "", codes, codes, checks, "queued/suppressed"],
     ]
+    lines = [head, ""]
     for d in data["domains"]:
         rows.append(
             [
                 d["domain"],
-                d["mode"] or "?",
+                _yes_no(d["tenant"]) or "?",
+                "-" if d["tenant"] is False else d["mode"] or "?",
                 str(d["messages"]),
                 str(d["accepted"]),
                 _slash(d["rejected"]),
@@ -41,7 +48,7 @@ def text(report: Report) -> str:
                 f"{d['bounces']['queued']}/{d['bounces']['suppressed']}",
             ]
         )
-    lines += _table(rows, right={2, 3})
+    lines += _table(rows, right={3, 4})
     for d in data["domains"]:
         who = [[r["reply"], str(r["messages"]), kind, r[key], r["example"]] for _, key, kind, r in _who_rows(d)]
         if who:
@@ -54,21 +61,28 @@ def text(report: Report) -> str:
 def csv_text(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["domain", "measure", "reply", "key", "count", "example"])
+    writer.writerow(["domain", "measure", "reply", "key", "count", "example", "tenant", "mode"])
     data = report.to_dict()
-    writer.writerow(["", "items_read", "", "", data["items_read"], ""])
-    writer.writerow(["", "limit_reached", "", "", int(data["limit_reached"]), ""])
+    writer.writerow(["", "items_read", "", "", data["items_read"], "", "", ""])
+    writer.writerow(["", "limit_reached", "", "", int(data["limit_reached"]), "", "", ""])
+    if data["domain_index"]:
+        writer.writerow(["", "domain_index_read", "", "", data["domain_index"]["read"], "", "", ""])
+        writer.writerow(["", "domain_index_complete", "", "", int(data["domain_index"]["complete"]), "", "", ""])
     for d in data["domains"]:
-        name = d["domain"]
-        for measure in ("messages", "unknown_client", "accepted", "without_detail"):
-            writer.writerow([name, measure, "", "", d[measure], ""])
+        name, flags = d["domain"], [_yes_no(d["tenant"]), d["mode"] or ""]
+        for measure in ("messages", "unknown_client", "accepted", "without_detail", "unindexed"):
+            writer.writerow([name, measure, "", "", d[measure], "", *flags])
         for measure in ("rejected", "would_reject"):
-            writer.writerows([name, measure, status, "", n, ""] for status, n in d[measure].items())
-        writer.writerows([name, "temperror", "", check, n, ""] for check, n in d["temperror"].items())
-        writer.writerows([name, "bounces", "", kind, n, ""] for kind, n in d["bounces"].items())
+            writer.writerows([name, measure, status, "", n, "", *flags] for status, n in d[measure].items())
+        writer.writerows([name, "temperror", "", check, n, "", *flags] for check, n in d["temperror"].items())
+        writer.writerows([name, "bounces", "", kind, n, "", *flags] for kind, n in d["bounces"].items())
         for field, key, _, row in _who_rows(d, limit=None):
-            writer.writerow([name, field, row["reply"], row[key], row["messages"], row["example"]])
+            writer.writerow([name, field, row["reply"], row[key], row["messages"], row["example"], *flags])
     return out.getvalue()
+
+
+def _yes_no(flag: bool | None) -> str:
+    return "" if flag is None else "yes" if flag else "no"
 
 
 def _who_rows(domain: dict[str, Any], limit: int | None = TEXT_TOP) -> Iterator[tuple[str, str, str, dict[str, Any]]]:

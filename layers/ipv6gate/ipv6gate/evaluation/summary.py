@@ -7,6 +7,7 @@ Items written before ``checks`` and ``recipients`` existed lack them; the report
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from ipv6gate.decision.policy import RecipientVerdict, Verdict
@@ -34,6 +35,12 @@ def base_summary(decision: Decision, decided_at: str) -> dict[str, Any]:
         out["faults"] = list(decision.faults)
     out["front_door"] = decision.front_door  # "ses" or "milter": the report may split by it
     return out
+
+
+def utc_day(moment: datetime | str) -> str:
+    """The UTC day (``YYYY-MM-DD``) of a decision time, or of its ISO text as summaries carry it."""
+    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return when.astimezone(UTC).date().isoformat()
 
 
 def outcomes_by_domain(decision: Decision) -> dict[str, list[dict[str, str]]]:

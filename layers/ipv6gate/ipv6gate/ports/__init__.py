@@ -81,3 +81,8 @@ class TraceWindow(Protocol):
         """Index summaries of ``domain``'s decisions in [since, until], newest first, at most ``limit``
         read; the flag is False when the limit stopped the read before the window's end. ``TraceError``."""
         ...
+
+    def domains_decided(self, since: datetime, until: datetime, limit: int) -> tuple[dict[str, set[str]], bool]:
+        """Every recipient domain decided for on the UTC days of [since, until], tenant or not, with
+        those days (``YYYY-MM-DD``); at most ``limit`` entries read, the flag as above. ``TraceError``."""
+        ...
