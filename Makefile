@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # A scenario set: a folder laid out like events/ (README "Try it locally"); for demo and local.
 SCENARIOS ?= events
 
-.PHONY: test lint typecheck unit demo sandbox local local-deps bench knot venv clean smtp-deps smtp-demo
+.PHONY: test lint typecheck unit demo sandbox local local-deps bench knot venv clean smtp-deps smtp-demo dist
 
 # What CI runs (.ci/run): lint, types, and every test, including a real `sam local invoke` of each
 # function in the offline arm64 Lambda container (tests/integration/test_local_lambda.py).
@@ -47,7 +47,7 @@ knot:
 	  fi
 
 clean:
-	rm -rf $(VENV) .venv-security .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-security .aws-sam .pytest_cache .mypy_cache .ruff_cache dist build
 
 # The demo: moto server + Knot (serving $(SCENARIOS)/zones), the template's table and bucket, then every
 # event of the scenario set through the SAM function's handler in this Python; compared with its
@@ -112,13 +112,15 @@ bench: venv knot smtp-deps
 
 # The SMTP-time front door's parts: Postfix (a private instance per test or demo, never the system
 # service: debconf is told "No configuration"), swaks (to try it by hand), libmilter-dev to build
-# pymilter, then the package's `milter` extra (pymilter, authres) in the venv.
+# pymilter, systemd-analyze (verifies packaging/'s unit in a test), then the package's `milter`
+# extra (pymilter, authres) in the venv.
 SMTP_STAMP := $(VENV)/.installed-milter
 smtp-deps: venv
 	@pkgs=""; \
 	  command -v postfix >/dev/null 2>&1 || [ -x /usr/sbin/postfix ] || pkgs="$$pkgs postfix"; \
 	  command -v swaks >/dev/null 2>&1 || pkgs="$$pkgs swaks"; \
 	  [ -e /usr/include/libmilter/mfapi.h ] || pkgs="$$pkgs libmilter-dev"; \
+	  command -v systemd-analyze >/dev/null 2>&1 || pkgs="$$pkgs systemd"; \
 	  if [ -n "$$pkgs" ]; then \
 	    echo "installing$$pkgs with apt-get"; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -133,3 +135,12 @@ smtp-deps: venv
 # the reply each recipient got, compared with expected.json (exit 1 on a mismatch).
 smtp-demo: venv knot smtp-deps
 	$(PY) -m scripts.smtp_demo --scenarios $(SCENARIOS)
+
+# What a mail host installs offline (docs/smtp-time.md "Install and run on the mail host"): the package's
+# wheel in dist/, and in dist/wheelhouse/ every wheel it needs with the `milter` extra (pymilter compiled
+# here against libmilter, so build on the CPU architecture and Debian release of the mail host).
+dist: venv smtp-deps
+	rm -rf dist
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
+	$(PY) -m pip wheel --quiet --wheel-dir dist/wheelhouse "$$(ls dist/ipv6gate-*-py3-none-any.whl)[milter]"
+	@ls dist/*.whl && echo "dist/wheelhouse: $$(ls dist/wheelhouse | wc -l) wheels"

@@ -117,6 +117,12 @@ def test_missing_table_is_tenant_lookup_error(aws: dict[str, str]) -> None:
         DynamoTenantDirectory(aws_client("dynamodb"), "no-such-table").get_many(["tenant.test"])
 
 
+def test_the_start_time_probe_reads_the_table_or_names_what_is_wrong(aws: dict[str, str]) -> None:
+    DynamoTenantDirectory(aws_client("dynamodb"), TABLE).probe()  # the table is there: nothing raised
+    with pytest.raises(TenantLookupError, match="no-such-table: ResourceNotFoundException"):
+        DynamoTenantDirectory(aws_client("dynamodb"), "no-such-table").probe()
+
+
 def test_malformed_item_is_tenant_lookup_error_for_its_domain_only(aws: dict[str, str]) -> None:
     with pytest.raises(TenantLookupError, match=r"malformed tenant item: .*'sometimes'") as caught:
         DynamoTenantDirectory(aws_client("dynamodb"), TABLE).get_many(["bad.test", "tenant.test", "nobody.test"])

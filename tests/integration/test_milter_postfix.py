@@ -7,6 +7,8 @@ presents each test's client address; Knot serves the test world's zones; tenants
 from __future__ import annotations
 
 import json
+import signal
+import smtplib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,10 +70,10 @@ def tenants_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _stack(env: dict[str, str], tenants_file: Path) -> Iterator[Stack]:
+def _stack(env: dict[str, str], tenants_file: Path, *args: str) -> Iterator[Stack]:
     base = {"AWS_REGION": "eu-west-1", "MILTER_AUTHSERV_ID": AUTHSERV_ID}
     with (
-        MilterProcess(base | env, ["--tenants", str(tenants_file)]) as milter,
+        MilterProcess(base | env, ["--tenants", str(tenants_file), *args]) as milter,
         PostfixInstance(milter.postfix_address, capture=True) as postfix,
     ):
         yield Stack(milter, postfix)
@@ -84,14 +86,18 @@ def stack(knot: KnotServer, tenants_file: Path) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module", params=["accept", "reject"])
 def dns_down(request: pytest.FixtureRequest, tenants_file: Path) -> Iterator[tuple[str, Stack]]:
-    """A milter whose DNS server does not answer at all: every lookup is a temporary error."""
+    """A milter whose DNS server does not answer at all: every lookup is a temporary error.
+
+    The start-time check sees that and would stop the start: ``--degraded-start`` is the operator's
+    choice to run anyway (the case these tests are about).
+    """
     env = {
         "DNS_SERVERS": f"127.0.0.1:{free_port()}",
         "DNS_QUERY_TIMEOUT_SECONDS": "0.3",
         "DECISION_BUDGET_SECONDS": "1",
         "TEMPERROR_ACTION": request.param,
     }
-    for s in _stack(env, tenants_file):
+    for s in _stack(env, tenants_file, "--degraded-start"):
         yield request.param, s
 
 
@@ -161,6 +167,8 @@ def test_monitor_tenant_is_accepted_and_logs_would_reply(stack: Stack) -> None:
 
 def test_temperror_follows_temperror_action(dns_down: tuple[str, Stack]) -> None:
     action, stack = dns_down
+    [warning] = [r for r in stack.milter.records() if r["message"].startswith("DEGRADED START")]
+    assert warning["problem"].startswith("DNS_SERVERS: DNS server not answering: 127.0.0.1:")
     result = stack.send(world.GOOD_IP, ("bob@tenant.test",))
     decision = stack.decision_for(world.GOOD_IP)
     assert decision["checks"]["iprev"]["result"] == "temperror"
@@ -199,3 +207,27 @@ def test_smtp_demo_gives_every_scenario_its_expected_reply(capsys: pytest.Captur
     out = capsys.readouterr().out
     assert "every reply matches" in out and "MISMATCH" not in out
     assert "450 4.7.25 Service unavailable, sending IPv6 address [2001:db8:25::99] must have reverse DNS record." in out
+
+
+def test_sigterm_cuts_a_session_off_at_the_drain_bound(tenants_file: Path, knot: KnotServer) -> None:
+    """A session that never sends DATA holds the stop for MILTER_DRAIN_SECONDS, no longer; Postfix then
+    applies milter_default_action (accept) to it, and the log counts it."""
+    env = {"AWS_REGION": "eu-west-1", "DNS_SERVERS": knot.servers_env, "MILTER_DRAIN_SECONDS": "1"}
+    with (
+        MilterProcess(env, ["--tenants", str(tenants_file)], unix=True) as milter,
+        PostfixInstance(milter.postfix_address) as postfix,
+        smtplib.SMTP("127.0.0.1", postfix.port, timeout=60) as smtp,
+    ):
+        smtp.ehlo("client.ipv6gate.test")
+        assert smtp.docmd("XCLIENT", f"ADDR=IPV6:{world.GOOD_IP} HELO=mail.good.test")[0] == 220
+        smtp.ehlo_resp = None
+        smtp.ehlo("mail.good.test")
+        assert smtp.mail("alice@good.test")[0] == 250 and smtp.rcpt("bob@tenant.test")[0] == 250
+        assert milter._proc is not None
+        started = time.monotonic()
+        milter._proc.send_signal(signal.SIGTERM)
+        assert milter._proc.wait(timeout=30) == 0
+        assert 1 <= time.monotonic() - started < 15  # the bound, plus libmilter noticing its stop (<= 5 s)
+        [stopped] = [r for r in milter.records() if r.get("message") == "milter stopped"]
+        assert stopped["sessions_cut_off"] == 1
+        assert smtp.data(world.message())[0] == 250  # milter_default_action = accept

@@ -125,3 +125,14 @@ def test_aws_region_alone_is_enough(stack: tuple[dict[str, str], Any]) -> None:
 def test_missing_table_is_reported(stack: tuple[dict[str, str], Any]) -> None:
     out = cli({**stack[0], "TRACE_TABLE": "nope"}, "--ip", "2001:db8::1")
     assert out.returncode == 3 and "ResourceNotFoundException" in out.stderr
+
+
+def test_the_start_time_probe_writes_nothing_and_names_a_missing_table(stack: tuple[dict[str, str], Any]) -> None:
+    from ipv6gate.ports import TraceError
+
+    _, client = stack
+    before = client.scan(TableName=TABLE)["Items"]
+    DynamoTraceStore(client, TABLE, ttl_days=30).probe()
+    assert client.scan(TableName=TABLE)["Items"] == before  # a deletion of a key that cannot exist
+    with pytest.raises(TraceError, match="no-such-trace: ResourceNotFoundException"):
+        DynamoTraceStore(client, "no-such-trace", ttl_days=30).probe()

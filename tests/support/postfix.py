@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Self
 
 from tests.support.json_lines import json_records
+from tests.support.page import main_cf
 from tests.support.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,8 +93,13 @@ class PostfixInstance(Service):
         extra: Mapping[str, str] | None = None,
         hostname: str = "mx.ipv6gate.test",
         capture: bool = False,
+        main_cf_lines: str = "",
+        chroot: bool = False,
     ) -> None:
         self.milter = milter  # Postfix's form: inet:127.0.0.1:PORT or unix:/path
+        # Lines appended to main.cf verbatim (a docs page's); the parameters they set are not written above them.
+        self.main_cf_lines = main_cf_lines
+        self.chroot = chroot  # smtpd chrooted to the queue directory, as Debian's master.cf has it
         self.extra = dict(extra or {})
         # True: accepted messages are written to captured/<queue id> (as delivered, with the
         # milter's header changes) instead of being discarded.
@@ -112,7 +118,8 @@ class PostfixInstance(Service):
             (self.directory / sub).mkdir()
         shutil.chown(self.directory / "data", "postfix")
         (self.directory / "main.cf").write_text(self._main_cf(), encoding="ascii")
-        listen = f"127.0.0.1:{self.port} inet n - n - - smtpd\n[::1]:{self.port} inet n - n - - smtpd\n"
+        chroot = "y" if self.chroot else "n"
+        listen = f"127.0.0.1:{self.port} inet n - {chroot} - - smtpd\n[::1]:{self.port} inet n - {chroot} - - smtpd\n"
         captured = self.directory / "captured"
         captured.mkdir(mode=0o1777)
         captured.chmod(0o1777)
@@ -156,7 +163,21 @@ class PostfixInstance(Service):
             "smtputf8_enable": "no",
         }
         settings.update(self.extra)
-        return "".join(f"{k} = {v}\n" for k, v in settings.items())
+        for name in main_cf(self.main_cf_lines):
+            settings.pop(name, None)
+        return "".join(f"{k} = {v}\n" for k, v in settings.items()) + self.main_cf_lines
+
+    @property
+    def queue_directory(self) -> Path:
+        assert self.directory is not None
+        return self.directory / "queue"
+
+    def postconf(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``postconf -c DIR ARGS``: what this instance's Postfix reads from its main.cf."""
+        assert self.directory is not None
+        return subprocess.run(
+            ["postconf", "-c", str(self.directory), *args], capture_output=True, text=True, timeout=30, check=False
+        )
 
     def _postfix(self, *command: str) -> None:
         assert self.directory is not None
@@ -212,20 +233,22 @@ class MilterProcess(Service):
         return f"inet:127.0.0.1:{self.port}"
 
     def start(self) -> Self:
+        socket_args: list[str] = []
         if self.unix:
             self._socket_dir = Path(tempfile.mkdtemp(prefix="ipv6gate-milter-"))
             self._socket_dir.chmod(0o755)
             listen = f"unix:{self._socket_dir / 'milter.sock'}"
+            socket_args = ["--socket-group", "postfix"]  # Postfix's smtpd runs as the postfix user
         else:
             self.port = free_port()
             listen = f"127.0.0.1:{self.port}"
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 - read after the process stops; closed with it
         env = {**os.environ, **self.env, "PYTHONPATH": f"{ROOT / 'layers' / 'ipv6gate'}:{ROOT}"}
-        command = [sys.executable, "-m", "ipv6gate.entrypoints.cli", "milter", "--listen", listen]
+        command = [sys.executable, "-m", "ipv6gate.entrypoints.cli", "milter", "--listen", listen, *socket_args]
         self._proc = subprocess.Popen([*command, *self.args], env=env, stdout=self._out, stderr=subprocess.STDOUT)
         try:
             if self._socket_dir is not None:
-                self._wait_for_socket(self._socket_dir / "milter.sock")
+                self._wait_for_listening()
             else:
                 wait_for_port("127.0.0.1", self.port, 30, "ipv6gate milter", alive=lambda: self._proc.poll() is None)
         except BaseException:
@@ -234,13 +257,13 @@ class MilterProcess(Service):
             raise RuntimeError(f"ipv6gate milter did not start: {output[-800:]}") from None
         return self
 
-    def _wait_for_socket(self, path: Path, timeout: float = 30.0) -> None:
+    def _wait_for_listening(self, timeout: float = 30.0) -> None:
+        """Until the milter logs "milter listening": only after the socket is bound and given its group."""
         deadline = time.monotonic() + timeout
-        while not path.exists():
+        while not any(r.get("message") == "milter listening" for r in self.records()):
             if self._proc is None or self._proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ipv6gate milter did not create {path}")
+                raise RuntimeError("ipv6gate milter did not log 'milter listening'")
             time.sleep(0.05)
-        path.chmod(0o666)  # Postfix's smtpd runs as the postfix user
 
     def output(self) -> str:
         if self._out is None:

@@ -307,7 +307,7 @@ class MilterSettings:
         "",
         _authserv_id,
         "authserv-id of the Authentication-Results header it adds (and removes when forged)",
-        shown="the host's name",
+        shown="the host's FQDN",
     )
     max_recipients: int = setting(
         "MILTER_MAX_RECIPIENTS", 100, integer(1, 10_000), "recipients per message; more get 452 4.5.3"
@@ -317,6 +317,12 @@ class MilterSettings:
     )
     check_threads: int = setting(
         "MILTER_CHECK_THREADS", 64, integer(3, 1024), "threads running checks for all sessions"
+    )
+    drain_seconds: float = setting(
+        "MILTER_DRAIN_SECONDS",
+        30.0,
+        number(0.0, 3600.0),
+        "on SIGTERM: seconds open sessions get to finish before the process ends",
     )
     checks: Settings = field(default_factory=Settings)
 

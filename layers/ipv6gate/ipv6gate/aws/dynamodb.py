@@ -11,12 +11,18 @@ from ipv6gate.ports import TenantLookupError
 
 _BATCH = 100  # BatchGetItem's limit per request
 _MAX_ROUNDS = 5  # retries of UnprocessedKeys before giving up (throttling)
+# A key no tenant can have (.invalid is reserved, RFC 2606): reading it proves the table is there.
+PROBE_DOMAIN = "ipv6gate-start-probe.invalid"
 
 
 class DynamoTenantDirectory:
     def __init__(self, client: Any, table: str) -> None:
         self._client = client
         self._table = table
+
+    def probe(self) -> None:
+        """Raise ``TenantLookupError`` unless the table answers a read; the lookups' own IAM (BatchGetItem)."""
+        self.get_many([PROBE_DOMAIN])
 
     def get_many(self, domains: Iterable[str]) -> dict[str, Tenant]:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -66,6 +66,14 @@ class DynamoTraceStore:
             if response.get("UnprocessedItems"):
                 raise TraceError(f"DynamoDB {self._table}: trace items left unprocessed (throttled)")
 
+    def probe(self) -> None:
+        """Raise ``TraceError`` unless the table takes a write: the deletion of an item that cannot exist.
+
+        It changes nothing and needs only what recording needs (BatchWriteItem).
+        """
+        delete = {"DeleteRequest": {"Key": {"pk": {"S": "probe#ipv6gate-start"}, "sk": {"S": "probe"}}}}
+        self._call("batch_write_item", RequestItems={self._table: [delete]})
+
     def get(self, message_id: str) -> dict[str, Any] | None:
         item = self._call(
             "get_item", TableName=self._table, Key={"pk": {"S": f"msg#{message_id}"}, "sk": {"S": "decision"}}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dns.exception
+import dns.message
 import dns.name
 import dns.nameserver
+import dns.query
 import dns.rdatatype
 import dns.resolver
 
@@ -42,3 +44,21 @@ class NetworkBackend:
         if answer.rrset is None:
             return Answer(name, rdtype, Status.NODATA)
         return Answer(name, rdtype, Status.OK, tuple(answer.rrset))
+
+    def probe(self, timeout: float) -> None:
+        """One query (the root's SOA) to each server; ``DnsTempError`` names those that did not answer.
+
+        Any response counts, whatever its rcode: it shows the server is there (an authoritative
+        server refuses the root); timeouts and unreachable servers are what this catches.
+        """
+        silent = []
+        for server in self._resolver.nameservers:
+            address, port = getattr(server, "address", str(server)), getattr(server, "port", 53)
+            query = dns.message.make_query(dns.name.root, dns.rdatatype.SOA)
+            try:
+                dns.query.udp(query, address, timeout=timeout, port=port)
+            except (dns.exception.DNSException, OSError) as exc:
+                why = "no answer" if isinstance(exc, dns.exception.Timeout) else str(exc) or type(exc).__name__
+                silent.append(f"{address}:{port} ({why} within {timeout:g}s)")
+        if silent:
+            raise DnsTempError(f"DNS server not answering: {', '.join(silent)}")

@@ -7,13 +7,20 @@ its own, calling one ``GateMilter`` per connection. Each callback feeds one stag
 
 An unexpected error in a callback accepts (as the Lambda continues its rule set): a bug must not
 turn away mail that nobody has judged. An error log line names the stage it happened in.
+
+``serve`` binds the socket itself before libmilter's loop starts (``milter_socket``: checked first,
+then mode and group), runs that loop on a thread of its own, and keeps the main thread for the
+stop: SIGTERM removes a unix socket, waits (bounded) for the sessions in progress, then ends the loop.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
+import signal
 import socket
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +28,8 @@ import Milter
 
 from ipv6gate.checks.auth_results import HEADER, claims_to_be, header_value
 from ipv6gate.decision.replies import Reply
+from ipv6gate.entrypoints import milter_socket
+from ipv6gate.entrypoints.milter_socket import UnixSocket
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.evaluation.staged import SmtpGate, SmtpSession
 
@@ -31,7 +40,35 @@ TEMPFAIL: int = Milter.TEMPFAIL
 
 
 class ListenError(Exception):
-    """libmilter could not open its socket (address in use, no such directory or host)."""
+    """The socket cannot be opened (in use, served by another milter, no such directory or host)."""
+
+
+class _Sessions:
+    """SMTP connections in progress, so a stop can wait for them (bounded) before the process ends."""
+
+    def __init__(self) -> None:
+        self._open = 0
+        self._changed = threading.Condition()
+
+    def opened(self) -> None:
+        with self._changed:
+            self._open += 1
+
+    def closed(self) -> None:
+        with self._changed:
+            self._open -= 1
+            self._changed.notify_all()
+
+    def drain(self, seconds: float) -> int:
+        """Wait until none is open or ``seconds`` pass; how many are still open."""
+        deadline = time.monotonic() + seconds
+        with self._changed:
+            while self._open > 0 and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            return self._open
+
+
+_sessions = _Sessions()
 
 
 #: What the milter does with each finished decision: record it, log it, count it.
@@ -71,6 +108,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     on_error: Callable[[str, BaseException], None]
 
     def __init__(self) -> None:
+        _sessions.opened()  # libmilter makes one per connection and calls close() at its end
         self._session: SmtpSession | None = None
         self._results_headers = 0  # Authentication-Results headers seen so far in this message
         self._forged: list[int] = []  # their 1-based positions among themselves, when they claim our id
@@ -151,6 +189,8 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
                 self._finish(_hop(self._session.close))
         except Exception as exc:
             self.failed("close", exc)
+        finally:
+            _sessions.closed()
         self._session = None
         return CONTINUE
 
@@ -185,9 +225,16 @@ def serve(
     report: Report,
     on_error: Callable[[str, BaseException], None],
     *,
+    unix: UnixSocket | None = None,
+    listening: Callable[[], None] = lambda: None,
+    drain_seconds: float = 30.0,
     timeout: int = 600,
-) -> None:
-    """Run until SIGTERM/SIGINT. ``socket_spec`` is libmilter's: inet:PORT@HOST, inet6:PORT@HOST, unix:PATH."""
+) -> int:
+    """Run until SIGTERM/SIGINT, then wait up to ``drain_seconds`` for open sessions; how many were cut off.
+
+    ``socket_spec`` is libmilter's: inet:PORT@HOST, inet6:PORT@HOST, unix:PATH (``unix`` then names
+    its mode and group). ``listening`` is called once the socket is bound, owned and listening.
+    """
     GateMilter.gate = gate
     GateMilter.authserv_id = authserv_id
     GateMilter.report = staticmethod(report)
@@ -195,9 +242,85 @@ def serve(
     milter_class = Milter.header_leading_space(GateMilter)  # folded headers byte for byte, for DKIM
     Milter.factory = milter_class
     Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS)
+    ours = _bind(socket_spec, unix)
     try:
-        Milter.runmilter("ipv6gate", socket_spec, timeout)
-    except (Milter.milter.error, OSError) as exc:
-        raise ListenError(f"cannot listen on {socket_spec}: {exc}") from None
+        listening()
+        return _run_until_stopped(socket_spec, timeout, drain_seconds, unix, ours)
     finally:
+        if unix is not None:
+            # libmilter removes its socket at exit only when not root: do it here, if it is still ours.
+            milter_socket.remove_if_ours(unix.path, ours)
         _recorder.shutdown(wait=True)  # the last decisions reach the trace and the log
+
+
+def _run_until_stopped(
+    socket_spec: str, timeout: int, drain_seconds: float, unix: UnixSocket | None, ours: tuple[int, int] | None
+) -> int:
+    """libmilter on a thread of its own; SIGTERM/SIGINT/SIGHUP reach this (main) thread instead, which drains.
+
+    libmilter's own stop (its signal thread, or ``smfi_stop``) also stops serving the sessions in
+    progress: Debian's libmilter polls idle sessions from a worker pool that ends with the stop
+    (measured: the next command of an open session got no reply). So the stop is asked for only
+    after the drain. libmilter blocks those signals in the thread that calls its main loop and in
+    the threads it starts; Linux gives a signal sent to the process to the main thread, which
+    does not block them.
+    """
+    failure: list[BaseException] = []
+    wake = threading.Event()
+
+    def run() -> None:
+        try:
+            # The socket bound in _bind stays: smfi_opensocket returns at once when one is open.
+            Milter.runmilter("ipv6gate", socket_spec, timeout, rmsock=False)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            wake.set()
+
+    # Python lets only the main thread set signal handlers (the CLI runs the milter there).
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, lambda *_: wake.set()) for sig in _STOP_SIGNALS} if on_main else {}
+    libmilter = threading.Thread(target=run, name="libmilter", daemon=True)
+    libmilter.start()
+    try:
+        wake.wait()
+        cut_off = 0
+        if libmilter.is_alive():  # a signal, not a failure
+            if unix is not None:  # new SMTP sessions now get Postfix's milter_default_action
+                milter_socket.remove_if_ours(unix.path, ours)
+            cut_off = _sessions.drain(drain_seconds)
+            Milter.milter.stop()  # closes the listening socket; the main loop notices within seconds
+            libmilter.join(timeout=15)
+        if failure:
+            raise ListenError(f"cannot serve on {socket_spec}: {failure[0]}")
+        return cut_off
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _bind(socket_spec: str, unix: UnixSocket | None) -> tuple[int, int] | None:
+    """Bind and listen before any session can start; the socket's identity, to remove only our own."""
+    try:
+        milter_socket.check_free(socket_spec)
+        Milter.milter.setconn(socket_spec)
+        Milter.milter.register("ipv6gate")  # libmilter opens a socket only for a registered filter
+        if unix is None:
+            Milter.milter.opensocket(False)
+            return None
+        with milter_socket.umask_for(unix.mode):
+            Milter.milter.opensocket(False)  # never True: that would take over a live milter's socket
+        ours = milter_socket.identity(unix.path)
+        try:
+            milter_socket.own(unix)
+        except milter_socket.SocketError:
+            milter_socket.remove_if_ours(unix.path, ours)
+            raise
+        return ours
+    except milter_socket.SocketError as exc:
+        raise ListenError(f"cannot listen on {exc}") from None
+    except (Milter.milter.error, OSError) as exc:  # a race after the checks: libmilter gives no reason
+        raise ListenError(f"cannot listen on {socket_spec}: {exc}") from None

@@ -1,4 +1,4 @@
-"""``ipv6gate milter --listen HOST:PORT``: the composition root of the SMTP-time front door.
+"""``ipv6gate milter --listen unix:PATH|HOST:PORT``: the composition root of the SMTP-time front door.
 
 Settings come from the environment exactly as the Lambda reads them (TENANTS_TABLE,
 AWS_ENDPOINT_URL, DNS_SERVERS, TEMPERROR_ACTION, ...) plus the MILTER_* ones, so an operator's
@@ -15,23 +15,78 @@ import os
 import re
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ipv6gate.entrypoints.exits import NO_REGION, Exit, fail
+from ipv6gate.entrypoints.milter_socket import (
+    DEFAULT_MODE,
+    SocketError,
+    UnixSocket,
+    check_free,
+    parse_group,
+    parse_mode,
+    unix_path,
+)
 from ipv6gate.settings import MilterSettings, SettingsError
+
+if TYPE_CHECKING:
+    from ipv6gate.evaluation.staged import SmtpGate
 
 
 def add_milter_command(commands: argparse._SubParsersAction[Any]) -> None:
     milter = commands.add_parser("milter", help="apply the rule at SMTP time as a Postfix/Sendmail milter")
     milter.add_argument(
         "--listen",
-        required=True,
         metavar="HOST:PORT|unix:PATH",
-        help="where the MTA connects: 127.0.0.1:8894, [::1]:8894 or unix:/run/ipv6gate/milter.sock",
+        help="where the MTA connects: unix:/var/spool/postfix/ipv6gate/milter.sock (reachable from a chrooted "
+        "smtpd as smtpd_milters = unix:ipv6gate/milter.sock), 127.0.0.1:8894 or [::1]:8894",
+    )
+    milter.add_argument(
+        "--socket-mode",
+        metavar="OCTAL",
+        help="permissions of a unix socket, set when it is created (default 0660: owner and group)",
+    )
+    milter.add_argument(
+        "--socket-group",
+        metavar="GROUP",
+        help="group of a unix socket, e.g. postfix (default: the process's group); the process must be in it",
     )
     milter.add_argument(
         "--tenants", type=Path, metavar="TENANTS.json", help="read tenants from this file instead of TENANTS_TABLE"
+    )
+    milter.add_argument(
+        "--check",
+        action="store_true",
+        help="run the start-time checks (settings, tables, DNS servers) and exit: 0 ready, 2 not (ExecStartPre)",
+    )
+    milter.add_argument(
+        "--degraded-start",
+        action="store_true",
+        help="start even when a start-time check fails, with a warning logged (mail passes unjudged where it fails)",
+    )
+
+
+def host_name() -> str:
+    """The default authserv-id: the host's FQDN, or its hostname when the FQDN lookup only says localhost."""
+    fqdn = socket.getfqdn()
+    if fqdn.split(".")[0] in ("localhost", "") or fqdn.startswith("localhost."):
+        return socket.gethostname() or fqdn
+    return fqdn
+
+
+def unix_socket(spec: str, mode: str | None, group: str | None) -> UnixSocket | None:
+    """The unix socket's path, mode and group; ``ValueError`` for bad values or options without a unix socket."""
+    path = unix_path(spec)
+    if path is None:
+        if mode or group:
+            raise ValueError("--socket-mode and --socket-group apply to a unix: socket only")
+        return None
+    return UnixSocket(
+        Path(os.path.abspath(path)),
+        parse_mode(mode) if mode else DEFAULT_MODE,
+        parse_group(group) if group else None,
     )
 
 
@@ -52,34 +107,78 @@ def socket_spec(listen: str) -> str:
     return f"inet:{m['port']}@{m['v4'] or m['name']}"
 
 
+@dataclass(frozen=True)
+class _Setup:
+    spec: str | None  # libmilter's socket name; None with --check alone
+    unix: UnixSocket | None
+    settings: MilterSettings
+    gate: SmtpGate
+    tenants_from_file: bool
+    region: str | None
+
+
+def _configure(args: argparse.Namespace) -> _Setup:
+    """Everything the command line and the environment say; raises SettingsError, ValueError or SocketError."""
+    from ipv6gate.wiring import aws_region, build_smtp_gate
+
+    if not args.listen and not args.check:
+        raise ValueError("--listen is required (or --check)")
+    spec = socket_spec(args.listen) if args.listen else None
+    unix = unix_socket(spec, args.socket_mode, args.socket_group) if spec else None
+    settings = MilterSettings.from_env(os.environ, hostname=host_name())
+    tenants = None
+    if args.tenants:
+        from ipv6gate.ports.memory import InMemoryTenants
+
+        try:
+            tenants = InMemoryTenants.from_json_file(args.tenants)
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
+    region = aws_region(os.environ)
+    if region is None and (tenants is None or settings.checks.trace_table):
+        raise SettingsError(f"{NO_REGION}; the tenants and trace tables are DynamoDB")
+    gate = build_smtp_gate(settings, tenants=tenants, region=region)
+    if spec and not args.check:  # --check runs beside a live milter: its socket is not in question
+        check_free(spec)
+    return _Setup(spec, unix, settings, gate, tenants is not None, region)
+
+
 def run_milter(args: argparse.Namespace) -> int:
+    from ipv6gate.wiring import probe_smtp_stack
+
+    try:
+        setup = _configure(args)
+    except (SettingsError, ValueError) as exc:
+        return fail(f"configuration: {exc}", Exit.USAGE)
+    except SocketError as exc:
+        return fail(f"configuration: cannot listen on {exc}", Exit.USAGE)
+
+    # Before listening: what would otherwise fail only at the first message, and fail open there.
+    problems = probe_smtp_stack(setup.settings, tenants_from_file=setup.tenants_from_file, region=setup.region)
+    if args.check:
+        if problems:
+            return fail(f"start-time check failed: {'; '.join(problems)}", Exit.USAGE)
+        print("ipv6gate milter: start-time checks passed")
+        return Exit.OK
+    if problems and not args.degraded_start:
+        return fail(f"start-time check failed: {'; '.join(problems)} (--degraded-start to start anyway)", Exit.USAGE)
+    return _serve(setup, problems)
+
+
+def _serve(setup: _Setup, problems: list[str]) -> int:
     from aws_lambda_powertools import Logger, Metrics
 
     from ipv6gate.entrypoints.lambda_gate import count_decision, log_json
     from ipv6gate.entrypoints.milter import ListenError, serve
     from ipv6gate.evaluation.record import Decision
-    from ipv6gate.wiring import aws_region, build_smtp_gate
 
-    try:
-        spec = socket_spec(args.listen)
-        settings = MilterSettings.from_env(os.environ, hostname=socket.getfqdn())
-        tenants = None
-        if args.tenants:
-            from ipv6gate.ports.memory import InMemoryTenants
-
-            try:
-                tenants = InMemoryTenants.from_json_file(args.tenants)
-            except (OSError, ValueError) as exc:
-                raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
-        region = aws_region(os.environ)
-        if region is None and (tenants is None or settings.checks.trace_table):
-            raise SettingsError(f"{NO_REGION}; the tenants and trace tables are DynamoDB")
-        gate = build_smtp_gate(settings, tenants=tenants, region=region)
-    except (SettingsError, ValueError) as exc:
-        return fail(f"configuration: {exc}", Exit.USAGE)
-
+    settings, unix = setup.settings, setup.unix
     service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "ipv6gate-milter"
     logger = Logger(service=service, json_serializer=log_json)
+    for problem in problems:
+        logger.warning(
+            "DEGRADED START: a start-time check failed; mail it concerns passes unjudged", extra={"problem": problem}
+        )
     # The template's namespace by default, so the stack's dashboard and alarms can show the milter too.
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "IPv6Gate"
     metrics = Metrics(namespace=namespace, service=service)
@@ -95,13 +194,29 @@ def run_milter(args: argparse.Namespace) -> int:
     def on_error(stage: str, exc: BaseException) -> None:
         logger.error("milter callback failed; message accepted", extra={"stage": stage}, exc_info=exc)
 
+    def listening() -> None:
+        extra: dict[str, Any] = {"socket": setup.spec, "authserv_id": settings.authserv_id}
+        if unix is not None:
+            extra |= {"socket_mode": f"{unix.mode:04o}", "socket_gid": unix.path.stat().st_gid}
+        logger.info("milter listening", extra=extra)
+
     # A long-running process: load the checks now, not on the first message (~0.8 s of imports).
     import ipv6gate.checks.dkim
     import ipv6gate.checks.spf  # noqa: F401
 
-    logger.info("milter listening", extra={"socket": spec, "authserv_id": settings.authserv_id})
+    assert setup.spec is not None  # --listen is required without --check
     try:
-        serve(gate, spec, settings.authserv_id, report, on_error)
+        cut_off = serve(
+            setup.gate,
+            setup.spec,
+            settings.authserv_id,
+            report,
+            on_error,
+            unix=unix,
+            listening=listening,
+            drain_seconds=settings.drain_seconds,
+        )
     except ListenError as exc:
         return fail(f"configuration: {exc}", Exit.USAGE)
+    logger.info("milter stopped", extra={"sessions_cut_off": cut_off, "drain_seconds": settings.drain_seconds})
     return Exit.OK
