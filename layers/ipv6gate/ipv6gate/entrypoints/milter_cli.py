@@ -168,8 +168,8 @@ def run_milter(args: argparse.Namespace) -> int:
 def _serve(setup: _Setup, problems: list[str]) -> int:
     from aws_lambda_powertools import Logger, Metrics
 
-    from ipv6gate.entrypoints.lambda_gate import count_decision, log_json
     from ipv6gate.entrypoints.milter import ListenError, serve
+    from ipv6gate.entrypoints.telemetry import count_decision, log_json
     from ipv6gate.evaluation.record import Decision
 
     settings, unix = setup.settings, setup.unix
@@ -184,7 +184,7 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
     metrics = Metrics(namespace=namespace, service=service)
     emf = threading.Lock()  # Metrics keeps one set of values: one decision's at a time
 
-    def report(decision: Decision) -> None:
+    def publish(decision: Decision) -> None:
         level = logger.warning if decision.notes else logger.info
         level("decision", extra={"message_id": decision.message_id, "decision": decision.to_dict()})
         with emf:
@@ -210,7 +210,7 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
             setup.gate,
             setup.spec,
             settings.authserv_id,
-            report,
+            publish,
             on_error,
             unix=unix,
             listening=listening,
