@@ -9,7 +9,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ipv6gate.bounce.backscatter import BounceDecision
 from ipv6gate.bounce.request import BounceRequest
@@ -20,7 +21,13 @@ from ipv6gate.evaluation.recorder import Recorder
 from ipv6gate.evaluation.runner import CheckRunner
 from ipv6gate.evaluation.staged import Limits, SmtpGate
 from ipv6gate.ports import BounceQueue, MessageStore, TenantDirectory, TraceStore
-from ipv6gate.settings import MilterSettings, Settings, SettingsError
+from ipv6gate.settings import BouncerSettings, MilterSettings, Settings, SettingsError
+
+if TYPE_CHECKING:  # named in annotations only: the gate's cold start does not import them
+    from aws_lambda_powertools import Logger, Metrics
+
+    from ipv6gate.aws.bounce_batches import BounceBatches
+    from ipv6gate.aws.custom_resources import Log, StackSetup
 
 
 def build_dns(settings: Settings) -> DnsResolver:
@@ -116,6 +123,13 @@ def build_tenants(settings: Settings, clients: Clients | None = None) -> TenantD
 
         directory = CachedTenantDirectory(directory, settings.tenant_cache_seconds)
     return directory
+
+
+def file_tenants(path: str | Path) -> TenantDirectory:
+    """The tenant directory of a JSON file (``--tenants``); ``OSError`` or ``ValueError`` when unusable."""
+    from ipv6gate.files.tenants import FileTenants
+
+    return FileTenants.from_json_file(path)
 
 
 def build_messages(settings: Settings, clients: Clients | None = None) -> MessageStore | None:
@@ -227,6 +241,55 @@ def build_sender_proof(settings: Settings, clients: Clients | None = None) -> Ca
     evaluator = Evaluator(settings, CheckRunner(build_dns(settings), max_workers=2), None)
     messages = build_messages(settings, clients)
     return lambda request: authenticate_sender(request, evaluator=evaluator, messages=messages)
+
+
+def build_bouncer(settings: BouncerSettings, logger: Logger, metrics: Metrics) -> BounceBatches:
+    """The bouncer: SES client, pacing, the sender proof (same evaluator, DNS, store) and the idempotency table."""
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from ipv6gate.aws.bounce_batches import BounceBatches
+    from ipv6gate.aws.ses_bounces import BounceSender, Pacer
+
+    sender = BounceSender(
+        ses_bounce_client(),
+        settings,
+        Pacer(settings.rate_per_second),
+        logger=logger,
+        metrics=metrics,
+        # For requests the gate queued before SPF/DKIM finished.
+        authenticate=build_sender_proof(settings.checks),
+    )
+    return BounceBatches(
+        sender,
+        DynamoDBPersistenceLayer(table_name=settings.idempotency_table),
+        expiry_seconds=settings.idempotency_expiry_seconds,
+        logger=logger,
+        metrics=metrics,
+    )
+
+
+def build_stack_setup(log: Log) -> StackSetup:
+    """The stack's custom resources: SES receipt rules and the tenants table's seeding, with their clients."""
+    from ipv6gate.aws.custom_resources import StackSetup
+    from ipv6gate.aws.dynamodb import TenantAdmin
+    from ipv6gate.aws.receipt_rules import SesReceiptRules
+
+    ses, dynamodb = aws_client("ses"), aws_client("dynamodb")
+    return StackSetup(
+        rules=SesReceiptRules(ses),
+        tenants=lambda table: TenantAdmin(dynamodb, table),
+        now=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
+        log=log,
+    )
+
+
+def ses_bounce_client() -> Any:
+    """The SES v1 client for SendBounce: SDK retries off, since ``BounceSender`` paces and backs off."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 1, "mode": "standard"})
+    return boto3.client("ses", config=config)
 
 
 def probe_smtp_stack(settings: MilterSettings, *, tenants_from_file: bool, region: str | None) -> list[str]:
