@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # named in annotations only: the gate's cold start does not i
 
     from ipv6gate.aws.bounce_batches import BounceBatches
     from ipv6gate.aws.custom_resources import Log, StackSetup
+    from ipv6gate.aws.dynamodb import TenantAdmin
+    from ipv6gate.aws.trace import DynamoTraceStore
 
 
 def build_dns(settings: Settings) -> DnsResolver:
@@ -154,6 +156,27 @@ def build_trace(settings: Settings, clients: Clients | None = None) -> TraceStor
     from ipv6gate.aws.trace import DynamoTraceStore
 
     return DynamoTraceStore((clients or Clients()).lazy("dynamodb"), settings.trace_table, settings.trace_ttl_days)
+
+
+def build_trace_reader(settings: Settings, region: str | None, clients: Clients | None = None) -> DynamoTraceStore:
+    """The trace table for ``ipv6gate trace`` and ``ipv6gate report`` (TRACE_TABLE must be set)."""
+    from ipv6gate.aws.trace import DynamoTraceStore
+
+    client = (clients or Clients(region)).get("dynamodb")
+    return DynamoTraceStore(client, settings.trace_table, ttl_days=settings.trace_ttl_days)
+
+
+def build_tenant_admin(settings: Settings, region: str | None, clients: Clients | None = None) -> TenantAdmin:
+    """The tenants table's items for ``ipv6gate tenants`` and ``ipv6gate report`` (TENANTS_TABLE must be set)."""
+    from ipv6gate.aws.dynamodb import TenantAdmin
+
+    return TenantAdmin((clients or Clients(region)).get("dynamodb"), settings.tenants_table)
+
+
+def caller_identity(region: str | None) -> str:
+    """The AWS identity the CLI acts as (STS), recorded with a tenant change; raises when STS cannot say."""
+    arn: str = aws_client("sts", region).get_caller_identity()["Arn"]
+    return arn
 
 
 def build_gate(
