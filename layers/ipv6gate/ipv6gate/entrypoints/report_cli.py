@@ -19,7 +19,7 @@ from ipv6gate.settings import Settings, integer
 
 if TYPE_CHECKING:
     from ipv6gate.aws.dynamodb import TenantAdmin
-    from ipv6gate.evaluation.report import Report
+    from ipv6gate.evaluation.domain_report import Report
 
 FORMATS = ("text", "json", "csv")
 
@@ -56,7 +56,7 @@ def run_report(
         return 2
     from botocore.exceptions import BotoCoreError
 
-    from ipv6gate.evaluation.report import build_report
+    from ipv6gate.evaluation.domain_report import build_report
     from ipv6gate.wiring import Clients, build_tenant_admin, build_trace_reader
 
     until = now()
@@ -73,7 +73,7 @@ def run_report(
     except BotoCoreError as exc:  # e.g. no region configured: raised when the client is made
         print(f"ipv6gate: AWS: {exc}", file=sys.stderr)
         return 2
-    from ipv6gate.entrypoints.report_format import csv_text, text
+    from ipv6gate.entrypoints.report_render import csv_text, text
 
     render: dict[str, Callable[[Report], str]] = {"text": text, "csv": csv_text, "json": _json}
     sys.stdout.write(render[args.format](report))
@@ -104,7 +104,7 @@ def _domains(admin: TenantAdmin | None, domain: str | None) -> dict[str, str | N
     is not set. Domains that are not tenants are added by the report from the trace."""
     if admin is None:
         return {domain or "": None}
-    from ipv6gate.evaluation.report import NOT_A_TENANT
+    from ipv6gate.evaluation.domain_report import NOT_A_TENANT
 
     if domain:
         item = admin.get(domain)
