@@ -189,7 +189,8 @@ def build_gate(
     region: str | None = None,
 ) -> Gate:
     """The Lambda's gate. ``act=False`` (the CLI) decides only: no bounce is queued (the decision shows
-    the policy's), and nothing is recorded unless ``record`` (``ipv6gate evaluate --record``: the trace)."""
+    the policy's), and nothing is recorded unless ``record`` (``ipv6gate evaluate --record``: the trace,
+    where a due bounce then says ``none``: nothing was queued)."""
     clients = Clients(region)
     trace = build_trace(settings, clients) if act or record else None
     if record and trace is None:
@@ -201,7 +202,8 @@ def build_gate(
         messages if messages is not None else build_messages(settings, clients),
         bounces=build_bounce_queue(settings, clients) if act else None,
         trace=trace,
-        dry_run=not act,
+        # Recorded decisions say what was done: no queue here, so a due bounce is "none" (README "Try it locally").
+        dry_run=not act and not record,
     )
 
 
