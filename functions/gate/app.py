@@ -14,7 +14,8 @@ from aws_lambda_powertools.utilities.data_classes import event_source
 from aws_lambda_powertools.utilities.data_classes.ses_event import SESEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ipv6gate.entrypoints.lambda_gate import handle_ses_event, log_json
+from ipv6gate.entrypoints.lambda_gate import handle_ses_event
+from ipv6gate.entrypoints.telemetry import log_json
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import build_gate
 
@@ -29,4 +30,4 @@ gate = build_gate(Settings.from_env(os.environ))
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=SESEvent)
 def lambda_handler(event: SESEvent, context: LambdaContext) -> dict[str, Any]:
-    return handle_ses_event(event.raw_event, gate, logger, metrics)
+    return handle_ses_event(event, gate, logger, metrics)

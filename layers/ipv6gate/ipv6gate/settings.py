@@ -16,9 +16,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from ipv6gate.bounce.policy import BounceMode
+from ipv6gate.bounce.backscatter import BounceMode
 from ipv6gate.checks.iprev import PtrMode
-from ipv6gate.decision.policy import TempErrorAction
+from ipv6gate.decision.rule import TempErrorAction
 from ipv6gate.dns.model import DnsServer
 
 
@@ -330,7 +330,3 @@ class MilterSettings:
     def from_env(cls, env: Mapping[str, str], hostname: str = "localhost") -> MilterSettings:
         """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
         return from_env(cls, env, checks=Settings.from_env(env), authserv_id=hostname.lower())
-
-
-# Every environment variable the milter reads for itself (README "SMTP time" documents each).
-MILTER_ENV_NAMES = env_names(MilterSettings)

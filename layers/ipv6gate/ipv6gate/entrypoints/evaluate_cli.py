@@ -48,7 +48,7 @@ def run_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for path, mail in events:
         decision = gate.evaluate(mail, raw_message=raws.get(mail.message_id))
         if args.record:
-            decision = gate.act(decision)  # the trace only: this gate has no bounce queue
+            decision = gate.record(decision)  # the trace only: this gate queues no bounce
         print(json.dumps({"event": str(path), **decision.to_dict()}, ensure_ascii=False), flush=True)
         if decision.faults:
             status = max(
@@ -62,10 +62,10 @@ class _InputError(Exception):
 
 
 def _tenants_file(path: Path) -> TenantDirectory:
-    from ipv6gate.ports.memory import InMemoryTenants
+    from ipv6gate.wiring import file_tenants
 
     try:
-        return InMemoryTenants.from_json_file(path)
+        return file_tenants(path)
     except (OSError, ValueError) as exc:
         raise _InputError(f"{path}: {_reason(exc)}") from None
 

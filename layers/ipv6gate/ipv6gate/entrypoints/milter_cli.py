@@ -119,7 +119,7 @@ class _Setup:
 
 def _configure(args: argparse.Namespace) -> _Setup:
     """Everything the command line and the environment say; raises SettingsError, ValueError or SocketError."""
-    from ipv6gate.wiring import aws_region, build_smtp_gate
+    from ipv6gate.wiring import aws_region, build_smtp_gate, file_tenants
 
     if not args.listen and not args.check:
         raise ValueError("--listen is required (or --check)")
@@ -128,10 +128,8 @@ def _configure(args: argparse.Namespace) -> _Setup:
     settings = MilterSettings.from_env(os.environ, hostname=host_name())
     tenants = None
     if args.tenants:
-        from ipv6gate.ports.memory import InMemoryTenants
-
         try:
-            tenants = InMemoryTenants.from_json_file(args.tenants)
+            tenants = file_tenants(args.tenants)
         except (OSError, ValueError) as exc:
             raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
     region = aws_region(os.environ)
@@ -168,8 +166,8 @@ def run_milter(args: argparse.Namespace) -> int:
 def _serve(setup: _Setup, problems: list[str]) -> int:
     from aws_lambda_powertools import Logger, Metrics
 
-    from ipv6gate.entrypoints.lambda_gate import count_decision, log_json
     from ipv6gate.entrypoints.milter import ListenError, serve
+    from ipv6gate.entrypoints.telemetry import count_decision, log_json
     from ipv6gate.evaluation.record import Decision
 
     settings, unix = setup.settings, setup.unix
@@ -184,7 +182,7 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
     metrics = Metrics(namespace=namespace, service=service)
     emf = threading.Lock()  # Metrics keeps one set of values: one decision's at a time
 
-    def report(decision: Decision) -> None:
+    def publish(decision: Decision) -> None:
         level = logger.warning if decision.notes else logger.info
         level("decision", extra={"message_id": decision.message_id, "decision": decision.to_dict()})
         with emf:
@@ -210,7 +208,7 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
             setup.gate,
             setup.spec,
             settings.authserv_id,
-            report,
+            publish,
             on_error,
             unix=unix,
             listening=listening,

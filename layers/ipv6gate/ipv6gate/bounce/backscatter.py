@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ipv6gate.checks.results import Result
-from ipv6gate.decision.policy import Checks, RecipientVerdict, Verdict
+from ipv6gate.decision.rule import Checks, RecipientVerdict, Verdict
 
 
 class BounceMode(StrEnum):
@@ -32,7 +32,7 @@ class BounceAction(StrEnum):
     # authenticates the sender itself, off the gate's critical path, then sends or suppresses.
     DEFER = "defer"
     # A bounce was due (send or defer) but no bounce queue is configured (BOUNCE_QUEUE_URL empty):
-    # nothing was queued, and the decision must not say otherwise. Set by the actor, not the policy.
+    # nothing was queued, and the decision must not say otherwise. Set by the evaluator, not the policy.
     NONE = "none"
 
     @property

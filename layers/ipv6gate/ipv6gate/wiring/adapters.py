@@ -1,19 +1,20 @@
-"""Builds a ``Gate`` from ``Settings``: the one place that picks adapters and makes AWS clients.
-
-Entry points (the Lambda handler, the CLI) call this once per process (per cold start).
-"""
+"""The adapters, each built from settings: the DNS layer, AWS clients (lazily, one per service) and what
+uses them, the tenants file. Only ``wiring`` and the front doors call these."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ipv6gate.dns import Backend, DnsResolver, DnsTempError
-from ipv6gate.evaluation.gate import Gate
-from ipv6gate.evaluation.staged import SmtpGate
 from ipv6gate.ports import BounceQueue, MessageStore, TenantDirectory, TraceStore
-from ipv6gate.settings import MilterSettings, Settings, SettingsError
+from ipv6gate.settings import Settings, SettingsError
+
+if TYPE_CHECKING:  # named in annotations only: a cold start imports an adapter when it builds one
+    from ipv6gate.aws.dynamodb import TenantAdmin
+    from ipv6gate.aws.trace import DynamoTraceStore
 
 
 def build_dns(settings: Settings) -> DnsResolver:
@@ -111,6 +112,13 @@ def build_tenants(settings: Settings, clients: Clients | None = None) -> TenantD
     return directory
 
 
+def file_tenants(path: str | Path) -> TenantDirectory:
+    """The tenant directory of a JSON file (``--tenants``); ``OSError`` or ``ValueError`` when unusable."""
+    from ipv6gate.files.tenants import FileTenants
+
+    return FileTenants.from_json_file(path)
+
+
 def build_messages(settings: Settings, clients: Clients | None = None) -> MessageStore | None:
     if not settings.message_bucket:
         return None
@@ -135,99 +143,31 @@ def build_trace(settings: Settings, clients: Clients | None = None) -> TraceStor
     return DynamoTraceStore((clients or Clients()).lazy("dynamodb"), settings.trace_table, settings.trace_ttl_days)
 
 
-def build_gate(
-    settings: Settings,
-    tenants: TenantDirectory | None = None,
-    messages: MessageStore | None = None,
-    *,
-    act: bool = True,
-    record: bool = False,
-    region: str | None = None,
-) -> Gate:
-    """``act=False`` (the CLI) decides only: no bounce is queued, and nothing is recorded unless
-    ``record`` (``ipv6gate evaluate --record``: the trace, never a bounce)."""
-    clients = Clients(region)
-    trace = build_trace(settings, clients) if act or record else None
-    if record and trace is None:
-        raise SettingsError("TRACE_TABLE: not set (--record writes each decision there)")
-    return Gate(
-        settings,
-        build_dns(settings),
-        tenants if tenants is not None else build_tenants(settings, clients),
-        messages if messages is not None else build_messages(settings, clients),
-        bounces=build_bounce_queue(settings, clients) if act else None,
-        trace=trace,
-    )
-
-
-def build_smtp_gate(
-    settings: MilterSettings, tenants: TenantDirectory | None = None, *, region: str | None = None
-) -> SmtpGate:
-    """The milter's gate: the same DNS layer, tenants and trace as the Lambda; no bounces (it replies in session)."""
-    from ipv6gate.evaluation.actor import Actor
-    from ipv6gate.evaluation.runner import CheckRunner
-    from ipv6gate.evaluation.staged import Limits, SmtpGate
-
-    s = settings.checks
-    clients = Clients(region)
-    if tenants is None or s.trace_table:
-        # A long-running process: an unusable region or endpoint fails the start, not the first message.
-        clients.get("dynamodb")
-    return SmtpGate(
-        s,
-        CheckRunner(build_dns(s), max_workers=settings.check_threads),
-        tenants if tenants is not None else build_tenants(s, clients),
-        Actor(None, build_trace(s, clients)),
-        limits=Limits(max_recipients=settings.max_recipients, max_header_bytes=settings.max_header_bytes),
-    )
-
-
-def probe_smtp_stack(settings: MilterSettings, *, tenants_from_file: bool, region: str | None) -> list[str]:
-    """What would otherwise fail only at the first message, checked once at the milter's start.
-
-    The region resolves (the DynamoDB endpoint's host name: a misspelt region has none), the tenants
-    table answers a read (BatchGetItem of a key no tenant has), the trace table takes a write that
-    changes nothing (BatchWriteItem deleting a key that cannot exist), each DNS server answers one
-    query. Empty when all is well, else one line per problem.
-    """
-    from ipv6gate.aws.dynamodb import DynamoTenantDirectory
+def build_trace_reader(settings: Settings, region: str | None, clients: Clients | None = None) -> DynamoTraceStore:
+    """The trace table for ``ipv6gate trace`` and ``ipv6gate report`` (TRACE_TABLE must be set)."""
     from ipv6gate.aws.trace import DynamoTraceStore
-    from ipv6gate.dns.network import NetworkBackend
-    from ipv6gate.ports import TenantLookupError, TraceError
 
-    s = settings.checks
-    problems: list[str] = []
-    if not tenants_from_file or s.trace_table:
-        client = Clients(region).get("dynamodb")
-        unresolved = _unresolved_endpoint(client.meta.endpoint_url)
-        if unresolved:  # the table checks would only say the same, after their retries
-            problems.append(f"AWS_REGION {region}: {unresolved}")
-        else:
-            if not tenants_from_file:
-                try:
-                    DynamoTenantDirectory(client, s.tenants_table).probe()
-                except TenantLookupError as exc:
-                    problems.append(f"TENANTS_TABLE: {exc}")
-            if s.trace_table:
-                try:
-                    DynamoTraceStore(client, s.trace_table, s.trace_ttl_days).probe()
-                except TraceError as exc:
-                    problems.append(f"TRACE_TABLE: {exc}")
-    if not s.dns_zone_dir:
-        try:
-            NetworkBackend(s.dns_servers, cache_size=0).probe(s.dns_query_timeout_seconds)
-        except DnsTempError as exc:
-            problems.append(f"DNS_SERVERS: {exc}")
-    return problems
+    client = (clients or Clients(region)).get("dynamodb")
+    return DynamoTraceStore(client, settings.trace_table, ttl_days=settings.trace_ttl_days)
 
 
-def _unresolved_endpoint(url: str) -> str | None:
-    import socket
-    from urllib.parse import urlsplit
+def build_tenant_admin(settings: Settings, region: str | None, clients: Clients | None = None) -> TenantAdmin:
+    """The tenants table's items for ``ipv6gate tenants`` and ``ipv6gate report`` (TENANTS_TABLE must be set)."""
+    from ipv6gate.aws.dynamodb import TenantAdmin
 
-    host = urlsplit(url).hostname or url
-    try:
-        socket.getaddrinfo(host, None)
-    except OSError as exc:
-        return f"the DynamoDB endpoint {host} does not resolve ({getattr(exc, 'strerror', None) or exc})"
-    return None
+    return TenantAdmin((clients or Clients(region)).get("dynamodb"), settings.tenants_table)
+
+
+def caller_identity(region: str | None) -> str:
+    """The AWS identity the CLI acts as (STS), recorded with a tenant change; raises when STS cannot say."""
+    arn: str = aws_client("sts", region).get_caller_identity()["Arn"]
+    return arn
+
+
+def ses_bounce_client() -> Any:
+    """The SES v1 client for SendBounce: SDK retries off, since ``BounceSender`` paces and backs off."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 1, "mode": "standard"})
+    return boto3.client("ses", config=config)
