@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ipv6gate.entrypoints.exits import NO_REGION, Exit, fail
+from ipv6gate.entrypoints.exits import FUNCTION_ENV, NO_REGION, Commands, Exit, command, fail, reason, warn
 from ipv6gate.entrypoints.milter_socket import (
     DEFAULT_MODE,
     SocketError,
@@ -35,8 +35,18 @@ if TYPE_CHECKING:
     from ipv6gate.evaluation.staged import SmtpGate
 
 
-def add_milter_command(commands: argparse._SubParsersAction[Any]) -> None:
-    milter = commands.add_parser("milter", help="apply the rule at SMTP time as a Postfix/Sendmail milter")
+def add_milter_command(commands: Commands) -> None:
+    milter = command(
+        commands,
+        "milter",
+        "apply the rule at SMTP time as a Postfix/Sendmail milter (decisions to TRACE_TABLE, metrics as EMF on stdout)",
+        (
+            *FUNCTION_ENV,
+            "MILTER_AUTHSERV_ID, MILTER_CHECK_THREADS, MILTER_DRAIN_SECONDS, MILTER_MAX_HEADER_BYTES, "
+            "MILTER_MAX_RECIPIENTS, POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE",
+        ),
+        (Exit.OK, Exit.INPUT, Exit.USAGE),
+    )
     milter.add_argument(
         "--listen",
         metavar="HOST:PORT|unix:PATH",
@@ -131,7 +141,9 @@ def _configure(args: argparse.Namespace) -> _Setup:
         try:
             tenants = file_tenants(args.tenants)
         except (OSError, ValueError) as exc:
-            raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
+            raise _BadInput(f"--tenants {args.tenants}: {reason(exc)}") from None
+        if not getattr(tenants, "domains", True):
+            warn("milter", f"--tenants {args.tenants} lists no tenants: every IPv6 recipient gets 550 5.2.1")
     region = aws_region(os.environ)
     if region is None and (tenants is None or settings.checks.trace_table):
         raise SettingsError(f"{NO_REGION}; the tenants and trace tables are DynamoDB")
@@ -141,25 +153,37 @@ def _configure(args: argparse.Namespace) -> _Setup:
     return _Setup(spec, unix, settings, gate, tenants is not None, region)
 
 
+class _BadInput(Exception):
+    pass
+
+
 def run_milter(args: argparse.Namespace) -> int:
     from ipv6gate.wiring import probe_smtp_stack
 
+    if not args.listen and not args.check:
+        return fail(
+            "milter", "give --listen HOST:PORT|unix:PATH (or --check) (see: ipv6gate milter --help)", Exit.USAGE
+        )
     try:
         setup = _configure(args)
-    except (SettingsError, ValueError) as exc:
-        return fail(f"configuration: {exc}", Exit.USAGE)
+    except SettingsError as exc:
+        return fail("milter", f"configuration: {exc}", Exit.USAGE)
+    except (_BadInput, ValueError) as exc:  # a value given on the command line
+        return fail("milter", str(exc), Exit.INPUT)
     except SocketError as exc:
-        return fail(f"configuration: cannot listen on {exc}", Exit.USAGE)
+        return fail("milter", f"configuration: cannot listen on {exc}", Exit.USAGE)
 
     # Before listening: what would otherwise fail only at the first message, and fail open there.
     problems = probe_smtp_stack(setup.settings, tenants_from_file=setup.tenants_from_file, region=setup.region)
     if args.check:
         if problems:
-            return fail(f"start-time check failed: {'; '.join(problems)}", Exit.USAGE)
+            return fail("milter", f"start-time check failed: {'; '.join(problems)}", Exit.USAGE)
         print("ipv6gate milter: start-time checks passed")
         return Exit.OK
     if problems and not args.degraded_start:
-        return fail(f"start-time check failed: {'; '.join(problems)} (--degraded-start to start anyway)", Exit.USAGE)
+        return fail(
+            "milter", f"start-time check failed: {'; '.join(problems)} (--degraded-start to start anyway)", Exit.USAGE
+        )
     return _serve(setup, problems)
 
 
@@ -215,6 +239,6 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
             drain_seconds=settings.drain_seconds,
         )
     except ListenError as exc:
-        return fail(f"configuration: {exc}", Exit.USAGE)
+        return fail("milter", f"configuration: {exc}", Exit.USAGE)
     logger.info("milter stopped", extra={"sessions_cut_off": cut_off, "drain_seconds": settings.drain_seconds})
     return Exit.OK
