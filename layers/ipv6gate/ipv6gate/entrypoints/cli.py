@@ -42,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_milter(args)
         return _table_command(args)
+    except SettingsError as exc:  # an unusable AWS setting, found when the first client is made
+        return fail(args.command, f"configuration: {exc}", Exit.USAGE)
     except KeyboardInterrupt:
         return 130
 
@@ -51,24 +53,24 @@ def _table_command(args: argparse.Namespace) -> int:
     command: str = args.command
     try:
         settings = Settings.from_env(os.environ)  # the entry point reads the environment, once
-    except SettingsError as exc:
+        from ipv6gate.wiring import aws_region
+
+        region = aws_region(os.environ)
+        if region is None:
+            return fail(command, f"configuration: {NO_REGION}", Exit.USAGE)
+        if command == "tenants":
+            from ipv6gate.entrypoints.tenant_cli import run_tenants
+
+            return run_tenants(args, settings, region=region, local_user=os.environ.get("USER") or "unknown")
+        if command == "report":
+            from ipv6gate.entrypoints.report_cli import run_report
+
+            return run_report(args, settings, region=region)
+        from ipv6gate.entrypoints.trace_cli import run_trace
+
+        return run_trace(args, settings, region=region)
+    except SettingsError as exc:  # also an unusable AWS setting, found when a client is made
         return fail(command, f"configuration: {exc}", Exit.USAGE)
-    from ipv6gate.wiring import aws_region
-
-    region = aws_region(os.environ)
-    if region is None:
-        return fail(command, f"configuration: {NO_REGION}", Exit.USAGE)
-    if command == "tenants":
-        from ipv6gate.entrypoints.tenant_cli import run_tenants
-
-        return run_tenants(args, settings, region=region, local_user=os.environ.get("USER") or "unknown")
-    if command == "report":
-        from ipv6gate.entrypoints.report_cli import run_report
-
-        return run_report(args, settings, region=region)
-    from ipv6gate.entrypoints.trace_cli import run_trace
-
-    return run_trace(args, settings, region=region)
 
 
 def version() -> str:

@@ -24,10 +24,12 @@ class Exit(IntEnum):
 # One line per status, shown by every --help (each command lists those it can return) and README "CLI".
 MEANING = {
     Exit.OK: "done",
-    Exit.INPUT: "bad input: a file or value given is wrong (one line on stderr names it); nothing was changed",
-    Exit.USAGE: "usage or configuration: wrong command line, a bad or missing setting, no AWS region",
+    Exit.INPUT: "bad input: a file or a value given is wrong (--limit abc, a domain that is an IP address); "
+    "the line names it and nothing was changed",
+    Exit.USAGE: "usage or configuration: a wrong command line (an unknown or missing argument), a bad or missing "
+    "setting, no AWS region",
     Exit.AWS: "AWS: a table could not be read or written, or (evaluate) a decision failed open because of a "
-    "fault (the tenants table, the trace, or the raw message in S3)",
+    "fault: the tenants table, the trace, or the raw message in S3",
     Exit.NOT_FOUND: "not found: no decision recorded for that message id, no such tenant to remove",
 }
 

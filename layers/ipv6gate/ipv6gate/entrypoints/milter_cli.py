@@ -91,7 +91,7 @@ def unix_socket(spec: str, mode: str | None, group: str | None) -> UnixSocket | 
     path = unix_path(spec)
     if path is None:
         if mode or group:
-            raise ValueError("--socket-mode and --socket-group apply to a unix: socket only")
+            raise _Usage("--socket-mode and --socket-group apply to a unix: socket only")
         return None
     return UnixSocket(
         Path(os.path.abspath(path)),
@@ -157,6 +157,10 @@ class _BadInput(Exception):
     pass
 
 
+class _Usage(ValueError):
+    pass
+
+
 def run_milter(args: argparse.Namespace) -> int:
     from ipv6gate.wiring import probe_smtp_stack
 
@@ -168,6 +172,8 @@ def run_milter(args: argparse.Namespace) -> int:
         setup = _configure(args)
     except SettingsError as exc:
         return fail("milter", f"configuration: {exc}", Exit.USAGE)
+    except _Usage as exc:
+        return fail("milter", f"{exc} (see: ipv6gate milter --help)", Exit.USAGE)
     except (_BadInput, ValueError) as exc:  # a value given on the command line
         return fail("milter", str(exc), Exit.INPUT)
     except SocketError as exc:

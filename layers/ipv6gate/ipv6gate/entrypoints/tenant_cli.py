@@ -39,6 +39,13 @@ def add_tenant_commands(commands: Commands) -> None:
             p.add_argument("domain", nargs="?")
         elif action != "list":
             p.add_argument("domain")
+        if action == "remove":
+            p.add_argument(
+                "--exact",
+                action="store_true",
+                help="DOMAIN is a stored key exactly as tenants list shows it, even one that is not a domain "
+                "(an item written by hand)",
+            )
         if action == "enable":
             p.add_argument("--monitor", action="store_true", help="evaluate and log, but never reject")
         if action.endswith("-partner"):
@@ -53,7 +60,10 @@ def run_tenants(args: argparse.Namespace, settings: Settings, *, region: str, lo
     given: str | None = getattr(args, "domain", None)
     try:
         # The same canonical form (and refusals) as a stored tenant item and a recipient domain.
-        domain = _domain(given, args.action) if given is not None else None
+        exact = getattr(args, "exact", False)
+        domain = _domain(given, args.action) if given is not None and not exact else None
+        if exact and not (given or "").strip():
+            raise DomainError("empty key")
         prefix = str(parse_prefix(args.prefix)) if getattr(args, "prefix", None) is not None else None
     except (DomainError, ValueError) as exc:
         return fail(name, str(exc), Exit.INPUT)
@@ -74,14 +84,14 @@ def run_tenants(args: argparse.Namespace, settings: Settings, *, region: str, lo
         return fail(name, str(exc), Exit.AWS)
 
 
-def _domain(text: str, action: str) -> str | None:
-    """The canonical domain; ``None`` for ``remove`` of a key that is not a domain (removed as given)."""
-    if action == "remove" and text.strip():
-        try:
-            return tenant_domain(text)
-        except DomainError:
-            return None
-    return tenant_domain(text)
+def _domain(text: str, action: str) -> str:
+    """The canonical domain; ``tenants remove --exact`` takes a stored key that is not one."""
+    try:
+        return tenant_domain(text)
+    except DomainError as exc:
+        if action != "remove" or not text.strip():
+            raise
+        raise DomainError(f"{exc} (a stored key that is not a domain: tenants remove --exact KEY)") from None
 
 
 def _dispatch(args: argparse.Namespace, admin: Any, domain: str | None, prefix: str | None, by: Any) -> int:
