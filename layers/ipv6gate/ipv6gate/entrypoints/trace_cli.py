@@ -26,7 +26,7 @@ def _canonical(kind: str, value: str) -> str:
     canonical = ip_key(value)
     if ipaddress.ip_address(canonical).version == 4:
         # The function records IPv6 (and unknown-client) decisions only: IPv4 is outside the rule.
-        raise ValueError("IPv4 mail is never recorded (the trace holds IPv6 decisions)")
+        raise ValueError(f"{canonical} is IPv4, and IPv4 mail is never recorded (the trace holds IPv6 decisions)")
     return canonical
 
 
