@@ -95,7 +95,7 @@ def test_decisions_are_recorded_and_queried_newest_first(
         (("m", "--ip", "2001:db8::1"), 2, "MESSAGE_ID and --ip are exclusive"),
         (("m", "--domain", "example.com"), 2, "MESSAGE_ID and --domain are exclusive"),
         (("--ip", "192.0.2.25"), 1, "IPv4 mail is never recorded"),
-        (("--ip", "::ffff:192.0.2.25"), 1, "--ip '::ffff:192.0.2.25': 192.0.2.25 is IPv4, and IPv4 mail is never recorded"),
+        (("--ip", "::ffff:192.0.2.25"), 1, "': 192.0.2.25 is IPv4, and IPv4 mail is never recorded"),
         (("--ip", "2001:db8::1", "--domain", "x.test"), 2, "not allowed with argument"),
         (("--limit", "0", "--ip", "2001:db8::1"), 1, "argument --limit: 0 is outside 1..1000"),
     ],

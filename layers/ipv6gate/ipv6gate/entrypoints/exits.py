@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Any, NoReturn
 
+from ipv6gate.settings import integer
+
 type Commands = argparse._SubParsersAction[Any]
 
 
@@ -109,8 +111,6 @@ class Parser(argparse.ArgumentParser):
 
 def whole(low: int, high: int) -> Callable[[str], int]:
     """An argparse ``type`` for a whole number in ``low..high`` (its error names the range, not a type)."""
-    from ipv6gate.settings import integer
-
     check = integer(low, high)
 
     def parse(text: str) -> int:

@@ -35,6 +35,14 @@ if TYPE_CHECKING:
     from ipv6gate.evaluation.staged import SmtpGate
 
 
+class _BadInput(Exception):
+    """A value given on the command line is wrong (exit 1)."""
+
+
+class _Usage(ValueError):
+    """Options that do not go together (exit 2)."""
+
+
 def add_milter_command(commands: Commands) -> None:
     milter = command(
         commands,
@@ -151,14 +159,6 @@ def _configure(args: argparse.Namespace) -> _Setup:
     if spec and not args.check:  # --check runs beside a live milter: its socket is not in question
         check_free(spec)
     return _Setup(spec, unix, settings, gate, tenants is not None, region)
-
-
-class _BadInput(Exception):
-    pass
-
-
-class _Usage(ValueError):
-    pass
 
 
 def run_milter(args: argparse.Namespace) -> int:
