@@ -112,7 +112,8 @@ bench: venv knot smtp-deps
 
 # The SMTP-time front door's parts: Postfix (a private instance per test or demo, never the system
 # service: debconf is told "No configuration"), swaks (to try it by hand), libmilter-dev to build
-# pymilter, systemd-analyze (verifies packaging/'s unit in a test), then the package's `milter`
+# pymilter, systemd-analyze (verifies packaging/'s unit in a test), OpenDKIM's miltertest (an
+# independent milter client for tests/hostile/'s Lua scripts), then the package's `milter`
 # extra (pymilter, authres) in the venv.
 SMTP_STAMP := $(VENV)/.installed-milter
 smtp-deps: venv
@@ -121,6 +122,7 @@ smtp-deps: venv
 	  command -v swaks >/dev/null 2>&1 || pkgs="$$pkgs swaks"; \
 	  [ -e /usr/include/libmilter/mfapi.h ] || pkgs="$$pkgs libmilter-dev"; \
 	  command -v systemd-analyze >/dev/null 2>&1 || pkgs="$$pkgs systemd"; \
+	  command -v miltertest >/dev/null 2>&1 || pkgs="$$pkgs miltertest"; \
 	  if [ -n "$$pkgs" ]; then \
 	    echo "installing$$pkgs with apt-get"; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
