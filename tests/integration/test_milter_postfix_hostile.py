@@ -11,7 +11,6 @@ import concurrent.futures as cf
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
