@@ -44,12 +44,14 @@ from aws_lambda_powertools import Logger, Metrics
 from fuzz.cases import LONG_DOMAIN, Case, CaseFactory, ses_event
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import Answer, Backend, DnsResolver
-from ipv6gate.entrypoints.lambda_gate import handle_ses_event, log_json
+from ipv6gate.entrypoints.lambda_gate import handle_ses_event
+from ipv6gate.entrypoints.telemetry import log_json
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import EventError, Mail, parse_event
 from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants, InMemoryTrace
 from ipv6gate.settings import Settings
+from ipv6gate.wiring import assemble_gate
 from tests.property import invariants, zones
 from tests.support import world
 
@@ -124,8 +126,8 @@ class RecordingGate(Gate):
         self.last = decision
         return decision
 
-    def act(self, decision: Decision) -> Decision:
-        self.acted = super().act(decision)
+    def record(self, decision: Decision) -> Decision:
+        self.acted = super().record(decision)
         return self.acted
 
 
@@ -203,7 +205,7 @@ def build_gates(keys: world.Keys) -> tuple[dict[str, RecordingGate], InMemoryMes
             backend, query_timeout=settings.dns_query_timeout_seconds, query_limit=settings.dns_query_limit
         )
         failing = name == "hurried"
-        gates[name] = RecordingGate(
+        parts = assemble_gate(
             settings,
             resolver,
             tenants,
@@ -211,6 +213,7 @@ def build_gates(keys: world.Keys) -> tuple[dict[str, RecordingGate], InMemoryMes
             bounces=InMemoryBounceQueue(fail_with="queue down" if failing else None),
             trace=InMemoryTrace(fail_with="table throttled" if failing else None),
         )
+        gates[name] = RecordingGate(parts.evaluator, parts.messages, parts.recorder)
     return gates, messages
 
 
@@ -226,7 +229,7 @@ def outcome_of(decision: Decision) -> str:
     parts = sorted(
         {("monitor:" if v.monitor else "") + (v.reply.status if v.reply else "accept") for v in decision.verdicts}
     )
-    return f"{decision.disposition.value:<13} {'/'.join(parts) or '(no recipients)'}"
+    return f"{decision.disposition:<13} {'/'.join(parts) or '(no recipients)'}"
 
 
 def fingerprint(decision: Decision) -> tuple[Any, ...]:
@@ -253,8 +256,8 @@ def judge(case: Case, gate_name: str, gate: RecordingGate, result: Any, stats: S
     else:
         problems += invariants.decision_problems(decision, mail, query_limit=gate.settings.dns_query_limit)
         final = gate.acted or decision
-        if isinstance(result, dict) and result.get("disposition") != final.disposition.value:
-            problems.append(f"handler said {result.get('disposition')}, the decision was {final.disposition.value}")
+        if isinstance(result, dict) and result.get("disposition") != final.disposition:
+            problems.append(f"handler said {result.get('disposition')}, the decision was {final.disposition}")
         stats.outcomes[outcome_of(final)] += 1
         stats.max_queries[gate_name] = max(stats.max_queries[gate_name], decision.dns_queries)
         for check in (decision.checks.iprev, decision.checks.spf, decision.checks.dkim):
@@ -359,10 +362,10 @@ def soak_one(rig: Rig, case: Case, gate_name: str) -> None:
     if mid is not None:
         messages.messages.pop(mid, None)
     for g in gates.values():  # in-memory side effects would grow without bound
-        if isinstance(g.actor.bounces, InMemoryBounceQueue):
-            g.actor.bounces.requests.clear()
-        if isinstance(g.actor.trace, InMemoryTrace):
-            g.actor.trace.records.clear()
+        if isinstance(g.evaluator.bounces, InMemoryBounceQueue):
+            g.evaluator.bounces.requests.clear()
+        if isinstance(g.recorder.trace, InMemoryTrace):
+            g.recorder.trace.records.clear()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable
 
 import pytest
@@ -14,6 +13,7 @@ from ipv6gate.dns import Deadline, DnsResolver, DnsSession
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
+from ipv6gate.wiring import assemble_gate
 from tests.support import world
 from tests.support.powertools import fresh_logger
 
@@ -54,7 +54,7 @@ def messages() -> InMemoryMessages:
 def make_gate(resolver: DnsResolver, tenants: InMemoryTenants, messages: InMemoryMessages) -> Callable[..., Gate]:
     def build(**overrides: object) -> Gate:
         env = {"AWS_REGION": "eu-west-1", **{k.upper(): str(v) for k, v in overrides.items()}}
-        return Gate(Settings.from_env(env), resolver, tenants, messages, clock=time.monotonic)
+        return assemble_gate(Settings.from_env(env), resolver, tenants, messages)
 
     return build
 

@@ -27,13 +27,12 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ipv6gate.bounce.policy import BounceDecision
 from ipv6gate.bounce.request import BounceRequest
 from ipv6gate.entrypoints import metric_names
 from ipv6gate.entrypoints.bouncer import BounceSender, Pacer, parse_record_body, ses_client
-from ipv6gate.entrypoints.lambda_gate import log_json
+from ipv6gate.entrypoints.telemetry import log_json
 from ipv6gate.settings import BouncerSettings
-from ipv6gate.wiring import build_dns, build_messages
+from ipv6gate.wiring import build_sender_proof
 
 logger = Logger(json_serializer=log_json)
 metrics = Metrics()
@@ -41,9 +40,8 @@ metrics = Metrics()
 # A bad setting fails the cold start with a one-line message naming it (the records are redelivered).
 settings = BouncerSettings.from_env(os.environ)
 ses = ses_client()
-# For requests the gate queued before SPF/DKIM finished: the same DNS layer and message store.
-dns = build_dns(settings.checks)
-messages = build_messages(settings.checks)
+# For requests the gate queued before SPF/DKIM finished: the same evaluator, DNS layer and message store.
+authenticate = build_sender_proof(settings.checks)
 processor = BatchProcessor(event_type=EventType.SQS)
 _invocation: dict[str, LambdaContext] = {}
 
@@ -69,14 +67,8 @@ def _remaining_seconds() -> float:
     return context.get_remaining_time_in_millis() / 1000 if context is not None else float("inf")
 
 
-def _authenticate(request: BounceRequest) -> BounceDecision:
-    from ipv6gate.evaluation.sender_proof import authenticate_sender
-
-    return authenticate_sender(request, dns=dns, messages=messages, settings=settings.checks)
-
-
 sender = BounceSender(
-    ses, settings, Pacer(settings.rate_per_second), logger=logger, metrics=metrics, authenticate=_authenticate
+    ses, settings, Pacer(settings.rate_per_second), logger=logger, metrics=metrics, authenticate=authenticate
 )
 
 

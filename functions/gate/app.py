@@ -14,7 +14,8 @@ from aws_lambda_powertools.utilities.data_classes import event_source
 from aws_lambda_powertools.utilities.data_classes.ses_event import SESEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ipv6gate.entrypoints.lambda_gate import handle_ses_event, log_json
+from ipv6gate.entrypoints.lambda_gate import handle_ses_event
+from ipv6gate.entrypoints.telemetry import log_json
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import build_gate
 

@@ -2,7 +2,7 @@
 ``Custom::ActiveReceiptRuleSet``): resolve the gate rule's rule set, seed monitor-mode tenants, activate.
 
 Composition root: the SES and DynamoDB clients are built once per cold start; the handler answers
-CloudFormation exactly once per request (``ipv6gate.entrypoints.stack_setup``).
+CloudFormation exactly once per request (``ipv6gate.aws.custom_resources``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ipv6gate.aws.custom_resources import StackSetup, send_response
 from ipv6gate.aws.dynamodb import TenantAdmin
 from ipv6gate.aws.receipt_rules import SesReceiptRules
-from ipv6gate.entrypoints.lambda_gate import log_json
-from ipv6gate.entrypoints.stack_setup import StackSetup, send_response
+from ipv6gate.entrypoints.telemetry import log_json
 from ipv6gate.wiring import aws_client
 
 logger = Logger(json_serializer=log_json)

@@ -17,7 +17,7 @@ import pytest
 from ipv6gate.aws.dynamodb import DynamoTenantDirectory
 from ipv6gate.aws.s3 import S3MessageStore
 from ipv6gate.checks.results import Result
-from ipv6gate.decision.policy import Disposition
+from ipv6gate.decision.rule import Disposition
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports import MessageStoreError, TenantLookupError

@@ -43,11 +43,11 @@ def closed_port_client(service: str) -> Any:
 
 def test_dynamodb_unreachable_fails_open_with_a_note(make_gate: MakeGate) -> None:
     gate = make_gate()
-    gate.tenants = DynamoTenantDirectory(closed_port_client("dynamodb"), "tenants")
+    gate.evaluator.tenants = DynamoTenantDirectory(closed_port_client("dynamodb"), "tenants")
     with pytest.raises(TenantLookupError, match="EndpointConnectionError"):
-        gate.tenants.get_many(["tenant.test"])
+        gate.evaluator.tenants.get_many(["tenant.test"])
     d = gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP)))
-    assert d.disposition.value == "CONTINUE" and d.verdicts[0].verdict.value == "accept"
+    assert d.disposition == "CONTINUE" and d.verdicts[0].verdict.value == "accept"
     assert any("tenant lookup failed" in n for n in d.notes)
 
 
@@ -57,13 +57,13 @@ def test_dynamodb_throttled_fails_open_with_a_note(make_gate: MakeGate, moto: Mo
     for _ in range(2):
         stub.add_client_error("batch_get_item", "ProvisionedThroughputExceededException", http_status_code=400)
     gate = make_gate()
-    gate.tenants = DynamoTenantDirectory(client, "tenants")
+    gate.evaluator.tenants = DynamoTenantDirectory(client, "tenants")
     with stub:
         d = gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP)))
         assert d.verdicts[0].verdict.value == "accept"
         assert any("ProvisionedThroughputExceeded" in n for n in d.notes)
         with pytest.raises(TenantLookupError):
-            gate.tenants.get_many(["tenant.test"])
+            gate.evaluator.tenants.get_many(["tenant.test"])
 
 
 @pytest.mark.parametrize("fault", ["missing-object", "missing-bucket", "unreachable"])
@@ -90,15 +90,15 @@ def test_s3_faults_make_dkim_temperror_never_a_rejection(
 def test_sqs_send_failing_lets_the_message_through(make_gate: MakeGate, moto: MotoServer) -> None:
     gate = make_gate(bounce_mode="always")
     sqs = moto.client("sqs")
-    gate.actor.bounces = SqsBounceQueue(sqs, "https://sqs.eu-west-1.amazonaws.com/123456789012/no-such-queue")
-    d = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
-    assert d.disposition.value == "CONTINUE"
+    gate.evaluator.bounces = SqsBounceQueue(sqs, "https://sqs.eu-west-1.amazonaws.com/123456789012/no-such-queue")
+    d = gate.record(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
+    assert d.disposition == "CONTINUE"
     assert any("bounce could not be queued" in n for n in d.notes)
 
 
 def test_trace_write_failing_changes_nothing_but_a_note(make_gate: MakeGate, moto: MotoServer) -> None:
     gate = make_gate()
-    gate.actor.trace = DynamoTraceStore(moto.client("dynamodb"), "no-such-trace-table", ttl_days=30)
-    d = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
-    assert d.disposition.value == "STOP_RULE_SET"
+    gate.recorder.trace = DynamoTraceStore(moto.client("dynamodb"), "no-such-trace-table", ttl_days=30)
+    d = gate.record(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
+    assert d.disposition == "STOP_RULE_SET"
     assert any("not recorded in the trace" in n and "ResourceNotFoundException" in n for n in d.notes)

@@ -288,19 +288,19 @@ def test_gate_to_queue_to_bouncer_end_to_end(app, ses, sqs, queues, make_gate) -
 
     url, _ = queues
     gate = make_gate()
-    gate.actor.bounces = SqsBounceQueue(sqs, url)
+    gate.evaluator.bounces = SqsBounceQueue(sqs, url)
     arrival = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     event = world.ses_event(ip=world.NO_PTR_IP, mail_from="alice@noptr.test", message_id=f"{uuid.uuid4().hex}")
     event["Records"][0]["ses"]["mail"]["timestamp"] = arrival
 
-    first = gate.act(gate.evaluate(parse_event(event)))
-    assert first.disposition.value == "STOP_RULE_SET" and first.bounce is not None
+    first = gate.record(gate.evaluate(parse_event(event)))
+    assert first.disposition == "STOP_RULE_SET" and first.bounce is not None
     # "defer" when the PTR answer came before SPF's: then the bouncer proves the sender itself.
     assert first.bounce.action.value in ("send", "defer"), first.bounce
     request = first.bounce_request()
     assert request is not None
     ses.expect(request)
-    gate.act(gate.evaluate(parse_event(event)))  # SES retried the invocation
+    gate.record(gate.evaluate(parse_event(event)))  # SES retried the invocation
 
     runs = drain_bounce_queue(sqs, url, app.lambda_handler)
     assert sum(len(r.received) for r in runs) == 2 and all(r.error is None for r in runs)

@@ -16,7 +16,7 @@ from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
-from ipv6gate.wiring import build_dns
+from ipv6gate.wiring import assemble_gate, build_dns
 from tests.support import world
 from tests.support.dns_proxy import DelayingDnsProxy
 from tests.support.knot import KnotServer
@@ -62,19 +62,19 @@ def gate_for(servers: str, **env: str) -> tuple[Gate, InMemoryBounceQueue]:
     )
     queue = InMemoryBounceQueue()
     tenants = InMemoryTenants([Tenant("tenant.test", ipv6_inbound=True)])
-    return Gate(settings, build_dns(settings), tenants, InMemoryMessages(), bounces=queue), queue
+    return assemble_gate(settings, build_dns(settings), tenants, InMemoryMessages(), bounces=queue), queue
 
 
 def timed(gate: Gate, **event: object) -> tuple[Decision, float]:
     mail = parse_event(world.ses_event(**event))  # type: ignore[arg-type]
     started = time.monotonic()
-    decision = gate.act(gate.evaluate(mail))
+    decision = gate.record(gate.evaluate(mail))
     return decision, time.monotonic() - started
 
 
 def assert_not_rejected(decision: Decision, queue: InMemoryBounceQueue, elapsed: float) -> None:
     assert [v.verdict.value for v in decision.verdicts] == ["accept"], decision.verdicts
-    assert queue.requests == [] and decision.disposition.value == "CONTINUE"
+    assert queue.requests == [] and decision.disposition == "CONTINUE"
     assert elapsed < BUDGET + GRACE, f"{elapsed:.2f}s is over the budget"
 
 

@@ -23,7 +23,7 @@ from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.iprev import PtrMode, check_iprev
 from ipv6gate.checks.results import Result
 from ipv6gate.checks.spf import check_spf
-from ipv6gate.decision.policy import Verdict
+from ipv6gate.decision.rule import Verdict
 from ipv6gate.decision.tenants import Tenant
 from ipv6gate.dns import Deadline, DnsResolver, DnsTempError, Status
 from ipv6gate.dns.model import DnsServer

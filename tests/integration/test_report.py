@@ -12,7 +12,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,16 +22,13 @@ import pytest
 from ipv6gate.aws.trace import DAYS, DynamoTraceStore
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import DnsResolver
-from ipv6gate.evaluation.actor import Actor
-from ipv6gate.evaluation.gate import Gate
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.evaluation.report import build_report
-from ipv6gate.evaluation.runner import CheckRunner
-from ipv6gate.evaluation.staged import SmtpGate
 from ipv6gate.evaluation.summary import utc_day
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
+from ipv6gate.wiring import assemble_gate, assemble_smtp_gate
 from tests.support import world
 from tests.support.sam_local import LocalStack
 
@@ -79,20 +75,19 @@ def written(stack: LocalStack, keys: world.Keys) -> dict[str, Decision]:
         [{"domain": t.domain, "ipv6_inbound": t.ipv6_inbound, "mode": t.mode.value} for t in TENANTS],
     )
     backend = world.zone_backend(keys, timeouts=(world._ptr_owner(world.PTR_TIMEOUT_IP),))
-    gate = Gate(
+    gate = assemble_gate(
         Settings.from_env({"AWS_REGION": "eu-west-1"}),
         DnsResolver(backend, query_timeout=1.0, query_limit=60),
         InMemoryTenants(TENANTS),
         InMemoryMessages(),
-        clock=time.monotonic,
         bounces=InMemoryBounceQueue(),
         trace=DynamoTraceStore(stack.client("dynamodb"), stack.names["TraceTable"], ttl_days=30),
     )
     decisions = {}
     for message_id, ip, sender, rcpts, hours in MAIL:
-        gate.actor.now = lambda hours=hours: NOW - timedelta(hours=hours)  # type: ignore[misc]
+        gate.recorder.now = lambda hours=hours: NOW - timedelta(hours=hours)  # type: ignore[misc]
         event = world.ses_event(ip=ip, mail_from=sender, recipients=rcpts, message_id=message_id)
-        decisions[message_id] = gate.act(gate.evaluate(parse_event(event)))
+        decisions[message_id] = gate.record(gate.evaluate(parse_event(event)))
         assert decisions[message_id].faults == (), decisions[message_id].notes
     decisions["milter"] = _milter_decision(stack, backend)
     _write_old_format_item(stack)
@@ -102,11 +97,12 @@ def written(stack: LocalStack, keys: world.Keys) -> dict[str, Decision]:
 def _milter_decision(stack: LocalStack, backend: Any) -> Decision:
     """The milter refuses STRANGER's recipient at RCPT; its decision goes through its own trace adapter."""
     trace = DynamoTraceStore(stack.client("dynamodb"), stack.names["TraceTable"], ttl_days=30)
-    smtp = SmtpGate(
+    smtp = assemble_smtp_gate(
         Settings.from_env({"AWS_REGION": "eu-west-1"}),
-        CheckRunner(DnsResolver(backend, query_timeout=1.0, query_limit=60)),
+        DnsResolver(backend, query_timeout=1.0, query_limit=60),
         InMemoryTenants(TENANTS),
-        Actor(None, trace, now=lambda: NOW - timedelta(hours=MILTER_HOURS)),
+        trace=trace,
+        now=lambda: NOW - timedelta(hours=MILTER_HOURS),
     )
     session = smtp.connect(world.NO_PTR_IP, "mx.test")
     session.helo("mail.noptr.test")
@@ -115,7 +111,7 @@ def _milter_decision(stack: LocalStack, backend: Any) -> Decision:
     assert reply is not None and reply.status == "5.2.1", reply
     refused = session.close()
     assert refused is not None
-    decision = smtp.act(refused)
+    decision = smtp.record(refused)
     assert decision.front_door == "milter" and decision.faults == (), decision.notes
     return decision
 

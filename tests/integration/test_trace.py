@@ -57,15 +57,15 @@ def test_decisions_are_recorded_and_queried_newest_first(
 ) -> None:
     env, client = stack
     gate = make_gate()
-    gate.actor.trace = DynamoTraceStore(client, TABLE, ttl_days=30)
+    gate.recorder.trace = DynamoTraceStore(client, TABLE, ttl_days=30)
     events = [
         ("m-old", world.NO_PTR_IP, ("a@tenant.test",)),
         ("m-mid", world.GOOD_IP, ("a@tenant.test", "b@optout.test")),
         ("m-new", world.NO_PTR_IP, ("c@optout.test",)),
     ]
     for minute, (message_id, ip, rcpts) in enumerate(events):
-        gate.actor.now = lambda minute=minute: T0 + timedelta(minutes=minute)  # type: ignore[misc]
-        gate.act(gate.evaluate(parse_event(world.ses_event(ip=ip, recipients=rcpts, message_id=message_id))))
+        gate.recorder.now = lambda minute=minute: T0 + timedelta(minutes=minute)  # type: ignore[misc]
+        gate.record(gate.evaluate(parse_event(world.ses_event(ip=ip, recipients=rcpts, message_id=message_id))))
 
     one = cli(env, "m-old")
     assert one.returncode == 0, one.stderr

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from ipv6gate.dns import DnsResolver
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
+from ipv6gate.wiring import assemble_gate
 from tests.property import zones
 from tests.support import world
 
@@ -65,7 +65,7 @@ class PropWorld:
             resolver = DnsResolver(
                 self.resolver.backend, query_timeout=s.dns_query_timeout_seconds, query_limit=s.dns_query_limit
             )
-            self._gates[key] = Gate(s, resolver, self.tenants, self.messages, clock=time.monotonic)
+            self._gates[key] = assemble_gate(s, resolver, self.tenants, self.messages)
         return self._gates[key]
 
 

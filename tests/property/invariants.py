@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from ipv6gate.checks.results import Result
-from ipv6gate.decision.policy import Disposition, Verdict
+from ipv6gate.decision.rule import Disposition, Verdict
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.domains import DomainError, recipient_domain
 from ipv6gate.mail.event import Mail
@@ -61,7 +61,7 @@ def decision_problems(decision: Decision, mail: Mail, *, query_limit: int | None
         add(f"verdicts for {got!r:.200}, recipients were {wanted!r:.200}")
     all_rejected = bool(decision.verdicts) and all(v.verdict is Verdict.REJECT for v in decision.verdicts)
     if (decision.disposition is Disposition.STOP_RULE_SET) != all_rejected:
-        add(f"disposition {decision.disposition.value} but verdicts {[v.verdict.value for v in decision.verdicts]}")
+        add(f"disposition {decision.disposition} but verdicts {[v.verdict.value for v in decision.verdicts]}")
     source = decision.source
     for v in decision.verdicts:
         problems.extend(_verdict_problems(v, source))

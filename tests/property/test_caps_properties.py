@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from ipv6gate.aws.s3 import S3MessageStore
 from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.results import Result
-from ipv6gate.decision.policy import Verdict
+from ipv6gate.decision.rule import Verdict
 from ipv6gate.dns import Deadline, DnsSession
-from ipv6gate.evaluation import gate as gate_module
+from ipv6gate.evaluation import evaluator as gate_module
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports import MessageStoreError
 from ipv6gate.ports.memory import InMemoryMessages

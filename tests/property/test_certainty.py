@@ -15,7 +15,7 @@ import itertools
 import pytest
 
 from ipv6gate.checks.results import CheckResult, Result
-from ipv6gate.decision.policy import CHECK_NAMES, Checks, Recipient, TempErrorAction, certain, decide
+from ipv6gate.decision.rule import CHECK_NAMES, Checks, Recipient, TempErrorAction, certain, decide
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.mail.source import Source
 

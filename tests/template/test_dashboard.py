@@ -156,7 +156,7 @@ def test_the_handler_emits_registry_names_under_the_service_dimension(
     metrics = Metrics(namespace=env["POWERTOOLS_METRICS_NAMESPACE"], service=env["POWERTOOLS_SERVICE_NAME"])
     metrics.clear_metrics()
     gate = make_gate()
-    gate.actor.trace = InMemoryTrace(fail_with="DynamoDB t: ThrottlingException")
+    gate.recorder.trace = InMemoryTrace(fail_with="DynamoDB t: ThrottlingException")
     monkeypatch.setattr(cold_start, "is_cold_start", True)
     context = SimpleNamespace(function_name="stack-GateFunction-abc")
 

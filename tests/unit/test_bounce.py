@@ -6,11 +6,11 @@ import ipaddress
 
 import pytest
 
-from ipv6gate.bounce.policy import BounceAction, BounceMode, decide_bounce
+from ipv6gate.bounce.backscatter import BounceAction, BounceMode, decide_bounce
 from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision import replies
-from ipv6gate.decision.policy import Checks, RecipientVerdict, Verdict
 from ipv6gate.decision.replies import Reply
+from ipv6gate.decision.rule import Checks, RecipientVerdict, Verdict
 
 IP = ipaddress.IPv6Address("2001:db8::25")
 REPLIES = {

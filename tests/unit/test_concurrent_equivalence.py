@@ -10,14 +10,13 @@ import pytest
 from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.iprev import check_iprev
 from ipv6gate.checks.spf import check_spf
-from ipv6gate.decision.policy import Checks, Recipient, RecipientVerdict, decide, disposition
+from ipv6gate.decision.rule import Checks, Recipient, RecipientVerdict, decide, disposition
 from ipv6gate.dns import Deadline
-from ipv6gate.evaluation.gate import Gate
 from ipv6gate.mail.event import Mail, parse_event
 from ipv6gate.mail.source import Source, find_source
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
-from ipv6gate.wiring import build_dns
+from ipv6gate.wiring import assemble_gate, build_dns
 from tests.support import sam_local
 
 EVENTS = sam_local.event_files()
@@ -61,9 +60,9 @@ def sequential(mail: Mail) -> tuple[str, list[tuple[str, str | None]]]:
 @pytest.mark.parametrize("complete", [False, True], ids=["early-exit", "all-checks"])
 def test_same_decision_as_sequential(name: str, complete: bool) -> None:
     mail = parse_event(sam_local.load_event(name))
-    gate = Gate(SETTINGS, build_dns(SETTINGS), TENANTS, MESSAGES, complete_checks=complete)
+    gate = assemble_gate(SETTINGS, build_dns(SETTINGS), TENANTS, MESSAGES, complete_checks=complete)
     for _ in range(3):  # the order in which the threads finish varies; the decision must not
         d = gate.evaluate(mail)
-        assert (d.disposition.value, [(v.recipient, str(v.reply) if v.reply else None) for v in d.verdicts]) == (
+        assert (d.disposition, [(v.recipient, str(v.reply) if v.reply else None) for v in d.verdicts]) == (
             sequential(mail)
         ), name

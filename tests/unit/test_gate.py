@@ -51,7 +51,7 @@ def test_no_ptr_and_not_authenticated_replies(make_gate: MakeGate) -> None:
     assert str(no_ptr.verdicts[0].reply) == (
         "450 4.7.25 Service unavailable, sending IPv6 address [2001:db8:2::25] must have reverse DNS record."
     )
-    assert no_ptr.disposition.value == "STOP_RULE_SET"
+    assert no_ptr.disposition == "STOP_RULE_SET"
     unauth = gate.evaluate(parse_event(world.ses_event(ip=world.OTHER_IP)))
     assert str(unauth.verdicts[0].reply) == (
         "450 4.7.26 Service unavailable, message sent over IPv6 [2001:db8:6::25] "
@@ -63,18 +63,18 @@ def test_mixed_recipients(make_gate: MakeGate) -> None:
     d = make_gate().evaluate(parse_event(world.ses_event(recipients=("a@tenant.test", "b@optout.test", "c@x.test"))))
     assert [v.verdict.value for v in d.verdicts] == ["accept", "reject", "reject"]
     assert str(d.verdicts[1].reply) == "550 5.2.1 Service unavailable, [optout.test] does not accept email over IPv6."
-    assert d.disposition.value == "CONTINUE"
+    assert d.disposition == "CONTINUE"
 
 
 def test_nothing_is_checked_when_no_recipient_opted_in(make_gate: MakeGate) -> None:
     d = make_gate().evaluate(parse_event(world.ses_event(recipients=("b@optout.test",))))
     assert d.dns_queries == 0 and d.checks.iprev.result.value == "skipped"
-    assert d.disposition.value == "STOP_RULE_SET"
+    assert d.disposition == "STOP_RULE_SET"
 
 
 def test_ipv4_needs_no_tenant_lookup_and_no_dns(make_gate: MakeGate, tenants: InMemoryTenants) -> None:
     d = make_gate().evaluate(parse_event(world.ses_event(ip=world.V4_IP)))
-    assert d.disposition.value == "CONTINUE" and d.dns_queries == 0 and tenants.lookups == 0
+    assert d.disposition == "CONTINUE" and d.dns_queries == 0 and tenants.lookups == 0
 
 
 def test_untrusted_top_received_is_accepted_with_a_reason(make_gate: MakeGate) -> None:
@@ -105,7 +105,7 @@ def test_temperror_action_reject(make_gate: MakeGate) -> None:
 
 def test_monitor_mode_tenant(make_gate: MakeGate) -> None:
     d = make_gate().evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP, recipients=("a@watch.test",))))
-    assert d.disposition.value == "CONTINUE" and d.verdicts[0].monitor
+    assert d.disposition == "CONTINUE" and d.verdicts[0].monitor
 
 
 def test_partner_prefix(make_gate: MakeGate, tenants: InMemoryTenants) -> None:
@@ -122,14 +122,14 @@ def test_tenant_store_failure_fails_open_with_a_note(make_gate: MakeGate, tenant
 
     tenants.get_many = broken  # type: ignore[method-assign]
     d = make_gate().evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP)))
-    assert d.disposition.value == "CONTINUE"
+    assert d.disposition == "CONTINUE"
     assert any("ProvisionedThroughputExceeded" in n for n in d.notes)
     assert d.verdicts[0].reason.startswith("accepted (fail open): tenant lookup failed")
     assert d.faults == ("tenant_lookup",)
 
 
 def test_a_crashing_check_is_temperror_not_reject(make_gate: MakeGate, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ipv6gate.evaluation.gate as gate_module
+    import ipv6gate.evaluation.evaluator as gate_module
 
     def boom(*args: object) -> None:
         raise RuntimeError("bug")
@@ -161,7 +161,8 @@ def test_each_check_has_its_own_query_cap(make_gate: MakeGate) -> None:
     # v4only.test's record needs 4 queries; with a cap of 3 SPF runs out (temperror), and the PTR
     # lookup, with a cap of its own, is still asked: no PTR, so 4.7.25 and not "temperror decides".
     gate = make_gate()
-    gate.runner.dns = DnsResolver(gate.dns.backend, query_timeout=1.0, query_limit=3)
+    runner = gate.evaluator.runner
+    runner.dns = DnsResolver(runner.dns.backend, query_timeout=1.0, query_limit=3)
     gate.complete_checks = True
     d = gate.evaluate(parse_event(world.ses_event(mail_from="x@v4only.test", ip=world.NO_PTR_IP)))
     assert d.checks.spf.result.value == "temperror" and "query limit of 3" in d.checks.spf.reason
@@ -189,7 +190,7 @@ def test_an_abandoned_dkim_check_stops_reading_the_message(
 
     messages.open = counting_open  # type: ignore[method-assign]
     gate = make_gate()
-    session = gate.dns.session(Deadline(5.0))
+    session = gate.evaluator.runner.dns.session(Deadline(5.0))
     session.cancel()
     result = gate._dkim(parse_event(world.ses_event(ip=world.OTHER_IP, raw=raw)), session, None)
     assert result.result.value == "temperror" and "decision already made" in result.reason

@@ -17,7 +17,7 @@ NOW = datetime(2026, 11, 27, 12, 0, 5, tzinfo=UTC)
 
 def acting(make_gate: MakeGate, queue: InMemoryBounceQueue, trace: InMemoryTrace, **settings: object) -> Gate:
     gate = make_gate(**settings)
-    gate.actor.bounces, gate.actor.trace, gate.actor.now = queue, trace, lambda: NOW
+    gate.evaluator.bounces, gate.recorder.trace, gate.recorder.now = queue, trace, lambda: NOW
     return gate
 
 
@@ -27,7 +27,7 @@ def test_no_ptr_with_spf_pass_queues_one_bounce(make_gate: MakeGate) -> None:
     event = world.ses_event(
         ip=world.NO_PTR_IP, mail_from="alice@noptr.test", recipients=("a@tenant.test", "b@optout.test")
     )
-    decision = gate.act(gate.evaluate(parse_event(event)))
+    decision = gate.record(gate.evaluate(parse_event(event)))
     # The verdict is certain once the PTR is missing; whether SPF had finished by then is a race, so
     # the gate either proved the sender itself or left that to the bouncer.
     assert decision.bounce is not None and decision.bounce.action.value in ("send", "defer"), decision.bounce
@@ -46,8 +46,8 @@ def test_no_ptr_with_spf_pass_queues_one_bounce(make_gate: MakeGate) -> None:
 def test_unauthenticated_rejection_is_recorded_but_not_bounced(make_gate: MakeGate) -> None:
     queue, trace = InMemoryBounceQueue(), InMemoryTrace()
     gate = acting(make_gate, queue, trace)
-    decision = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.OTHER_IP))))
-    assert decision.disposition.value == "STOP_RULE_SET"
+    decision = gate.record(gate.evaluate(parse_event(world.ses_event(ip=world.OTHER_IP))))
+    assert decision.disposition == "STOP_RULE_SET"
     assert decision.bounce is not None and decision.bounce.action.value == "suppress"
     assert queue.requests == [] and len(trace.records) == 1
     assert decision.to_dict()["bounce"] == decision.bounce.to_dict()
@@ -56,18 +56,18 @@ def test_unauthenticated_rejection_is_recorded_but_not_bounced(make_gate: MakeGa
 def test_queue_failure_lets_the_message_through_with_a_note(make_gate: MakeGate) -> None:
     queue, trace = InMemoryBounceQueue(fail_with="SQS q: AccessDenied"), InMemoryTrace()
     gate = acting(make_gate, queue, trace, bounce_mode="always")
-    decision = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
-    assert decision.disposition.value == "CONTINUE"
+    decision = gate.record(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
+    assert decision.disposition == "CONTINUE"
     assert any("AccessDenied" in n and "let through" in n for n in decision.notes)
     assert decision.faults == ("bounce_queue",)
-    assert trace.records[0][0].disposition.value == "CONTINUE"  # the trace says what really happened
+    assert trace.records[0][0].disposition == "CONTINUE"  # the trace says what really happened
 
 
 def test_trace_failure_is_a_note_not_an_error(make_gate: MakeGate) -> None:
     queue, trace = InMemoryBounceQueue(), InMemoryTrace(fail_with="DynamoDB t: ThrottlingException")
     gate = acting(make_gate, queue, trace)
-    decision = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
-    assert decision.disposition.value == "STOP_RULE_SET"
+    decision = gate.record(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
+    assert decision.disposition == "STOP_RULE_SET"
     assert any("not recorded" in n and "Throttling" in n for n in decision.notes)
     assert decision.faults == ("trace_write",)
 
@@ -75,14 +75,14 @@ def test_trace_failure_is_a_note_not_an_error(make_gate: MakeGate) -> None:
 def test_accepted_mail_is_traced_without_a_bounce(make_gate: MakeGate) -> None:
     queue, trace = InMemoryBounceQueue(), InMemoryTrace()
     gate = acting(make_gate, queue, trace)
-    decision = gate.act(gate.evaluate(parse_event(world.ses_event())))
+    decision = gate.record(gate.evaluate(parse_event(world.ses_event())))
     assert decision.bounce is None and queue.requests == [] and len(trace.records) == 1
 
 
 def test_without_a_queue_bounces_are_off(make_gate: MakeGate) -> None:
     gate = make_gate(bounce_mode="always")
-    decision = gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
-    assert decision.disposition.value == "STOP_RULE_SET" and decision.notes == ()
+    decision = gate.record(gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP))))
+    assert decision.disposition == "STOP_RULE_SET" and decision.notes == ()
 
 
 def test_mixed_recipients_are_never_bounced(make_gate: MakeGate) -> None:
@@ -90,8 +90,8 @@ def test_mixed_recipients_are_never_bounced(make_gate: MakeGate) -> None:
     queue, trace = InMemoryBounceQueue(), InMemoryTrace()
     gate = acting(make_gate, queue, trace, bounce_mode="always")
     event = world.ses_event(recipients=("a@tenant.test", "b@optout.test"))
-    decision = gate.act(gate.evaluate(parse_event(event)))
-    assert decision.disposition.value == "CONTINUE" and queue.requests == []
+    decision = gate.record(gate.evaluate(parse_event(event)))
+    assert decision.disposition == "CONTINUE" and queue.requests == []
     assert decision.bounce is not None and "continues" in decision.bounce.reason
 
 
@@ -100,7 +100,7 @@ def test_all_checks_mode_proves_the_sender_in_the_gate(make_gate: MakeGate) -> N
     gate = acting(make_gate, queue, trace)
     gate.complete_checks = True
     event = world.ses_event(ip=world.NO_PTR_IP, mail_from="alice@noptr.test")
-    decision = gate.act(gate.evaluate(parse_event(event)))
+    decision = gate.record(gate.evaluate(parse_event(event)))
     assert decision.checks.spf.result.value == "pass"
     assert decision.bounce is not None and decision.bounce.action.value == "send"
     assert queue.requests[0].authenticate is False
@@ -109,7 +109,7 @@ def test_all_checks_mode_proves_the_sender_in_the_gate(make_gate: MakeGate) -> N
 def test_ipv4_decisions_are_not_traced(make_gate: MakeGate) -> None:
     queue, trace = InMemoryBounceQueue(), InMemoryTrace()
     gate = acting(make_gate, queue, trace)
-    gate.act(gate.evaluate(parse_event(world.ses_event(ip=world.V4_IP))))
+    gate.record(gate.evaluate(parse_event(world.ses_event(ip=world.V4_IP))))
     forged = "from x (x [2001:db8:2::25]) by mx.elsewhere.test with SMTP id 1"
-    gate.act(gate.evaluate(parse_event(world.ses_event(received=forged))))  # client unknown: recorded
+    gate.record(gate.evaluate(parse_event(world.ses_event(received=forged))))  # client unknown: recorded
     assert [d.client_ip for d, _ in trace.records] == [None]

@@ -76,7 +76,7 @@ def test_monitor_and_temperror_metrics(
 def test_sender_text_that_utf8_cannot_encode_does_not_lose_the_decision_line(
     make_gate: Callable[..., Gate], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ipv6gate.entrypoints.lambda_gate import log_json
+    from ipv6gate.entrypoints.telemetry import log_json
 
     raw = io.BytesIO()
     stdout = io.TextIOWrapper(raw, encoding="utf-8")  # what Lambda's stdout is
@@ -96,12 +96,12 @@ def test_each_fault_is_a_metric_of_its_own(
 
     logger, metrics = powertools
     gate = make_gate()
-    gate.actor.trace = InMemoryTrace(fail_with="DynamoDB t: ThrottlingException")
+    gate.recorder.trace = InMemoryTrace(fail_with="DynamoDB t: ThrottlingException")
 
     def unreachable(domains: object) -> dict[str, object]:
         raise TenantLookupError("DynamoDB t: EndpointConnectionError")
 
-    monkeypatch.setattr(gate.tenants, "get_many", unreachable)
+    monkeypatch.setattr(gate.evaluator.tenants, "get_many", unreachable)
     handle_ses_event(world.ses_event(ip=world.NO_PTR_IP), gate, logger, metrics)
     counts = emf(metrics)
     assert counts["TenantLookupFailures"] == 1 and counts["TraceWriteFailures"] == 1
@@ -114,7 +114,7 @@ def test_without_a_bounce_queue_the_decision_says_none_and_nothing_is_counted_as
     """BOUNCE_QUEUE_URL empty (the gate has no queue): the policy's "send" was not carried out."""
     logger, metrics = powertools
     gate = make_gate(bounce_mode="always")
-    assert gate.actor.bounces is None
+    assert gate.evaluator.bounces is None
     event = world.ses_event(ip=world.NO_PTR_IP)
     assert handle_ses_event(event, gate, logger, metrics) == {"disposition": "STOP_RULE_SET"}
     [line] = lines(stream)
@@ -133,7 +133,7 @@ def test_a_bounce_that_could_not_be_queued_is_not_counted_as_queued(
 
     logger, metrics = powertools
     gate = make_gate(bounce_mode="always")
-    gate.actor.bounces = InMemoryBounceQueue(fail_with="SQS q: AccessDenied")
+    gate.evaluator.bounces = InMemoryBounceQueue(fail_with="SQS q: AccessDenied")
     handle_ses_event(world.ses_event(ip=world.NO_PTR_IP), gate, logger, metrics)
     counts = emf(metrics)
     assert counts["BounceQueueFailures"] == 1 and "BouncesQueued" not in counts
@@ -144,6 +144,6 @@ def test_a_queued_bounce_is_counted(make_gate: Callable[..., Gate], powertools: 
 
     logger, metrics = powertools
     gate = make_gate(bounce_mode="always")
-    gate.actor.bounces = queue = InMemoryBounceQueue()
+    gate.evaluator.bounces = queue = InMemoryBounceQueue()
     handle_ses_event(world.ses_event(ip=world.NO_PTR_IP), gate, logger, metrics)
     assert emf(metrics)["BouncesQueued"] == 1 and len(queue.requests) == 1

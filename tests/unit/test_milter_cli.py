@@ -86,22 +86,22 @@ def test_decision_and_emf_lines_are_never_interleaved(monkeypatch: pytest.Monkey
 
     from ipv6gate.checks.results import CheckResult, Result
     from ipv6gate.decision import replies
-    from ipv6gate.decision.policy import Checks, Disposition, RecipientVerdict, Verdict
-    from ipv6gate.entrypoints.lambda_gate import log_json
-    from ipv6gate.entrypoints.milter_cli import decision_reporter
+    from ipv6gate.decision.rule import Checks, Disposition, RecipientVerdict, Verdict
+    from ipv6gate.entrypoints.milter_cli import decision_publisher
+    from ipv6gate.entrypoints.telemetry import log_json
     from ipv6gate.evaluation.record import Decision
     from ipv6gate.mail.source import Source
 
     out = _SlowStdout()
     monkeypatch.setattr(sys, "stdout", out)  # where Metrics prints its EMF lines
     logger = Logger(service="interleave-test", stream=out, json_serializer=log_json)
-    report = decision_reporter(logger, Metrics(namespace="Test", service="interleave-test"))
+    publish = decision_publisher(logger, Metrics(namespace="Test", service="interleave-test"))
     checks = Checks(*(CheckResult(m, Result.FAIL, "") for m in ("iprev", "spf", "dkim")))
     verdict = RecipientVerdict("a@t.test", Verdict.REJECT, replies.ipv6_not_accepted("t.test"), "not a tenant")
     source = Source(ipaddress.IPv6Address("2001:db8::25"), "mail.example", "mx")
     decisions = [Decision(f"m{i}", source, Disposition.STOP_RULE_SET, [verdict], checks) for i in range(200)]
     with cf.ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(report, decisions))
+        list(pool.map(publish, decisions))
     parsed = [json.loads(line) for line in out.getvalue().splitlines()]  # a broken line raises here
     assert sum(1 for p in parsed if p.get("message") == "decision") == 200
     assert sum(1 for p in parsed if "_aws" in p) == 200

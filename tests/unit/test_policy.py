@@ -4,7 +4,7 @@ import pytest
 
 from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision import replies
-from ipv6gate.decision.policy import (
+from ipv6gate.decision.rule import (
     Checks,
     Disposition,
     Recipient,

@@ -11,7 +11,7 @@ from typing import Any
 
 from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision import replies
-from ipv6gate.decision.policy import Checks, Disposition, RecipientVerdict, Verdict
+from ipv6gate.decision.rule import Checks, Disposition, RecipientVerdict, Verdict
 from ipv6gate.entrypoints.report_format import csv_text, text
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.evaluation.report import NOT_A_TENANT, DomainReport, Tally, build_report

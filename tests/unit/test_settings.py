@@ -4,7 +4,7 @@ import re
 import pytest
 
 from ipv6gate.checks.iprev import PtrMode
-from ipv6gate.decision.policy import TempErrorAction
+from ipv6gate.decision.rule import TempErrorAction
 from ipv6gate.dns.model import DnsServer
 from ipv6gate.settings import BouncerSettings, MilterSettings, Settings, SettingsError, parse_dns_servers
 

@@ -19,10 +19,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from ipv6gate.aws.custom_resources import NOT_CREATED, StackSetup, StackSetupError, send_response
 from ipv6gate.aws.dynamodb import TenantAdmin, tenant_from_item
 from ipv6gate.aws.receipt_rules import SesReceiptRules
 from ipv6gate.decision.tenants import Mode, rule_coverage
-from ipv6gate.entrypoints.stack_setup import NOT_CREATED, StackSetup, StackSetupError, send_response
 
 REGION = "eu-west-1"
 TABLE = "tenants"
@@ -420,23 +420,18 @@ def test_deployed_handler_answers_cloudformation_end_to_end(aws, cfn_endpoint):
 @pytest.mark.parametrize("seeded", [True, False])
 def test_first_deploy_rejects_nothing_for_a_seeded_domain(aws, setup, resolver, messages, powertools, seeded):
     """The gate reading the table the seed wrote: a covered domain that was no tenant is monitored, not refused."""
-    import time
 
     from ipv6gate.aws.dynamodb import DynamoTenantDirectory
     from ipv6gate.entrypoints.lambda_gate import handle_ses_event
-    from ipv6gate.evaluation.gate import Gate
     from ipv6gate.settings import Settings
+    from ipv6gate.wiring import assemble_gate
     from tests.support import world
 
     _, ddb = aws
     if seeded:
         assert setup.handle(seed(recipients=["fresh.test"]))["Data"]["Created"] == "1"
-    gate = Gate(
-        Settings.from_env({"AWS_REGION": REGION}),
-        resolver,
-        DynamoTenantDirectory(ddb, TABLE),
-        messages,
-        clock=time.monotonic,
+    gate = assemble_gate(
+        Settings.from_env({"AWS_REGION": REGION}), resolver, DynamoTenantDirectory(ddb, TABLE), messages
     )
     event_ = world.ses_event(ip=world.NO_PTR_IP, recipients=("a@fresh.test",))
     disposition = handle_ses_event(event_, gate, *powertools)

@@ -10,13 +10,11 @@ import pytest
 
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import DnsResolver
-from ipv6gate.evaluation.actor import Actor
-from ipv6gate.evaluation.gate import Gate
-from ipv6gate.evaluation.runner import CheckRunner
 from ipv6gate.evaluation.staged import Limits, Outcome, SmtpGate, SmtpSession
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants, InMemoryTrace
 from ipv6gate.settings import Settings
+from ipv6gate.wiring import assemble_gate, assemble_smtp_gate
 from tests.support import world
 
 MakeSmtp = Callable[..., SmtpGate]
@@ -41,7 +39,7 @@ def smtp_tenants() -> InMemoryTenants:
 def make_smtp(resolver: DnsResolver, smtp_tenants: InMemoryTenants) -> MakeSmtp:
     def build(limits: Limits | None = None, trace: InMemoryTrace | None = None, **env: str) -> SmtpGate:
         settings = Settings.from_env({"AWS_REGION": "eu-west-1", **{k.upper(): v for k, v in env.items()}})
-        return SmtpGate(settings, CheckRunner(resolver), smtp_tenants, Actor(None, trace), limits=limits)
+        return assemble_smtp_gate(settings, resolver, smtp_tenants, trace=trace, limits=limits)
 
     return build
 
@@ -214,7 +212,7 @@ def test_an_aborted_transaction_cancels_its_checks_and_reports_what_was_decided(
     decision = session.reset()
     assert decision is not None and [v.recipient for v in decision.verdicts] == ["b@optout.test"]
     assert any("undecided" in note for note in decision.notes)
-    gate.act(decision)
+    gate.record(decision)
     assert [d.message_id for d, _ in trace.records] == [decision.message_id]
     assert session.reset() is None  # nothing left open
 
@@ -233,7 +231,7 @@ def test_every_recipient_gets_what_the_lambda_decides(
     raw = world.message(to="a@tenant.test")
     raw = world.sign(raw, keys) if signed else raw
     settings = Settings.from_env({"AWS_REGION": "eu-west-1"})
-    lambda_gate = Gate(settings, resolver, smtp_tenants, InMemoryMessages(), clock=time.monotonic, complete_checks=True)
+    lambda_gate = assemble_gate(settings, resolver, smtp_tenants, InMemoryMessages(), complete_checks=True)
     for recipient in RECIPIENTS:
         want = lambda_gate.evaluate(
             parse_event(world.ses_event(ip=ip, recipients=(recipient,), raw=raw)), raw
@@ -268,7 +266,7 @@ class _SlowPtr:
 def _gate_with(backend: object, tenants: InMemoryTenants, workers: int = 6, **env: str) -> SmtpGate:
     settings = Settings.from_env({"AWS_REGION": "eu-west-1", **env})
     resolver = DnsResolver(backend, query_timeout=1.0, query_limit=60)  # type: ignore[arg-type]
-    return SmtpGate(settings, CheckRunner(resolver, max_workers=workers), tenants, Actor(None, None))
+    return assemble_smtp_gate(settings, resolver, tenants, check_threads=workers)
 
 
 def test_a_later_transaction_still_gets_the_connections_ptr_result(

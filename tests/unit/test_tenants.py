@@ -12,7 +12,7 @@ import pytest
 
 from ipv6gate.aws.cached import CachedTenantDirectory
 from ipv6gate.decision.tenants import Mode, Tenant, tenant_domain, tenant_from_plain
-from ipv6gate.evaluation.gate import recipients_of
+from ipv6gate.evaluation.evaluator import recipients_of
 from ipv6gate.mail.domains import DomainError
 from ipv6gate.mail.event import parse_event
 from ipv6gate.mail.source import find_source

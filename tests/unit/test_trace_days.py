@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from ipv6gate.aws.trace import DAYS, DynamoTraceStore
 from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision import replies
-from ipv6gate.decision.policy import Checks, Disposition, RecipientVerdict, Verdict
+from ipv6gate.decision.rule import Checks, Disposition, RecipientVerdict, Verdict
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.source import Source
 from ipv6gate.ports import TraceError

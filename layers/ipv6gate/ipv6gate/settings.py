@@ -16,9 +16,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from ipv6gate.bounce.policy import BounceMode
+from ipv6gate.bounce.backscatter import BounceMode
 from ipv6gate.checks.iprev import PtrMode
-from ipv6gate.decision.policy import TempErrorAction
+from ipv6gate.decision.rule import TempErrorAction
 from ipv6gate.dns.model import DnsServer
 
 

@@ -6,12 +6,19 @@ Entry points (the Lambda handler, the CLI) call this once per process (per cold 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from ipv6gate.bounce.backscatter import BounceDecision
+from ipv6gate.bounce.request import BounceRequest
 from ipv6gate.dns import Backend, DnsResolver, DnsTempError
+from ipv6gate.evaluation.evaluator import Evaluator
 from ipv6gate.evaluation.gate import Gate
-from ipv6gate.evaluation.staged import SmtpGate
+from ipv6gate.evaluation.recorder import Recorder
+from ipv6gate.evaluation.runner import CheckRunner
+from ipv6gate.evaluation.staged import Limits, SmtpGate
 from ipv6gate.ports import BounceQueue, MessageStore, TenantDirectory, TraceStore
 from ipv6gate.settings import MilterSettings, Settings, SettingsError
 
@@ -144,42 +151,82 @@ def build_gate(
     record: bool = False,
     region: str | None = None,
 ) -> Gate:
-    """``act=False`` (the CLI) decides only: no bounce is queued, and nothing is recorded unless
-    ``record`` (``ipv6gate evaluate --record``: the trace, never a bounce)."""
+    """The Lambda's gate. ``act=False`` (the CLI) decides only: no bounce is queued (the decision shows
+    the policy's), and nothing is recorded unless ``record`` (``ipv6gate evaluate --record``: the trace)."""
     clients = Clients(region)
     trace = build_trace(settings, clients) if act or record else None
     if record and trace is None:
         raise SettingsError("TRACE_TABLE: not set (--record writes each decision there)")
-    return Gate(
+    return assemble_gate(
         settings,
         build_dns(settings),
         tenants if tenants is not None else build_tenants(settings, clients),
         messages if messages is not None else build_messages(settings, clients),
         bounces=build_bounce_queue(settings, clients) if act else None,
         trace=trace,
+        dry_run=not act,
     )
+
+
+def assemble_gate(
+    settings: Settings,
+    dns: DnsResolver,
+    tenants: TenantDirectory,
+    messages: MessageStore | None,
+    *,
+    bounces: BounceQueue | None = None,
+    trace: TraceStore | None = None,
+    dry_run: bool = False,
+    complete_checks: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Gate:
+    """A gate from adapters already made (``build_gate``'s, or a test's local ones)."""
+    evaluator = Evaluator(settings, CheckRunner(dns, clock), tenants, bounces=bounces, dry_run=dry_run, clock=clock)
+    return Gate(evaluator, messages, Recorder(trace, now), complete_checks=complete_checks)
 
 
 def build_smtp_gate(
     settings: MilterSettings, tenants: TenantDirectory | None = None, *, region: str | None = None
 ) -> SmtpGate:
     """The milter's gate: the same DNS layer, tenants and trace as the Lambda; no bounces (it replies in session)."""
-    from ipv6gate.evaluation.actor import Actor
-    from ipv6gate.evaluation.runner import CheckRunner
-    from ipv6gate.evaluation.staged import Limits, SmtpGate
-
     s = settings.checks
     clients = Clients(region)
     if tenants is None or s.trace_table:
         # A long-running process: an unusable region or endpoint fails the start, not the first message.
         clients.get("dynamodb")
-    return SmtpGate(
+    return assemble_smtp_gate(
         s,
-        CheckRunner(build_dns(s), max_workers=settings.check_threads),
+        build_dns(s),
         tenants if tenants is not None else build_tenants(s, clients),
-        Actor(None, build_trace(s, clients)),
+        trace=build_trace(s, clients),
         limits=Limits(max_recipients=settings.max_recipients, max_header_bytes=settings.max_header_bytes),
+        check_threads=settings.check_threads,
     )
+
+
+def assemble_smtp_gate(
+    settings: Settings,
+    dns: DnsResolver,
+    tenants: TenantDirectory,
+    *,
+    trace: TraceStore | None = None,
+    limits: Limits | None = None,
+    check_threads: int = 6,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> SmtpGate:
+    """The milter's gate from adapters already made (``build_smtp_gate``'s, or a test's local ones)."""
+    evaluator = Evaluator(settings, CheckRunner(dns, max_workers=check_threads), tenants)
+    return SmtpGate(evaluator, Recorder(trace, now), limits=limits)
+
+
+def build_sender_proof(settings: Settings, clients: Clients | None = None) -> Callable[[BounceRequest], BounceDecision]:
+    """The bouncer's proof of a sender the gate had not finished checking: the same evaluator, DNS and store."""
+    from ipv6gate.evaluation.sender_proof import authenticate_sender
+
+    evaluator = Evaluator(settings, CheckRunner(build_dns(settings), max_workers=2), None)
+    messages = build_messages(settings, clients)
+    return lambda request: authenticate_sender(request, evaluator=evaluator, messages=messages)
 
 
 def probe_smtp_stack(settings: MilterSettings, *, tenants_from_file: bool, region: str | None) -> list[str]:

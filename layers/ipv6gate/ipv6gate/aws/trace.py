@@ -26,7 +26,6 @@ A decision is written with one BatchWriteItem (another per 25 items for a messag
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from typing import Any
 
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.evaluation.summary import base_summary, outcomes_by_domain, utc_day
+from ipv6gate.mail.source import client_address
 from ipv6gate.ports import TraceError
 
 _BATCH = 25  # BatchWriteItem's limit on items per call
@@ -52,7 +52,7 @@ class DynamoTraceStore:
     def record(self, decision: Decision, decided_at: datetime) -> None:
         day = utc_day(decided_at)
         new_days = sorted({d for d in decision.domains if (day, d) not in self._indexed})
-        items = [*self._items(decision, decided_at), *self._day_items(day, new_days)]
+        items = [*decision_items(decision, decided_at, self._ttl), *day_items(day, new_days, self._ttl)]
         for start in range(0, len(items), _BATCH):
             self._write([{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH]])
         if len(self._indexed) + len(new_days) > _REMEMBERED:
@@ -143,39 +143,6 @@ class DynamoTraceStore:
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return found, False
 
-    def _items(self, decision: Decision, decided_at: datetime) -> Iterator[dict[str, Any]]:
-        at = _at(decided_at)
-        expires = str(int((decided_at + self._ttl).timestamp()))
-        pk = {"S": f"msg#{decision.message_id}"}
-        record = decision.to_dict() | {"decided_at": at}
-        yield {"pk": pk, "sk": {"S": "decision"}, "record": {"S": json.dumps(record)}, "expires_at": {"N": expires}}
-        summary = base_summary(decision, at)
-        by_domain = outcomes_by_domain(decision)
-        keys: list[tuple[str, str, dict[str, Any]]] = []
-        if decision.client_ip:
-            keys.append(("ix#ip", f"ip#{decision.client_ip}", summary))
-        keys.append(("ix#sender", f"sender#{sender_key(decision.mail_from)}", summary))
-        # A domain's item carries that domain's recipients: what ``ipv6gate report`` counts.
-        keys.extend(
-            (f"ix#domain#{d}", f"domain#{d}", summary | {"recipients": by_domain.get(d, [])}) for d in decision.domains
-        )
-        for sk, lookup, content in keys:
-            yield {
-                "pk": pk,
-                "sk": {"S": sk},
-                "lookup": {"S": lookup},
-                "at": {"S": f"{at}#{decision.message_id}"},
-                "summary": {"S": json.dumps(content)},
-                "expires_at": {"N": expires},
-            }
-
-    def _day_items(self, day: str, domains: list[str]) -> Iterator[dict[str, Any]]:
-        # Expires with the last decision it lists: the day's end plus the trace's TTL.
-        day_end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
-        expires = str(int((day_end + self._ttl).timestamp()))
-        for domain in domains:
-            yield {"pk": {"S": DAYS}, "sk": {"S": f"{day}#{domain}"}, "expires_at": {"N": expires}}
-
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -189,6 +156,43 @@ class DynamoTraceStore:
             raise TraceError(f"DynamoDB {self._table}: {exc.__class__.__name__}") from None
 
 
+def decision_items(decision: Decision, decided_at: datetime, ttl: timedelta) -> Iterator[dict[str, Any]]:
+    """The decision's own item and its index items (by client IP, sender, each recipient domain)."""
+    at = _at(decided_at)
+    expires = str(int((decided_at + ttl).timestamp()))
+    pk = {"S": f"msg#{decision.message_id}"}
+    record = decision.to_dict() | {"decided_at": at}
+    yield {"pk": pk, "sk": {"S": "decision"}, "record": {"S": json.dumps(record)}, "expires_at": {"N": expires}}
+    summary = base_summary(decision, at)
+    by_domain = outcomes_by_domain(decision)
+    keys: list[tuple[str, str, dict[str, Any]]] = []
+    if decision.client_ip:
+        keys.append(("ix#ip", f"ip#{decision.client_ip}", summary))
+    keys.append(("ix#sender", f"sender#{sender_key(decision.mail_from)}", summary))
+    # A domain's item carries that domain's recipients: what ``ipv6gate report`` counts.
+    keys.extend(
+        (f"ix#domain#{d}", f"domain#{d}", summary | {"recipients": by_domain.get(d, [])}) for d in decision.domains
+    )
+    for sk, lookup, content in keys:
+        yield {
+            "pk": pk,
+            "sk": {"S": sk},
+            "lookup": {"S": lookup},
+            "at": {"S": f"{at}#{decision.message_id}"},
+            "summary": {"S": json.dumps(content)},
+            "expires_at": {"N": expires},
+        }
+
+
+def day_items(day: str, domains: list[str], ttl: timedelta) -> Iterator[dict[str, Any]]:
+    """The domain-per-day items ``ipv6gate report`` lists the day's domains from."""
+    # Expires with the last decision it lists: the day's end plus the trace's TTL.
+    day_end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
+    expires = str(int((day_end + ttl).timestamp()))
+    for domain in domains:
+        yield {"pk": {"S": DAYS}, "sk": {"S": f"{day}#{domain}"}, "expires_at": {"N": expires}}
+
+
 def _at(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
@@ -199,7 +203,4 @@ def sender_key(mail_from: str) -> str:
 
 def ip_key(text: str) -> str:
     """The compressed form the trace is keyed by; ``ValueError`` for a non-address."""
-    ip = ipaddress.ip_address(text.strip().strip("[]"))
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+    return str(client_address(text.strip().strip("[]")))

@@ -24,7 +24,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from ipv6gate.bounce.policy import BounceAction, BounceDecision
+from ipv6gate.bounce.backscatter import BounceAction, BounceDecision
 from ipv6gate.bounce.request import BounceRequest, BounceRequestError
 from ipv6gate.entrypoints import metric_names as m
 from ipv6gate.settings import BouncerSettings

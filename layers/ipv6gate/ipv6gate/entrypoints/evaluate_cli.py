@@ -48,7 +48,7 @@ def run_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     for path, mail in events:
         decision = gate.evaluate(mail, raw_message=raws.get(mail.message_id))
         if args.record:
-            decision = gate.act(decision)  # the trace only: this gate has no bounce queue
+            decision = gate.record(decision)  # the trace only: this gate queues no bounce
         print(json.dumps({"event": str(path), **decision.to_dict()}, ensure_ascii=False), flush=True)
         if decision.faults:
             status = max(

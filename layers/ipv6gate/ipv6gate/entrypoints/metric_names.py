@@ -7,8 +7,8 @@ holds the dashboard in template.yaml to these sets.
 
 from __future__ import annotations
 
-from ipv6gate.decision.policy import CHECK_NAMES, Disposition
 from ipv6gate.decision.replies import STATUSES
+from ipv6gate.decision.rule import CHECK_NAMES, Disposition
 
 # --- the gate (entrypoints/lambda_gate.py) ----------------------------------------------------------
 DECISIONS = "Decisions"

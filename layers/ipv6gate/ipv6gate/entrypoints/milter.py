@@ -33,10 +33,11 @@ from ipv6gate.entrypoints.milter_socket import UnixSocket
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.evaluation.staged import SmtpGate, SmtpSession
 
-CONTINUE: int = Milter.CONTINUE
-ACCEPT: int = Milter.ACCEPT
-REJECT: int = Milter.REJECT
-TEMPFAIL: int = Milter.TEMPFAIL
+# libmilter's callback answers, under libmilter's own names (SES's CONTINUE is another thing).
+SMFIS_CONTINUE: int = Milter.CONTINUE
+SMFIS_ACCEPT: int = Milter.ACCEPT
+SMFIS_REJECT: int = Milter.REJECT
+SMFIS_TEMPFAIL: int = Milter.TEMPFAIL
 
 
 class ListenError(Exception):
@@ -71,8 +72,8 @@ class _Sessions:
 _sessions = _Sessions()
 
 
-#: What the milter does with each finished decision: record it, log it, count it.
-Report = Callable[[Decision], None]
+#: What the milter does with each finished decision once it is recorded: log it, count it.
+Publish = Callable[[Decision], None]
 
 # libmilter calls back on threads Python did not create, and pymilter attaches its own thread
 # state to them. C extensions that take the GIL with PyGILState_Ensure (awscrt, which botocore
@@ -94,7 +95,7 @@ def _guarded(callback: Callable[..., Any]) -> Callable[..., Any]:
             return callback(self, *args)
         except Exception as exc:
             self.failed(callback.__name__, exc)
-            return ACCEPT  # stop filtering this message; the MTA delivers it
+            return SMFIS_ACCEPT  # stop filtering this message; the MTA delivers it
 
     return wrapper
 
@@ -104,7 +105,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
 
     gate: SmtpGate
     authserv_id: str
-    report: Report
+    publish: Publish
     on_error: Callable[[str, BaseException], None]
 
     def __init__(self) -> None:
@@ -121,18 +122,18 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         # Postfix gives the client address here; after XCLIENT it calls connect again with the new one.
         address = hostaddr[0] if family in (socket.AF_INET, socket.AF_INET6) and hostaddr else None
         self._session = _hop(self.gate.connect, address, self.getsymval("j") or "")
-        return CONTINUE
+        return SMFIS_CONTINUE
 
     @_guarded
     def hello(self, name: str) -> int:
         self._live().helo(name)
-        return CONTINUE
+        return SMFIS_CONTINUE
 
     @_guarded
     def envfrom(self, sender: str, *params: str) -> int:
         self._results_headers, self._forged = 0, []
         self._finish(_hop(self._live().mail_from, sender))
-        return CONTINUE
+        return SMFIS_CONTINUE
 
     @_guarded
     def envrcpt(self, recipient: str, *params: str) -> int:
@@ -145,19 +146,19 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
             if claims_to_be(value.decode("utf-8", "replace"), self.authserv_id):
                 self._forged.append(self._results_headers)
         self._live().header(name.encode("ascii", "replace"), value)
-        return CONTINUE
+        return SMFIS_CONTINUE
 
     header.error_strategy = "bytes"  # type: ignore[attr-defined]  # pymilter: hand the value over undecoded
 
     @_guarded
     def eoh(self) -> int:
         self._live().end_of_headers()
-        return CONTINUE
+        return SMFIS_CONTINUE
 
     @_guarded
     def body(self, chunk: bytes) -> int:
         self._live().body(chunk)
-        return CONTINUE
+        return SMFIS_CONTINUE
 
     @_guarded
     def eom(self) -> int:
@@ -167,11 +168,10 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         for position in reversed(self._forged):
             self.chgheader(HEADER, position, "")
         outcome = _hop(self._live().end_of_message, self.getsymval("i") or "")
-        if outcome.reply is None:
-            checks = outcome.decision.checks
-            if any(c.result.value != "skipped" for c in (checks.iprev, checks.spf, checks.dkim)):
-                # At the top (RFC 8601 §5); with leading space negotiated, the space after the colon is ours.
-                self.addheader(HEADER, " " + header_value(self.authserv_id, (checks.iprev, checks.spf, checks.dkim)), 0)
+        checks = outcome.decision.checks
+        if outcome.reply is None and checks.ran():
+            # At the top (RFC 8601 §5); with leading space negotiated, the space after the colon is ours.
+            self.addheader(HEADER, " " + header_value(self.authserv_id, tuple(checks)), 0)
         self._finish(outcome.decision)
         return self._answer(outcome.reply)
 
@@ -181,7 +181,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
                 self._finish(_hop(self._session.reset))
         except Exception as exc:
             self.failed("abort", exc)
-        return CONTINUE
+        return SMFIS_CONTINUE
 
     def close(self) -> int:
         try:
@@ -192,7 +192,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         finally:
             _sessions.closed()
         self._session = None
-        return CONTINUE
+        return SMFIS_CONTINUE
 
     # ------------------------------------------------------------------ helpers
     def _live(self) -> SmtpSession:
@@ -202,9 +202,9 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
 
     def _answer(self, reply: Reply | None) -> int:
         if reply is None:
-            return CONTINUE
+            return SMFIS_CONTINUE
         self.setreply(str(reply.code), reply.status, reply.text.replace("%", "%%"))
-        return REJECT if reply.permanent else TEMPFAIL
+        return SMFIS_REJECT if reply.permanent else SMFIS_TEMPFAIL
 
     def _finish(self, decision: Decision | None) -> None:
         # Recorded, logged and counted after the reply, off the SMTP session's critical path.
@@ -213,7 +213,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
 
     def _record(self, decision: Decision) -> None:
         try:
-            self.report(self.gate.act(decision))
+            self.publish(self.gate.record(decision))
         except Exception as exc:
             self.failed("record", exc)
 
@@ -222,7 +222,7 @@ def serve(
     gate: SmtpGate,
     socket_spec: str,
     authserv_id: str,
-    report: Report,
+    publish: Publish,
     on_error: Callable[[str, BaseException], None],
     *,
     unix: UnixSocket | None = None,
@@ -237,7 +237,7 @@ def serve(
     """
     GateMilter.gate = gate
     GateMilter.authserv_id = authserv_id
-    GateMilter.report = staticmethod(report)
+    GateMilter.publish = staticmethod(publish)
     GateMilter.on_error = staticmethod(on_error)
     milter_class = Milter.header_leading_space(GateMilter)  # folded headers byte for byte, for DKIM
     Milter.factory = milter_class

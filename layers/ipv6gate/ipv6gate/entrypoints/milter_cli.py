@@ -169,7 +169,7 @@ def run_milter(args: argparse.Namespace) -> int:
     return _serve(setup, problems)
 
 
-def decision_reporter(logger: Logger, metrics: Metrics) -> Callable[[Decision], None]:
+def decision_publisher(logger: Logger, metrics: Metrics) -> Callable[[Decision], None]:
     """One JSON log line and one EMF line per decision, from any thread, never interleaved.
 
     Metrics keeps one set of values (one decision's at a time), and it prints its EMF line with
@@ -177,25 +177,25 @@ def decision_reporter(logger: Logger, metrics: Metrics) -> Callable[[Decision], 
     between them (measured: 2 of 40 decision lines lost under concurrent dropped sessions). So both
     lines are written under the log handler's own lock, which every other log call takes too.
     """
-    from ipv6gate.entrypoints.lambda_gate import count_decision
+    from ipv6gate.entrypoints.telemetry import count_decision
 
     stdout = logger.registered_handler.lock or threading.RLock()
 
-    def report(decision: Decision) -> None:
+    def publish(decision: Decision) -> None:
         level = logger.warning if decision.notes else logger.info
         with stdout:  # an RLock: the log call below takes it again
             level("decision", extra={"message_id": decision.message_id, "decision": decision.to_dict()})
             count_decision(decision, metrics)
             metrics.flush_metrics()
 
-    return report
+    return publish
 
 
 def _serve(setup: _Setup, problems: list[str]) -> int:
     from aws_lambda_powertools import Logger, Metrics
 
-    from ipv6gate.entrypoints.lambda_gate import log_json
     from ipv6gate.entrypoints.milter import ListenError, serve
+    from ipv6gate.entrypoints.telemetry import log_json
 
     settings, unix = setup.settings, setup.unix
     service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "ipv6gate-milter"
@@ -206,7 +206,7 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
         )
     # The template's namespace by default, so the stack's dashboard and alarms can show the milter too.
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "IPv6Gate"
-    report = decision_reporter(logger, Metrics(namespace=namespace, service=service))
+    publish = decision_publisher(logger, Metrics(namespace=namespace, service=service))
 
     def on_error(stage: str, exc: BaseException) -> None:
         logger.error("milter callback failed; message accepted", extra={"stage": stage}, exc_info=exc)
@@ -227,7 +227,7 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
             setup.gate,
             setup.spec,
             settings.authserv_id,
-            report,
+            publish,
             on_error,
             unix=unix,
             listening=listening,

@@ -10,8 +10,8 @@ import io
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ipv6gate.decision.policy import CHECK_NAMES
 from ipv6gate.decision.replies import STATUSES
+from ipv6gate.decision.rule import CHECK_NAMES
 from ipv6gate.evaluation.report import Report
 
 TEXT_TOP = 5  # rows per reply and list in the text form (JSON has evaluation.report.TOP)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ipv6gate.decision.policy import CHECK_NAMES
 from ipv6gate.decision.replies import STATUSES
+from ipv6gate.decision.rule import CHECK_NAMES
 from ipv6gate.evaluation.summary import ACCEPT, REJECT, WOULD_REJECT, utc_day
 from ipv6gate.ports import TraceWindow
 

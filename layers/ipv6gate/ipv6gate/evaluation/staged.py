@@ -1,6 +1,6 @@
 """The same rule fed stage by stage, as an SMTP server meets it: connect, HELO, MAIL FROM, each RCPT, DATA.
 
-Nothing here decides. Each stage asks ``decision.policy`` with the results that have arrived:
+Nothing here decides. Each stage asks ``decision.rule`` with the results that have arrived:
 ``settled`` at each RCPT (a 550 5.2.1 or 450 4.7.25 is given to that recipient at once), ``decide``
 at the end of the message. Checks start as soon as their input is known: the PTR lookup at
 connect, SPF at MAIL FROM, DKIM once the headers are in, hashing the body as it streams.
@@ -14,35 +14,20 @@ by the client in a later transaction (RFC 5321 §4.5.3.1.10), where it is judged
 
 from __future__ import annotations
 
-import ipaddress
-import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from ipv6gate.checks.iprev import check_iprev
-from ipv6gate.checks.results import CheckResult, Result, skipped
-from ipv6gate.decision.policy import (
-    Checks,
-    Recipient,
-    RecipientVerdict,
-    Verdict,
-    certain,
-    decide,
-    disposition,
-    settled,
-)
+from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision.replies import Reply, separate_transaction, too_many_recipients
+from ipv6gate.decision.rule import Checks, Recipient, RecipientVerdict, Verdict
 from ipv6gate.decision.tenants import Mode
-from ipv6gate.dns import Deadline
-from ipv6gate.evaluation.actor import Actor
-from ipv6gate.evaluation.gate import recipients_of
+from ipv6gate.evaluation.evaluator import Draft, Evaluator
 from ipv6gate.evaluation.message_feed import MessageFeed
 from ipv6gate.evaluation.record import Decision
-from ipv6gate.evaluation.runner import CheckRunner, Running
-from ipv6gate.mail.source import Source, Unknown
-from ipv6gate.ports import TenantDirectory
-from ipv6gate.settings import Settings
+from ipv6gate.evaluation.recorder import Recorder
+from ipv6gate.evaluation.runner import Running
+from ipv6gate.mail.source import Source, Unknown, smtp_client
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,57 +37,32 @@ class Limits:
 
 
 class SmtpGate:
-    """Long-lived (one per process): the settings, the tenant directory, the check runner and the actor."""
+    """Long-lived (one per process): the evaluator, the recorder and the SMTP limits."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        runner: CheckRunner,
-        tenants: TenantDirectory,
-        actor: Actor,
-        *,
-        limits: Limits | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.settings = settings
-        self.runner = runner
-        self.tenants = tenants
-        self.actor = actor
+    def __init__(self, evaluator: Evaluator, recorder: Recorder, *, limits: Limits | None = None) -> None:
+        self.evaluator = evaluator
+        self.recorder = recorder
         self.limits = limits or Limits()
-        self.clock = clock
 
     def connect(self, address: str | None, receiver: str = "") -> SmtpSession:
         """A session for a client at ``address`` (None: a local or unknown client, outside the rule)."""
-        try:
-            source: Source | Unknown = Source(ipaddress.ip_address(address or ""), "", receiver)
-        except ValueError:
-            source = Unknown(f"MTA gave no IP client address ({(address or 'none')[:60]!r})")
-        if isinstance(source, Source) and isinstance(source.ip, ipaddress.IPv6Address) and source.ip.ipv4_mapped:
-            source = replace(source, ip=source.ip.ipv4_mapped)
-        return SmtpSession(self, source)
+        return SmtpSession(self, smtp_client(address, receiver))
 
-    def act(self, decision: Decision) -> Decision:
-        return self.actor.act(decision)
-
-    def deadline(self) -> Deadline:
-        return Deadline(self.settings.decision_budget_seconds, self.clock)
+    def record(self, decision: Decision) -> Decision:
+        return self.recorder.record(decision)
 
 
 @dataclass
 class Transaction:
-    mail_from: str
-    started: float
+    """One MAIL FROM .. end of message: the draft decision, the checks it started, the message."""
+
+    draft: Draft
     running: dict[str, Running] = field(default_factory=dict)
-    verdicts: list[RecipientVerdict] = field(default_factory=list)  # settled at RCPT
-    pending: list[Recipient] = field(default_factory=list)  # decided at the end of the message
-    domains: set[str] = field(default_factory=set)  # canonical, for the trace's index
-    notes: list[str] = field(default_factory=list)
-    faults: list[str] = field(default_factory=list)
     feed: MessageFeed | None = None  # the message, once DATA begins
 
     @property
     def accepted(self) -> int:
-        return len(self.pending) + sum(v.verdict is Verdict.ACCEPT for v in self.verdicts)
+        return len(self.draft.pending) + sum(v.verdict is Verdict.ACCEPT for v in self.draft.settled)
 
     def admit(
         self, recipient: Recipient, verdict: RecipientVerdict | None, uncertain: Callable[[Recipient], bool]
@@ -113,25 +73,34 @@ class Transaction:
         recipient that could still be refused at the end of DATA and one accepted whatever happens
         cannot share the one reply that ends the message: the later of the two gets 452 4.5.3.
         """
+        d = self.draft
         if verdict is not None and verdict.verdict is Verdict.REJECT:
-            self.verdicts.append(verdict)
-            self.domains.add(recipient.domain or "")
+            d.settled.append(verdict)
+            d.domains.add(recipient.domain or "")
             return verdict.reply
         at_risk = verdict is None and _enforcing(recipient)
-        others_at_risk = any(_enforcing(p) and uncertain(p) for p in self.pending)
-        others_safe = any(v.verdict is Verdict.ACCEPT for v in self.verdicts) or any(
-            not _enforcing(p) for p in self.pending
-        )
+        others_at_risk = any(_enforcing(p) and uncertain(p) for p in d.pending)
+        others_safe = any(v.verdict is Verdict.ACCEPT for v in d.settled) or any(not _enforcing(p) for p in d.pending)
         if (at_risk and others_safe) or (not at_risk and others_at_risk):
             who = recipient.address[:80]
-            self.notes.append(f"recipient {who!r} sent back (452 4.5.3): its verdict may differ from the others'")
+            d.notes.append(f"recipient {who!r} sent back (452 4.5.3): its verdict may differ from the others'")
             return separate_transaction()
-        self.domains.add(recipient.domain or "")
+        d.domains.add(recipient.domain or "")
         if verdict is None:
-            self.pending.append(recipient)
+            d.pending.append(recipient)
         else:
-            self.verdicts.append(verdict)
+            d.settled.append(verdict)
         return None
+
+    def checks(self, results: dict[str, CheckResult], why: str) -> Checks:
+        """Every check's result for the record; the ones that never ran (or were not needed) say why."""
+        d = self.draft
+        signed = self.feed is not None and self.feed.dkim_signed
+        if self.feed is not None and self.feed.result is not None:
+            results = results | {"dkim": self.feed.result}
+        elif "dkim" not in results and d.pending and not signed and _ipv6(d.source):
+            results = results | {"dkim": CheckResult("dkim", Result.NONE, "no DKIM-Signature header")}
+        return Checks.of(results, why)
 
 
 def _enforcing(recipient: Recipient) -> bool:
@@ -149,13 +118,12 @@ class SmtpSession:
 
     def __init__(self, gate: SmtpGate, source: Source | Unknown) -> None:
         self.gate = gate
+        self.evaluator = gate.evaluator
         self.source = source
         self._tx: Transaction | None = None
-        self._ptr: CheckResult | None = None
-        self._iprev: Running | None = None
-        if _ipv6(source):
-            ip, mode = source.ip, gate.settings.ptr_mode  # type: ignore[union-attr]
-            self._iprev = gate.runner.start("iprev", lambda s: check_iprev(s, ip, mode), gate.deadline())
+        self._ptr = _Ptr(
+            self.evaluator, self.evaluator.start_iprev(source) if isinstance(source, Source) and _ipv6(source) else None
+        )
 
     def helo(self, name: str) -> None:
         if isinstance(self.source, Source):
@@ -164,32 +132,23 @@ class SmtpSession:
     def mail_from(self, address: str) -> Decision | None:
         """A new transaction (the decision of an unfinished one is returned); SPF starts now."""
         finished = self.reset()
-        tx = self._tx = Transaction(address.strip().strip("<>"), self.gate.clock())
-        if _ipv6(self.source):
-            from ipv6gate.checks.spf import check_spf
-
-            s, src = self.gate.settings, self.source
-            assert isinstance(src, Source)
-            tx.running["spf"] = self.gate.runner.start(
-                "spf",
-                lambda session: check_spf(session, src.ip, tx.mail_from, src.helo, void_limit=s.spf_void_lookup_limit),
-                self.gate.deadline(),
-            )
+        sender = address.strip().strip("<>")
+        tx = self._tx = Transaction(Draft(self.source, sender, self.evaluator.clock(), front_door="milter"))
+        if isinstance(self.source, Source) and _ipv6(self.source):
+            tx.running["spf"] = self.evaluator.start_spf(self.source, sender)
         return finished
 
     def rcpt(self, address: str) -> Reply | None:
         """The reply to give this recipient now; None accepts it (its verdict may come at the end)."""
-        tx = self._transaction()
-        address = address.strip().strip("<>")
+        tx, ev = self._transaction(), self.evaluator
         if tx.accepted >= self.gate.limits.max_recipients:
             return too_many_recipients(self.gate.limits.max_recipients)
-        recipient = recipients_of([address], self.source, self.gate.tenants, tx.notes, tx.faults)[0]
-        verdict = self._settled(recipient, tx)
-        if verdict is None and self._wait_for_ptr():  # the verdict may hang on the PTR: wait for it here
-            verdict = self._settled(recipient, tx)
+        recipient = ev.recipients([address.strip().strip("<>")], self.source, tx.draft)[0]
+        verdict = ev.settled(self.source, recipient, self._known(tx))
+        if verdict is None and self._ptr.wait():  # the verdict may hang on the PTR: wait for it here
+            verdict = ev.settled(self.source, recipient, self._known(tx))
         known = self._known(tx)
-        action = self.gate.settings.temperror_action
-        return tx.admit(recipient, verdict, lambda r: not certain(self.source, [r], known, action))
+        return tx.admit(recipient, verdict, lambda r: not ev.certain(self.source, [r], known))
 
     def header(self, name: bytes, value: bytes) -> None:
         self._feed().header(name, value)
@@ -197,9 +156,9 @@ class SmtpSession:
     def end_of_headers(self) -> None:
         """DKIM starts here, when some recipient still needs it and the message is signed."""
         tx = self._transaction()
-        check = self._feed().dkim_check(self.gate.settings.dkim_max_signatures) if tx.pending else None
+        check = self._feed().dkim_check(self.evaluator.settings.dkim_max_signatures) if tx.draft.pending else None
         if check is not None:
-            tx.running["dkim"] = self.gate.runner.start("dkim", check, self.gate.deadline(), own_thread=True)
+            tx.running["dkim"] = self.evaluator.start_dkim(check, own_thread=True)
 
     def body(self, chunk: bytes) -> None:
         self._feed().body(chunk)
@@ -208,20 +167,13 @@ class SmtpSession:
         """One reply for every recipient still open; the transaction's decision."""
         tx = self._transaction()
         self._feed().end()
-        s = self.gate.settings
-        known = {"iprev": self._ptr} if self._ptr is not None else {}
-        running = [r for r in [*tx.running.values(), self._iprev] if r is not None and r.name not in known]
-
-        def is_certain(results: Mapping[str, CheckResult]) -> bool:
-            return certain(self.source, tx.pending, dict(results), s.temperror_action)
-
+        known = self._ptr.known()
+        running = [r for r in [*tx.running.values(), self._ptr.running] if r is not None and r.name not in known]
         # The PTR lookup belongs to the connection: a later transaction may need it, so it is never cancelled here.
-        results = known | self.gate.runner.collect(running, is_certain, known=known, keep=self._iprev)
-        checks = _checks(self.source, tx, results, "no recipient needed it")
-        verdicts = decide(self.source, tx.pending, checks, s.temperror_action)
-        reply = next((v.reply for v in verdicts if v.verdict is Verdict.REJECT), None)
-        decision = self._decision(tx, [*tx.verdicts, *verdicts], checks, message_id)
+        results = self.evaluator.collect(running, tx.draft, known, keep=self._ptr.running)
+        decision = self._conclude(tx, tx.checks(results, "no recipient needed it"), message_id)
         self._tx = None
+        reply = next((v.reply for v in decision.verdicts[len(tx.draft.settled) :] if v.verdict is Verdict.REJECT), None)
         return Outcome(reply, decision)
 
     def reset(self) -> Decision | None:
@@ -231,20 +183,22 @@ class SmtpSession:
             return None
         if tx.feed is not None:
             tx.feed.abort()
-        self.gate.runner.cancel(tx.running.values())
-        if not tx.verdicts:
+        self.evaluator.runner.cancel(tx.running.values())
+        if not tx.draft.settled:
             return None
-        if tx.pending:
-            tx.notes.append(f"{len(tx.pending)} recipient(s) undecided: the client ended before the message")
-        done = {r.name: r.peek() for r in [*tx.running.values(), self._iprev] if r is not None}
-        results = {name: result for name, result in done.items() if result is not None}
-        checks = _checks(self.source, tx, results | ({"iprev": self._ptr} if self._ptr else {}), "transaction ended")
-        return self._decision(tx, tx.verdicts, checks, "")
+        if tx.draft.pending:
+            tx.draft.notes.append(
+                f"{len(tx.draft.pending)} recipient(s) undecided: the client ended before the message"
+            )
+        done = {r.name: r.peek() for r in [*tx.running.values(), self._ptr.running] if r is not None}
+        results = {name: result for name, result in done.items() if result is not None} | self._ptr.known()
+        checks = tx.checks(results, "transaction ended")
+        tx.draft.pending = []  # never decided: the client left before the message
+        return self._conclude(tx, checks, "")
 
     def close(self) -> Decision | None:
         finished = self.reset()
-        if self._iprev is not None:
-            self.gate.runner.cancel([self._iprev])
+        self._ptr.cancel()
         return finished
 
     # ------------------------------------------------------------------ helpers
@@ -254,76 +208,48 @@ class SmtpSession:
         assert self._tx is not None
         return self._tx
 
-    def _decision(self, tx: Transaction, verdicts: list[RecipientVerdict], checks: Checks, message_id: str) -> Decision:
-        queries = sum(r.session.queries for r in [*tx.running.values(), self._iprev] if r is not None)
-        elapsed = (self.gate.clock() - tx.started) * 1000
-        return _decision(self.source, tx, verdicts, checks, message_id=message_id, queries=queries, elapsed_ms=elapsed)
+    def _conclude(self, tx: Transaction, checks: Checks, message_id: str) -> Decision:
+        d = tx.draft
+        d.source = self.source  # as the record shows it: with the HELO, whenever it came
+        d.message_id = message_id or f"smtp-{uuid.uuid4().hex[:20]}"  # no queue id: the MTA never queued it
+        d.dkim_signed = tx.feed is not None and tx.feed.dkim_signed
+        queries = sum(r.session.queries for r in [*tx.running.values(), self._ptr.running] if r is not None)
+        return self.evaluator.conclude(d, checks, queries=queries)
 
     def _feed(self) -> MessageFeed:
         tx = self._transaction()
         if tx.feed is None:
-            limits, settings = self.gate.limits, self.gate.settings
-            tx.feed = MessageFeed(
-                max_header_bytes=limits.max_header_bytes, max_message_bytes=settings.message_max_bytes
-            )
+            limit = self.evaluator.settings.message_max_bytes
+            tx.feed = MessageFeed(max_header_bytes=self.gate.limits.max_header_bytes, max_message_bytes=limit)
         return tx.feed
-
-    def _wait_for_ptr(self) -> bool:
-        """Wait for the connection's PTR lookup; False when there is none to wait for (or it is in)."""
-        if self._iprev is None or self._ptr is not None:
-            return False
-        self._ptr = self.gate.runner.collect([self._iprev], None)["iprev"]
-        return True
-
-    def _settled(self, recipient: Recipient, tx: Transaction) -> RecipientVerdict | None:
-        verdicts = settled(self.source, [recipient], self._known(tx), self.gate.settings.temperror_action)
-        return verdicts[0] if verdicts else None
 
     def _known(self, tx: Transaction) -> dict[str, CheckResult]:
         """The results that have arrived so far (no waiting)."""
         done = {r.name: r.peek() for r in tx.running.values()}
-        results = {name: result for name, result in done.items() if result is not None}
-        if self._ptr is not None:
-            results["iprev"] = self._ptr
-        return results
+        return {name: result for name, result in done.items() if result is not None} | self._ptr.known()
 
 
-def _checks(source: Source | Unknown, tx: Transaction, results: dict[str, CheckResult], why: str) -> Checks:
-    """Every check's result for the record; the ones that never ran (or were not needed) say why."""
-    signed = tx.feed is not None and tx.feed.dkim_signed
-    if tx.feed is not None and tx.feed.result is not None:
-        results = results | {"dkim": tx.feed.result}
-    elif "dkim" not in results and tx.pending and not signed and _ipv6(source):
-        results = results | {"dkim": CheckResult("dkim", Result.NONE, "no DKIM-Signature header")}
-    full = {name: results.get(name) or skipped(name, f"not needed: {why}") for name in ("iprev", "spf", "dkim")}
-    return Checks(full["iprev"], full["spf"], full["dkim"])
+class _Ptr:
+    """The connection's PTR lookup: started at connect, waited for at most once, shared by its transactions."""
 
+    def __init__(self, evaluator: Evaluator, running: Running | None) -> None:
+        self._evaluator = evaluator
+        self.running = running
+        self._result: CheckResult | None = None
 
-def _decision(
-    source: Source | Unknown,
-    tx: Transaction,
-    verdicts: list[RecipientVerdict],
-    checks: Checks,
-    *,
-    message_id: str,
-    queries: int,
-    elapsed_ms: float,
-) -> Decision:
-    return Decision(
-        message_id=message_id or f"smtp-{uuid.uuid4().hex[:20]}",  # no queue id: the MTA never queued it
-        source=source,
-        disposition=disposition(verdicts),
-        verdicts=verdicts,
-        checks=checks,
-        domains=tuple(sorted(d for d in tx.domains if d)),
-        notes=tuple(tx.notes),
-        faults=tuple(dict.fromkeys(tx.faults)),
-        dns_queries=queries,
-        elapsed_ms=elapsed_ms,
-        mail_from=tx.mail_from,
-        dkim_signed=tx.feed is not None and tx.feed.dkim_signed,
-        front_door="milter",
-    )
+    def wait(self) -> bool:
+        """Wait for the lookup; False when there is none to wait for (or it is in)."""
+        if self.running is None or self._result is not None:
+            return False
+        self._result = self._evaluator.runner.collect([self.running], None)["iprev"]
+        return True
+
+    def known(self) -> dict[str, CheckResult]:
+        return {"iprev": self._result} if self._result is not None else {}
+
+    def cancel(self) -> None:
+        if self.running is not None:
+            self._evaluator.runner.cancel([self.running])
 
 
 def _ipv6(source: Source | Unknown) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ipv6gate.decision.policy import RecipientVerdict, Verdict
+from ipv6gate.decision.rule import RecipientVerdict, Verdict
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.domains import DomainError, recipient_domain
 
@@ -26,10 +26,10 @@ def base_summary(decision: Decision, decided_at: str) -> dict[str, Any]:
         "decided_at": decided_at,
         "client_ip": decision.client_ip,
         "sender": decision.mail_from,
-        "disposition": decision.disposition.value,
+        **({"disposition": decision.disposition.value} if decision.disposition is not None else {}),
         "replies": [str(v.reply) if v.reply and not v.monitor else "accept" for v in decision.verdicts],
         "bounce": decision.bounce.action.value if decision.bounce else None,
-        "checks": {c.method: c.result.value for c in (checks.iprev, checks.spf, checks.dkim)},
+        "checks": {c.method: c.result.value for c in checks},
     }
     if decision.faults:
         out["faults"] = list(decision.faults)

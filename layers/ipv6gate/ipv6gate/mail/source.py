@@ -80,12 +80,27 @@ def find_source(
     if not any(host_matches(by, pattern) for pattern in trusted_receivers):
         return Unknown(f"topmost Received header is by {by!r}, not a trusted receiver")
     try:
-        ip = ipaddress.ip_address(m.group("ip"))
+        ip = client_address(m.group("ip"))
     except ValueError:
         return Unknown("topmost Received header has no valid client address")
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket
     return Source(ip=ip, helo=helo.group("helo"), receiver=by)
+
+
+def client_address(text: str) -> IPAddress:
+    """The client address in ``text``; ``ValueError`` for a non-address. The one place where an
+    IPv4-mapped IPv6 address (``::ffff:a.b.c.d``, an IPv4 client on a dual-stack socket) becomes IPv4."""
+    ip = ipaddress.ip_address(text)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def smtp_client(address: str | None, receiver: str = "") -> Source | Unknown:
+    """The client an MTA names at connect (None: a local or unknown client, outside the rule)."""
+    try:
+        return Source(client_address(address or ""), "", receiver)
+    except ValueError:
+        return Unknown(f"MTA gave no IP client address ({(address or 'none')[:60]!r})")
 
 
 def host_matches(host: str, pattern: str) -> bool:

@@ -1,4 +1,4 @@
-"""The stack's custom resources (functions/stack_setup): what CloudFormation cannot do by itself.
+"""The stack's CloudFormation custom resources (``functions/stack_setup``): what CloudFormation cannot do by itself.
 
 Three ``Custom::`` types, one function (README "Deploy"):
 
@@ -104,7 +104,7 @@ class StackSetup:
         if kind == "Custom::ReceiptRuleSetTarget":
             return self._target(request, props, old_props, old_id)
         if kind == "Custom::TenantSeed":
-            return self._seed(request, props)
+            return seed_tenants(self, request, props)
         if kind == "Custom::ActiveReceiptRuleSet":
             return self._activation(request, props, old_id)
         raise StackSetupError(f"unknown custom resource type {kind[:60]!r}")
@@ -132,47 +132,6 @@ class StackSetup:
             )
         self.log.info("gate rule goes into rule set", extra={"rule_set": wanted})
         return Outcome(_TARGET + wanted, {"RuleSetName": wanted})
-
-    # ------------------------------------------------------------------ tenant seed
-    def _seed(self, request: str, props: Mapping[str, Any]) -> Outcome:
-        if request == "Delete":
-            return Outcome("tenant-seed")  # tenant items outlive the stack (the table is retained)
-        seed = str(props.get("Seed", "monitor"))
-        if seed not in ("monitor", "off"):
-            raise StackSetupError(f"TenantSeed: Seed {seed[:40]!r} is not monitor|off")
-        if seed == "off":
-            self.log.info("tenant seeding off (SeedTenants=off)")
-            return Outcome("tenant-seed", {"Created": "0", "Existing": "0"})
-        table = str(props.get("TableName", ""))
-        if not table:
-            raise StackSetupError("TenantSeed: TableName missing")
-        recipients = props.get("Recipients", [])
-        if isinstance(recipients, str):
-            recipients = recipients.split(",")
-        coverage = rule_coverage(str(r) for r in recipients)
-        if coverage.subdomain_entries:
-            entry = coverage.subdomain_entries[0]
-            raise StackSetupError(
-                f"Recipients entry {entry!r} covers every subdomain of {entry[1:]}, which cannot be listed as "
-                "tenants (a subdomain without a tenant item gets 550 5.2.1): list the subdomains instead, or "
-                "create their tenant items first and deploy with SeedTenants=off"
-            )
-        domains = list(coverage.domains)
-        if coverage.all_domains:
-            domains = []
-            for identity in self.rules.domain_identities():
-                try:
-                    domains.append(tenant_domain(identity))
-                except ValueError:
-                    self.log.warning("domain identity skipped", extra={"identity": identity[:80]})
-        stack = str(props.get("StackName") or "unknown")
-        seeder = self.tenants(table)
-        created = [
-            d for d in dict.fromkeys(domains) if seeder.seed(d, mode=Mode.MONITOR, by=f"stack {stack}", now=self.now())
-        ]
-        existing = len(set(domains)) - len(created)
-        self.log.info("tenants seeded in monitor mode", extra={"seeded": created, "already_tenants": existing})
-        return Outcome("tenant-seed", {"Created": str(len(created)), "Existing": str(existing)})
 
     # ------------------------------------------------------------------ activation
     def _activation(self, request: str, props: Mapping[str, Any], old_id: str) -> Outcome:
@@ -208,6 +167,48 @@ class StackSetup:
         self.rules.activate(previous)
         self.log.info("active rule set restored", extra={"active": previous})
         return Outcome(old_id)
+
+
+def seed_tenants(setup: StackSetup, request: str, props: Mapping[str, Any]) -> Outcome:
+    """``Custom::TenantSeed``: a monitor-mode tenant item for each domain the rule covers that has none."""
+    if request == "Delete":
+        return Outcome("tenant-seed")  # tenant items outlive the stack (the table is retained)
+    seed = str(props.get("Seed", "monitor"))
+    if seed not in ("monitor", "off"):
+        raise StackSetupError(f"TenantSeed: Seed {seed[:40]!r} is not monitor|off")
+    if seed == "off":
+        setup.log.info("tenant seeding off (SeedTenants=off)")
+        return Outcome("tenant-seed", {"Created": "0", "Existing": "0"})
+    table = str(props.get("TableName", ""))
+    if not table:
+        raise StackSetupError("TenantSeed: TableName missing")
+    recipients = props.get("Recipients", [])
+    if isinstance(recipients, str):
+        recipients = recipients.split(",")
+    coverage = rule_coverage(str(r) for r in recipients)
+    if coverage.subdomain_entries:
+        entry = coverage.subdomain_entries[0]
+        raise StackSetupError(
+            f"Recipients entry {entry!r} covers every subdomain of {entry[1:]}, which cannot be listed as "
+            "tenants (a subdomain without a tenant item gets 550 5.2.1): list the subdomains instead, or "
+            "create their tenant items first and deploy with SeedTenants=off"
+        )
+    domains = list(coverage.domains)
+    if coverage.all_domains:
+        domains = []
+        for identity in setup.rules.domain_identities():
+            try:
+                domains.append(tenant_domain(identity))
+            except ValueError:
+                setup.log.warning("domain identity skipped", extra={"identity": identity[:80]})
+    stack = str(props.get("StackName") or "unknown")
+    seeder = setup.tenants(table)
+    created = [
+        d for d in dict.fromkeys(domains) if seeder.seed(d, mode=Mode.MONITOR, by=f"stack {stack}", now=setup.now())
+    ]
+    existing = len(set(domains)) - len(created)
+    setup.log.info("tenants seeded in monitor mode", extra={"seeded": created, "already_tenants": existing})
+    return Outcome("tenant-seed", {"Created": str(len(created)), "Existing": str(existing)})
 
 
 def _adapter_errors() -> tuple[type[Exception], ...]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ipv6gate.checks.results import Result
-from ipv6gate.decision.policy import Checks, RecipientVerdict, Verdict
+from ipv6gate.decision.rule import Checks, RecipientVerdict, Verdict
 
 
 class BounceMode(StrEnum):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
-from ipv6gate.checks.results import CheckResult, Result
+from ipv6gate.checks.results import CheckResult, Result, skipped
 from ipv6gate.decision import replies
 from ipv6gate.decision.replies import Reply
 from ipv6gate.decision.tenants import Mode, Tenant
@@ -42,11 +43,38 @@ class Recipient:
     tenant_error: str | None = None  # the tenant store could not be read for this domain
 
 
+CHECK_NAMES = ("iprev", "spf", "dkim")
+
+
 @dataclass(frozen=True, slots=True)
 class Checks:
+    """The three results the rule reads, one per method: iterable in ``CHECK_NAMES`` order, indexable by name."""
+
     iprev: CheckResult
     spf: CheckResult
     dkim: CheckResult
+
+    @classmethod
+    def of(cls, results: Mapping[str, CheckResult], why: str = "") -> Checks:
+        """From a name -> result mapping; each method missing from it is ``skipped``, saying ``why`` it was not needed.
+
+        The one place a check that never ran (or whose verdict no longer mattered) gets its record.
+        """
+        full = {name: results.get(name) or skipped(name, f"not needed: {why}") for name in CHECK_NAMES}
+        return cls(full["iprev"], full["spf"], full["dkim"])
+
+    def __iter__(self) -> Iterator[CheckResult]:
+        return iter((self.iprev, self.spf, self.dkim))
+
+    def __getitem__(self, name: str) -> CheckResult:
+        if name not in CHECK_NAMES:
+            raise KeyError(name)
+        result: CheckResult = getattr(self, name)
+        return result
+
+    def ran(self) -> bool:
+        """Whether any check ran (a record of only ``skipped`` results says nothing about the client)."""
+        return any(c.result is not Result.SKIPPED for c in self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +133,12 @@ def disposition(verdicts: list[RecipientVerdict], *, bounce_lost: bool = False) 
 
 # One result of each class the rule tells apart: pass, temporary, anything else (fail, none, ...).
 _REPRESENTATIVES = (Result.PASS, Result.TEMPERROR, Result.FAIL)
-CHECK_NAMES = ("iprev", "spf", "dkim")
 
 
 def certain(
     source: Source | Unknown,
     recipients: list[Recipient],
-    known: dict[str, CheckResult],
+    known: Mapping[str, CheckResult],
     temperror_action: TempErrorAction = TempErrorAction.ACCEPT,
 ) -> bool:
     """Whether ``decide`` already gives the same verdicts and replies, whatever the checks not in ``known`` say.
@@ -124,9 +151,7 @@ def certain(
     outcomes: set[tuple[tuple[Verdict, str | None, bool], ...]] = set()
     for combination in itertools.product(_REPRESENTATIVES, repeat=len(missing)):
         results = dict(known) | {name: CheckResult(name, r, "") for name, r in zip(missing, combination, strict=True)}
-        verdicts = decide(
-            source, recipients, Checks(results["iprev"], results["spf"], results["dkim"]), temperror_action
-        )
+        verdicts = decide(source, recipients, Checks.of(results), temperror_action)
         outcomes.add(tuple((v.verdict, str(v.reply) if v.reply else None, v.monitor) for v in verdicts))
         if len(outcomes) > 1:
             return False
@@ -136,7 +161,7 @@ def certain(
 def settled(
     source: Source | Unknown,
     recipients: list[Recipient],
-    known: dict[str, CheckResult],
+    known: Mapping[str, CheckResult],
     temperror_action: TempErrorAction = TempErrorAction.ACCEPT,
 ) -> list[RecipientVerdict] | None:
     """The verdicts when ``certain`` says the missing results cannot change them, else None.
@@ -146,9 +171,7 @@ def settled(
     """
     if not certain(source, recipients, known, temperror_action):
         return None
-    why = "not needed: the verdict was already certain"
-    full = {name: known.get(name) or CheckResult(name, Result.SKIPPED, why) for name in CHECK_NAMES}
-    return decide(source, recipients, Checks(full["iprev"], full["spf"], full["dkim"]), temperror_action)
+    return decide(source, recipients, Checks.of(known, "the verdict was already certain"), temperror_action)
 
 
 def _decide_one(
