@@ -14,8 +14,8 @@ resident memory (``/proc/PID/status``) are sampled every second; "start" is afte
 after the last session and a settling pause (libmilter notices closed sessions within its poll).
 
 Exit status 0 only when every session heard exactly its kind's reply (or, past the milter's session
-ceiling, its temporary refusal ``451 4.3.2``), the milter is still running with no ``milter callback
-failed`` line, threads and memory at the end are within a margin of the start, all within
+ceiling ``MILTER_MAX_SESSIONS``, Postfix's ``421``), the milter is still running with no ``milter
+callback failed`` line, threads and memory at the end are within a margin of the start, all within
 ``--max-seconds``; 1 otherwise.
 """
 
@@ -30,72 +30,163 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support import world
 from tests.support.knot import KnotServer
 from tests.support.postfix import MilterProcess, PostfixInstance
-from tests.support.smtp_sessions import TENANTS, Kind, kinds
+from tests.support.smtp_sessions import TENANTS, Kind, Refused, kinds
 
 THREAD_MARGIN = 20  # threads above the start's that the end may show (pools sized by settings, not load)
 RSS_MARGIN = 1.5  # the end's resident memory at most this times the start's
+CEILING = "refused at the session ceiling (421)"
 
 
 @dataclass
 class Sample:
-    seconds: float
     threads: int
     rss_kib: int
+
+    @classmethod
+    def of(cls, pid: int) -> Sample:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        status = dict(line.split(":", 1) for line in lines if ":" in line)
+        return cls(int(status["Threads"]), int(status["VmRSS"].split()[0]))
 
 
 @dataclass
 class Run:
+    port: int
+    deadline: float
     heard: Counter[tuple[str, str]] = field(default_factory=Counter)
     wrong: list[str] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
+    ran: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def one(self, kind: Kind, port: int) -> None:
+    def one(self, kind: Kind) -> None:
         try:
-            heard = kind.run(port)
+            heard = kind.run(self.port)
+        except Refused:
+            heard = CEILING
         except Exception as exc:  # a session the client could not finish is a wrong reply too
             heard = f"error: {exc.__class__.__name__}: {exc}"[:200]
         with self.lock:
+            self.ran += 1
             self.heard[(kind.name, heard)] += 1
-            if heard != kind.expected and not heard.startswith(CEILING):
+            if heard not in (kind.expected, CEILING):
                 self.wrong.append(f"{kind.name}: heard {heard!r}, expected {kind.expected!r}")
 
+    def sessions(self, cycle: Iterator[Kind], count: int, concurrency: int) -> None:
+        """``count`` sessions by ``concurrency`` clients, kinds in turn, until the deadline."""
+        with cf.ThreadPoolExecutor(max_workers=concurrency) as pool:
+            pending: set[cf.Future[None]] = set()
+            for _ in range(count):
+                if time.monotonic() > self.deadline:
+                    break
+                if len(pending) >= concurrency * 2:
+                    _, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                pending.add(pool.submit(self.one, next(cycle)))
 
-CEILING = "ceiling "  # what smtp_sessions reports for a session refused at the milter's session ceiling
+
+@contextmanager
+def stack(args: argparse.Namespace, keys: world.Keys) -> Iterator[tuple[MilterProcess, PostfixInstance]]:
+    with tempfile.TemporaryDirectory(prefix="ipv6gate-soak-") as tmp:
+        tenants = Path(tmp) / "tenants.json"
+        tenants.write_text(TENANTS)
+        (Path(tmp) / "zones").mkdir()
+        postfix_extra = {
+            "default_process_limit": str(args.burst + 100),
+            "smtpd_client_connection_count_limit": "0",
+            "smtpd_client_event_limit_exceptions": "127.0.0.0/8, [::1]/128",
+        }
+        with KnotServer(world.write_zone_dir(Path(tmp) / "zones", keys)) as knot:
+            env = {"AWS_REGION": "eu-west-1", "DNS_SERVERS": knot.servers_env, "MILTER_AUTHSERV_ID": "mx.soak.test"}
+            env |= dict(e.split("=", 1) for e in args.milter_env)
+            with (
+                MilterProcess(env, ["--tenants", str(tenants)], unix=True) as milter,
+                PostfixInstance(milter.postfix_address, extra=postfix_extra) as postfix,
+            ):
+                yield milter, postfix
 
 
-def sample(pid: int, started: float) -> Sample:
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return Sample(round(time.monotonic() - started, 1), int(status["Threads"]), int(status["VmRSS"].split()[0]))
+def soak(args: argparse.Namespace) -> dict[str, Any]:
+    """The run; its figures."""
+    started = time.monotonic()
+    keys = world.make_keys()
+    cycle = itertools.cycle(kinds(keys, hold=0.5, slow_tail=4, seconds_per_byte=0.05))
+    with stack(args, keys) as (milter, postfix):
+        assert milter._proc is not None
+        pid = milter._proc.pid
+        run = Run(postfix.port, started + args.max_seconds)
+        stop = threading.Event()
+
+        def sampler() -> None:
+            while not stop.wait(1.0):
+                run.samples.append(Sample.of(pid))
+
+        threading.Thread(target=sampler, daemon=True).start()
+        idle = Sample.of(pid)
+        run.sessions(cycle, args.warmup, args.concurrency)
+        start = Sample.of(pid)
+        run.sessions(cycle, args.burst, args.burst)
+        run.sessions(cycle, args.sessions - args.warmup - args.burst, args.concurrency)
+        seconds = time.monotonic() - started
+        time.sleep(15)  # libmilter's poll notices the last closed sessions
+        end = Sample.of(pid)
+        stop.set()
+        alive = milter._proc.poll() is None
+        failed = sum(1 for r in milter.records() if r.get("message") == "milter callback failed; message accepted")
+        decisions = len(milter.decisions())
+    peak = [*run.samples, start, end]
+    return {
+        "sessions": run.ran,
+        "seconds": round(seconds, 1),
+        "sessions_per_second": round(run.ran / seconds, 1),
+        "wrong_replies": len(run.wrong),
+        "wrong_examples": run.wrong[:20],
+        "refused_at_ceiling": sum(n for (_, heard), n in run.heard.items() if heard == CEILING),
+        "milter_alive": alive,
+        "callback_failures": failed,
+        "decisions_logged": decisions,
+        "threads": {
+            "idle": idle.threads,
+            "start": start.threads,
+            "peak": max(s.threads for s in peak),
+            "end": end.threads,
+        },
+        "rss_mib": {
+            "idle": round(idle.rss_kib / 1024, 1),
+            "start": round(start.rss_kib / 1024, 1),
+            "peak": round(max(s.rss_kib for s in peak) / 1024, 1),
+            "end": round(end.rss_kib / 1024, 1),
+        },
+        "heard": {f"{name}: {heard}": n for (name, heard), n in sorted(run.heard.items())},
+    }
 
 
-def sessions(run: Run, all_kinds: list[Kind], port: int, count: int, concurrency: int, deadline: float) -> int:
-    """``count`` sessions by ``concurrency`` clients, kinds in turn; how many ran before the deadline."""
-    cycle = itertools.cycle(all_kinds)
-    done = 0
-    with cf.ThreadPoolExecutor(max_workers=concurrency) as pool:
-        pending: set[cf.Future[None]] = set()
-        for _ in range(count):
-            if time.monotonic() > deadline:
-                break
-            if len(pending) >= concurrency * 2:
-                finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                done += len(finished)
-            pending.add(pool.submit(run.one, next(cycle), port))
-        cf.wait(pending)
-        done += len(pending)
-    return done
+def problems(figures: dict[str, Any], wanted: int) -> list[str]:
+    found = [f"wrong reply: {w}" for w in figures["wrong_examples"]]
+    threads, rss = figures["threads"], figures["rss_mib"]
+    if figures["sessions"] < wanted:
+        found.append(f"only {figures['sessions']} of {wanted} sessions within --max-seconds")
+    if not figures["milter_alive"]:
+        found.append("the milter exited")
+    if figures["callback_failures"]:
+        found.append(f"{figures['callback_failures']} milter callback failure(s)")
+    if threads["end"] > threads["start"] + THREAD_MARGIN:
+        found.append(f"threads grew: {threads['start']} at the start, {threads['end']} at the end")
+    if rss["end"] > rss["start"] * RSS_MARGIN:
+        found.append(f"memory grew: {rss['start']} MiB at the start, {rss['end']} MiB at the end")
+    return found
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="load.milter_soak", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="load.milter_soak", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=20_000, help="SMTP sessions in all (default 20000)")
     parser.add_argument("--burst", type=int, default=1000, help="sessions started at once (default 1000)")
     parser.add_argument("--warmup", type=int, default=500, help="sessions before the start sample (default 500)")
@@ -104,102 +195,27 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--milter-env", action="append", default=[], metavar="NAME=VALUE", help="extra setting")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    if not args.warmup + args.burst <= args.sessions:
-        parser.error("--warmup + --burst must not exceed --sessions")
+    if not 0 < args.warmup + args.burst <= args.sessions:
+        parser.error("--warmup + --burst must be within --sessions")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    started = time.monotonic()
-    deadline = started + args.max_seconds
-    keys = world.make_keys()
-    all_kinds = kinds(keys, hold=0.5, slow_tail=4, seconds_per_byte=0.05)
-    run = Run()
-    with tempfile.TemporaryDirectory(prefix="ipv6gate-soak-") as tmp:
-        tenants = Path(tmp) / "tenants.json"
-        tenants.write_text(TENANTS)
-        (Path(tmp) / "zones").mkdir()
-        zones = world.write_zone_dir(Path(tmp) / "zones", keys)
-        postfix_extra = {
-            "default_process_limit": str(args.burst + 100),
-            "smtpd_client_connection_count_limit": "0",
-            "smtpd_client_event_limit_exceptions": "127.0.0.0/8, [::1]/128",
-        }
-        with KnotServer(zones) as knot:
-            env = {"AWS_REGION": "eu-west-1", "DNS_SERVERS": knot.servers_env, "MILTER_AUTHSERV_ID": "mx.soak.test"}
-            env |= dict(e.split("=", 1) for e in args.milter_env)
-            with (
-                MilterProcess(env, ["--tenants", str(tenants)], unix=True) as milter,
-                PostfixInstance(milter.postfix_address, extra=postfix_extra) as postfix,
-            ):
-                assert milter._proc is not None
-                pid = milter._proc.pid
-                stop = threading.Event()
-
-                def sampler() -> None:
-                    while not stop.wait(1.0):
-                        run.samples.append(sample(pid, started))
-
-                threading.Thread(target=sampler, daemon=True).start()
-                first = sample(pid, started)
-                ran = sessions(run, all_kinds, postfix.port, args.warmup, args.concurrency, deadline)
-                start = sample(pid, started)
-                ran += sessions(run, all_kinds, postfix.port, args.burst, args.burst, deadline)
-                ran += sessions(
-                    run, all_kinds, postfix.port, args.sessions - args.warmup - args.burst, args.concurrency, deadline
-                )
-                soak_seconds = time.monotonic() - started
-                time.sleep(15)  # libmilter's poll notices the last closed sessions
-                end = sample(pid, started)
-                stop.set()
-                alive = milter._proc.poll() is None
-                failed = sum(
-                    1 for r in milter.records() if r.get("message") == "milter callback failed; message accepted"
-                )
-                decisions = len(milter.decisions())
-    peak = max(run.samples, key=lambda s: s.threads, default=end)
-    peak_rss = max((s.rss_kib for s in run.samples), default=end.rss_kib)
-    figures = {
-        "sessions": ran,
-        "seconds": round(soak_seconds, 1),
-        "sessions_per_second": round(ran / soak_seconds, 1),
-        "wrong_replies": len(run.wrong),
-        "refused_at_ceiling": sum(n for (_, heard), n in run.heard.items() if heard.startswith(CEILING)),
-        "milter_alive": alive,
-        "callback_failures": failed,
-        "decisions_logged": decisions,
-        "threads": {"idle": first.threads, "start": start.threads, "peak": peak.threads, "end": end.threads},
-        "rss_mib": {
-            "idle": round(first.rss_kib / 1024, 1),
-            "start": round(start.rss_kib / 1024, 1),
-            "peak": round(peak_rss / 1024, 1),
-            "end": round(end.rss_kib / 1024, 1),
-        },
-        "heard": {f"{name}: {heard}": n for (name, heard), n in sorted(run.heard.items())},
-    }
+    figures = soak(args)
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    problems = list(run.wrong[:20])
-    if ran < args.sessions:
-        problems.append(f"only {ran} of {args.sessions} sessions within --max-seconds {args.max_seconds:.0f}")
-    if not alive:
-        problems.append("the milter exited")
-    if failed:
-        problems.append(f"{failed} milter callback failure(s)")
-    if end.threads > start.threads + THREAD_MARGIN:
-        problems.append(f"threads grew: {start.threads} at the start, {end.threads} at the end")
-    if end.rss_kib > start.rss_kib * RSS_MARGIN:
-        problems.append(f"memory grew: {start.rss_kib} KiB at the start, {end.rss_kib} KiB at the end")
-    for problem in problems:
+    found = problems(figures, args.sessions)
+    for problem in found:
         print(f"SOAK FAILED: {problem}", file=sys.stderr)
-    if not problems:
+    if not found:
         print(
-            f"soak passed: {ran} sessions, 0 wrong replies, milter threads {start.threads} -> {end.threads}, "
+            f"soak passed: {figures['sessions']} sessions, 0 wrong replies, milter threads "
+            f"{figures['threads']['start']} -> {figures['threads']['end']}, "
             f"RSS {figures['rss_mib']['start']} -> {figures['rss_mib']['end']} MiB"
         )
-    return 1 if problems else 0
+    return 1 if found else 0
 
 
 if __name__ == "__main__":

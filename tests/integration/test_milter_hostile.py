@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from ipv6gate.dns import DnsResolver
 from tests.support import world
 from tests.support.knot import KnotServer
 from tests.support.postfix import MilterProcess
@@ -212,3 +214,85 @@ def test_past_the_limits(limited: Hostile) -> None:
     [four] = [d for d in limited.decisions_for(world.GOOD_IP) if len(d["recipients"]) == 3]
     assert {r["recipient"] for r in four["recipients"]} == {"r1@tenant.test", "r2@tenant.test", "r3@tenant.test"}
     normally_judged(limited, 0)
+
+
+@pytest.fixture(scope="module")
+def scarce(knot: KnotServer, tenants_file: Path, messages: dict[str, Path]) -> Iterator[Hostile]:
+    yield from _hostile(knot, tenants_file, messages, MILTER_DKIM_READERS="1", MILTER_MAX_SESSIONS="4")
+
+
+def test_past_the_session_and_reader_ceilings_replies_are_temporary(scarce: Hostile) -> None:
+    scarce.run("busy.lua")
+    other = scarce.decisions_for(world.OTHER_IP)
+    assert [d["checks"]["dkim"]["result"] for d in other[:2]] == ["pass", "pass"]
+    normally_judged(scarce, 0)
+
+
+def test_the_server_owns_its_threads_and_a_second_start_in_one_process_fails_loudly(
+    resolver: DnsResolver, messages: dict[str, Path], tmp_path: Path
+) -> None:
+    """``serve`` owns its pools: started, used and stopped, its threads are gone (the check pool is the
+    gate's, which outlives the server). libmilter keeps its stop in static state, so its loop cannot
+    run again in the same process: a second ``serve`` says so (ListenError) instead of returning as if
+    stopped; a service manager restarts the process."""
+    from ipv6gate.decision.tenants import Tenant
+    from ipv6gate.entrypoints.milter import ListenError, serve
+    from ipv6gate.entrypoints.milter_socket import UnixSocket
+    from ipv6gate.ports.memory import InMemoryTenants
+    from ipv6gate.settings import Settings
+    from ipv6gate.wiring import assemble_smtp_gate
+
+    tenants = InMemoryTenants([Tenant("tenant.test", ipv6_inbound=True), Tenant("optout.test", ipv6_inbound=False)])
+    gate = assemble_smtp_gate(Settings.from_env({"AWS_REGION": "eu-west-1"}), resolver, tenants)
+    path = tmp_path / "milter.sock"
+
+    def servers_threads() -> list[str]:
+        names = ("ipv6gate-smtp", "ipv6gate-record", "libmilter")
+        return [t.name for t in threading.enumerate() if t.name.startswith(names)]
+
+    published: list[Any] = []
+    errors: list[BaseException] = []
+    stop, listening = threading.Event(), threading.Event()
+
+    def run() -> None:
+        try:
+            serve(
+                gate,
+                f"unix:{path}",
+                "mx.ipv6gate.test",
+                published.append,
+                lambda _stage, exc: errors.append(exc),
+                unix=UnixSocket(path, 0o600),
+                listening=listening.set,
+                drain_seconds=1,
+                stop=stop,
+            )
+        except BaseException as exc:
+            errors.append(exc)
+
+    server = threading.Thread(target=run)
+    server.start()
+    assert listening.wait(10)
+    env = {**os.environ, "MILTER_SOCKET": str(path)} | {f"MT_{k.upper()}": str(v) for k, v in messages.items()}
+    done = subprocess.run(
+        [MILTERTEST, "-s", "judged.lua"], check=False, cwd=SCRIPTS, env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout[-1500:]
+    assert servers_threads()
+    stop.set()
+    server.join(timeout=30)
+    assert not server.is_alive() and not errors, errors
+    replies = {d.verdicts[0].reply.status if d.verdicts[0].reply else "accept" for d in published}
+    assert replies == {"accept", "4.7.26", "4.7.25"}
+    assert not path.exists()  # removed at the stop
+    deadline = time.monotonic() + 10
+    while servers_threads() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not servers_threads()
+
+    again = threading.Event()
+    threading.Timer(10, again.set).start()  # if libmilter did serve again, this would end it (and the test fail)
+    with pytest.raises(ListenError, match="libmilter's loop ended by itself"):
+        serve(gate, f"unix:{path}", "x", published.append, lambda *_: None, unix=UnixSocket(path, 0o600), stop=again)
+    again.set()
+    assert not servers_threads() and not path.exists()

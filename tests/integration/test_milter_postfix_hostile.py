@@ -11,13 +11,14 @@ import concurrent.futures as cf
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support import world
 from tests.support.knot import KnotServer
 from tests.support.postfix import MilterProcess, PostfixInstance
-from tests.support.smtp_sessions import TENANTS, Kind, kinds, never_data, slow_body, transaction
+from tests.support.smtp_sessions import TENANTS, Kind, Refused, kinds, never_data, slow_body, transaction
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +127,35 @@ def test_sessions_that_never_send_data(stack: Stack, session_kinds: list[Kind]) 
     assert stack.threads() <= before_threads + 2
     stack.alive()
     assert transaction(stack.port, world.GOOD_IP, "bob@tenant.test", world.message()) == "data 250"
+
+
+def test_past_the_session_ceiling_postfix_answers_421_and_then_serves_again(
+    knot: KnotServer, tmp_path: Path, session_kinds: list[Kind]
+) -> None:
+    """MILTER_MAX_SESSIONS=3: while three sessions idle after RCPT, a fourth client hears 421 (the milter
+    refused its connect with 421 4.3.2: no step, no lookup for it), the refusal is logged; once the
+    three have ended every kind is judged as usual."""
+    tenants = tmp_path / "tenants.json"
+    tenants.write_text(TENANTS)
+    env = {"AWS_REGION": "eu-west-1", "DNS_SERVERS": knot.servers_env, "MILTER_MAX_SESSIONS": "3"}
+    with (
+        MilterProcess(env, ["--tenants", str(tenants)], unix=True) as milter,
+        PostfixInstance(milter.postfix_address, extra=POSTFIX_LOAD) as postfix,
+        cf.ThreadPoolExecutor(max_workers=3) as pool,
+    ):
+        idle = [pool.submit(never_data, postfix.port, world.GOOD_IP, 4.0, True) for _ in range(3)]
+        time.sleep(1.5)
+        with pytest.raises(Refused):
+            transaction(postfix.port, world.GOOD_IP, "bob@tenant.test", world.message())
+        assert [f.result(timeout=30) for f in idle] == ["rcpt 250"] * 3
+        assert "421 4.3.2 Service not available, too many SMTP sessions in progress" in postfix.maillog()
+        [refusal, *_] = [r for r in milter.records() if r.get("message") == "refused at a ceiling"]
+        assert refusal["setting"] == "MILTER_MAX_SESSIONS" and refusal["reply"].startswith("421 4.3.2")
+        deadline = time.monotonic() + 20  # libmilter counts the idle ones closed within its poll
+        while True:
+            try:
+                judged_normally(Stack(milter, postfix), session_kinds)
+                break
+            except Refused:
+                assert time.monotonic() < deadline, "still refused after the idle sessions ended"
+                time.sleep(1)

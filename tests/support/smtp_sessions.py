@@ -26,11 +26,22 @@ def _code(reply: tuple[int, bytes]) -> str:
     return str(code) if code < 400 else f"{code} {text.decode(errors='replace').split(' ', 1)[0]}"
 
 
+class Refused(Exception):
+    """Postfix answered 421 at connect or XCLIENT: the milter refused the session (its session ceiling)."""
+
+
 def _open(port: int, ip: str, helo: str = "mail.good.test") -> smtplib.SMTP:
-    smtp = smtplib.SMTP("127.0.0.1", port, timeout=120)
+    try:
+        smtp = smtplib.SMTP("127.0.0.1", port, timeout=120)
+    except smtplib.SMTPConnectError as exc:
+        if exc.smtp_code == 421:
+            raise Refused(exc.smtp_error) from None
+        raise
     smtp.ehlo("client.ipv6gate.test")
     addr = f"IPV6:{ip}" if ":" in ip else ip
     code, text = smtp.docmd("XCLIENT", f"ADDR={addr} HELO={helo}")
+    if code == 421:
+        raise Refused(text)
     if code != 220:
         raise RuntimeError(f"XCLIENT refused: {code} {text!r}")
     smtp.ehlo_resp = None

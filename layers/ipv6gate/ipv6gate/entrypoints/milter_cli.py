@@ -232,6 +232,11 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
             unix=unix,
             listening=listening,
             drain_seconds=settings.drain_seconds,
+            max_sessions=settings.max_sessions,
+            step_threads=settings.step_threads,
+            on_busy=lambda setting, reply: logger.warning(
+                "refused at a ceiling", extra={"setting": setting, "reply": str(reply)}
+            ),
         )
     except ListenError as exc:
         return fail(f"configuration: {exc}", Exit.USAGE)
