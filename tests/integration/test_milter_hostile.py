@@ -196,14 +196,17 @@ def test_repeated_and_out_of_order_commands(hostile: Hostile) -> None:
 
 def test_clients_that_vanish(hostile: Hostile) -> None:
     since = len(hostile.milter.decisions())
-    before = hostile.threads()
     hostile.run("vanish.lua")
     normally_judged(hostile, since)
-    # The five DKIM checks whose clients went away mid-body stopped reading: no thread is left behind.
-    deadline = time.monotonic() + 10
-    while hostile.threads() > before and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert hostile.threads() <= before
+    # The DKIM checks whose clients went away mid-body stopped reading and gave their readers back:
+    # the same abuse twice more needs (about) no new thread. Pools keep idle threads and may add one
+    # or two; five stuck readers a round would add ten.
+    time.sleep(1)
+    after_first = hostile.threads()
+    hostile.run("vanish.lua")
+    hostile.run("vanish.lua")
+    time.sleep(1)
+    assert hostile.threads() <= after_first + 4
 
 
 def test_past_the_limits(limited: Hostile) -> None:
@@ -228,15 +231,13 @@ def test_past_the_session_and_reader_ceilings_replies_are_temporary(scarce: Host
     normally_judged(scarce, 0)
 
 
-def test_the_server_owns_its_threads_and_a_second_start_in_one_process_fails_loudly(
-    resolver: DnsResolver, messages: dict[str, Path], tmp_path: Path
-) -> None:
-    """``serve`` owns its pools: started, used and stopped, its threads are gone (the check pool is the
-    gate's, which outlives the server). libmilter keeps its stop in static state, so its loop cannot
-    run again in the same process: a second ``serve`` says so (ListenError) instead of returning as if
-    stopped; a service manager restarts the process."""
+def test_the_server_owns_its_threads(resolver: DnsResolver, messages: dict[str, Path], tmp_path: Path) -> None:
+    """``serve`` owns its pools: started in this process, used and stopped, its threads are gone (the
+    check pool is the gate's, which outlives the server). The pools themselves start and end more than
+    once in one process (tests/unit/test_milter_resources.py); libmilter's own loop keeps its stop in
+    static state and is not restarted in one process (a service manager restarts the process)."""
     from ipv6gate.decision.tenants import Tenant
-    from ipv6gate.entrypoints.milter import ListenError, serve
+    from ipv6gate.entrypoints.milter import serve
     from ipv6gate.entrypoints.milter_socket import UnixSocket
     from ipv6gate.ports.memory import InMemoryTenants
     from ipv6gate.settings import Settings
@@ -289,10 +290,3 @@ def test_the_server_owns_its_threads_and_a_second_start_in_one_process_fails_lou
     while servers_threads() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not servers_threads()
-
-    again = threading.Event()
-    threading.Timer(10, again.set).start()  # if libmilter did serve again, this would end it (and the test fail)
-    with pytest.raises(ListenError, match="libmilter's loop ended by itself"):
-        serve(gate, f"unix:{path}", "x", published.append, lambda *_: None, unix=UnixSocket(path, 0o600), stop=again)
-    again.set()
-    assert not servers_threads() and not path.exists()

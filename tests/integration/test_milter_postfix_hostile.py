@@ -106,25 +106,25 @@ def test_a_byte_a_second_while_others_are_judged(stack: Stack, keys: world.Keys,
 
 def test_sessions_that_never_send_data(stack: Stack, session_kinds: list[Kind]) -> None:
     """40 sessions that stop after RCPT for 4 s (half then QUIT, half drop the connection) hold no one up;
-    the refused ones are logged when they end, and the milter's threads come back down."""
-    before_threads = stack.threads()
-    before = len(stack.milter.decisions())
-    with cf.ThreadPoolExecutor(max_workers=40) as pool:
-        idle = [pool.submit(never_data, stack.port, world.NO_PTR_IP, 4.0, i % 2 == 0) for i in range(40)]
-        time.sleep(1.0)
-        judged_normally(stack, session_kinds)
-        assert all(f.result(timeout=60) == "rcpt 450 4.7.25" for f in idle)
-    # libmilter's worker pool notices a closed session within its poll interval (about 10 s measured)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        idle_decisions = [d for d in stack.milter.decisions()[before:] if d["client_ip"] == world.NO_PTR_IP]
-        if len(idle_decisions) >= 40 + 1:  # the idle ones and judged_normally's own
-            break
-        time.sleep(0.2)
-    assert len(idle_decisions) >= 41
-    while stack.threads() > before_threads + 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert stack.threads() <= before_threads + 2
+    the refused ones are logged when they end; a second round needs no more milter threads than the first."""
+    counts = []
+    for _ in range(2):
+        before = len(stack.milter.decisions())
+        with cf.ThreadPoolExecutor(max_workers=40) as pool:
+            idle = [pool.submit(never_data, stack.port, world.NO_PTR_IP, 4.0, i % 2 == 0) for i in range(40)]
+            time.sleep(1.0)
+            judged_normally(stack, session_kinds)
+            assert all(f.result(timeout=60) == "rcpt 450 4.7.25" for f in idle)
+        # libmilter's worker pool notices a closed session within its poll interval (about 10 s measured)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            idle_decisions = [d for d in stack.milter.decisions()[before:] if d["client_ip"] == world.NO_PTR_IP]
+            if len(idle_decisions) >= 40 + 1:  # the idle ones and judged_normally's own
+                break
+            time.sleep(0.2)
+        assert len(idle_decisions) == 41
+        counts.append(stack.threads())
+    assert counts[1] <= counts[0] + 2, counts
     stack.alive()
     assert transaction(stack.port, world.GOOD_IP, "bob@tenant.test", world.message()) == "data 250"
 

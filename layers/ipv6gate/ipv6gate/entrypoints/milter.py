@@ -76,8 +76,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     resources: Resources
 
     def __init__(self) -> None:
-        # libmilter makes one per connection and calls close() at its end
-        self._admitted = self.resources.sessions.opened()
+        self._admitted = self.resources.sessions.opened()  # libmilter calls close() at the connection's end
         self._session: SmtpSession | None = None
         self._results_headers = 0  # Authentication-Results headers seen so far in this message
         self._forged: list[int] = []  # their 1-based positions among themselves, when they claim our id
@@ -185,13 +184,14 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def _finish(self, decision: Decision | None) -> None:
         # Recorded, logged and counted after the reply, off the SMTP session's critical path.
         if decision is not None:
-            self.resources.after_reply(self._record, decision)
+            self.resources.after_reply(_record, type(self), decision)
 
-    def _record(self, decision: Decision) -> None:
-        try:
-            self.publish(self.gate.record(decision))
-        except Exception as exc:
-            self.failed("record", exc)
+
+def _record(milter: type[GateMilter], decision: Decision) -> None:
+    try:
+        milter.publish(milter.gate.record(decision))
+    except Exception as exc:
+        milter.on_error("record", exc)
 
 
 def serve(
@@ -285,7 +285,7 @@ def _run_until_stopped(  # noqa: PLR0917 - the one caller is serve
         if failure:
             raise ListenError(f"cannot serve on {socket_spec}: {failure[0]}")
         if not asked_to_stop:
-            # libmilter keeps its stop in static state: after one stop, its loop in the same process ends at once.
+            # e.g. libmilter's stop kept in static state from an earlier serve in this process
             raise ListenError(f"cannot serve on {socket_spec}: libmilter's loop ended by itself")
         return cut_off
     finally:
