@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cost as costs
-from bench.report import render_markdown, render_text, targets
+from bench.results_table import render_markdown, render_text, targets
 from bench.scenarios import SCENARIOS, all_senders
 from bench.world import write_zones
 

@@ -10,8 +10,10 @@ a connection dropped in the body, a slow body, RSET then a message, 101 recipien
 
 Order: a warm-up (``--warmup`` sessions), then ``--burst`` sessions all at once (1,000 concurrent),
 then the rest by ``--concurrency`` clients, until ``--sessions`` in all. The milter's threads and
-resident memory (``/proc/PID/status``) are sampled every second; "start" is after the warm-up, "end"
-after the last session and a settling pause (libmilter notices closed sessions within its poll).
+resident memory (``/proc/PID/status``) are sampled every second; "start" is after the warm-up and the
+burst (its pools, never above the sizes their settings name, have grown to what the burst needed),
+"end" after the last session; each after a settling pause (libmilter notices closed sessions within
+its poll). Between the two they must stay flat.
 
 Exit status 0 only when every session heard exactly its kind's reply (or, past the milter's session
 ceiling ``MILTER_MAX_SESSIONS``, Postfix's ``421``), the milter is still running with no ``milter
@@ -44,6 +46,7 @@ from tests.support.smtp_sessions import TENANTS, Kind, Refused, kinds
 THREAD_MARGIN = 20  # threads above the start's that the end may show (pools sized by settings, not load)
 RSS_MARGIN = 1.5  # the end's resident memory at most this times the start's
 CEILING = "refused at the session ceiling (421)"
+SETTLE_SECONDS = 15  # libmilter's poll notices closed sessions within this
 
 
 @dataclass
@@ -132,11 +135,12 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         threading.Thread(target=sampler, daemon=True).start()
         idle = Sample.of(pid)
         run.sessions(cycle, args.warmup, args.concurrency)
-        start = Sample.of(pid)
         run.sessions(cycle, args.burst, args.burst)
+        time.sleep(SETTLE_SECONDS)
+        start = Sample.of(pid)  # the pools have grown to what the burst needed: from here on, flat
         run.sessions(cycle, args.sessions - args.warmup - args.burst, args.concurrency)
         seconds = time.monotonic() - started
-        time.sleep(15)  # libmilter's poll notices the last closed sessions
+        time.sleep(SETTLE_SECONDS)
         end = Sample.of(pid)
         stop.set()
         alive = milter._proc.poll() is None

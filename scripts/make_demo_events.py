@@ -120,7 +120,7 @@ cpe-25.dyn   IN AAAA  {FORGER_V6}
     return out
 
 
-# -- replies, verbatim from REFERENCE §1 (kept here, independent of the code under test) ----------------
+# -- replies, verbatim from Exchange Online's documented texts (kept here, independent of the code under test) ---
 
 
 def reply_4_7_25(ip: str) -> str:
@@ -338,7 +338,7 @@ def _b64(seed: bytes, length: int) -> str:
 
 
 def ses_headers(demo: Demo) -> list[tuple[str, str]]:
-    """SES's prepended headers in SES's order (REFERENCE §2)."""
+    """SES's prepended headers in SES's order (as SES adds them to a received message)."""
     date, _ = _when(demo)
     domain = demo.mail_from.rpartition("@")[2]
     spf_word = demo.spf.lower() if demo.spf != "GRAY" else "none"

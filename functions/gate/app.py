@@ -30,4 +30,4 @@ gate = build_gate(Settings.from_env(os.environ))
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=SESEvent)
 def lambda_handler(event: SESEvent, context: LambdaContext) -> dict[str, Any]:
-    return handle_ses_event(event.raw_event, gate, logger, metrics)
+    return handle_ses_event(event, gate, logger, metrics)

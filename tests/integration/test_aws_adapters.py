@@ -182,22 +182,22 @@ def test_s3_fetch(aws: dict[str, str]) -> None:
     aws_client("s3").put_object(Bucket=BUCKET, Key="msg-fetch", Body=b"wrong: no prefix")
     store = S3MessageStore(aws_client("s3"), BUCKET, PREFIX)
 
-    assert store.fetch("msg-fetch", 1024 * 1024) == raw
-    assert store.fetch("msg-fetch", len(raw)) == raw  # exactly at the limit is fine
+    assert store.open("msg-fetch", 1024 * 1024).read() == raw
+    assert store.open("msg-fetch", len(raw)).read() == raw  # exactly at the limit is fine
     assert store.location("msg-fetch") == f"s3://{BUCKET}/{PREFIX}msg-fetch"
 
 
 def test_s3_missing_key(aws: dict[str, str]) -> None:
     store = S3MessageStore(aws_client("s3"), BUCKET, PREFIX)
     with pytest.raises(MessageStoreError, match="NoSuchKey") as info:
-        store.fetch("never-stored", 1024 * 1024)
+        store.open("never-stored", 1024 * 1024).read()
     assert info.value.missing is True
     assert f"s3://{BUCKET}/{PREFIX}never-stored" in str(info.value)
 
 
 def test_s3_missing_bucket_is_not_a_missing_message(aws: dict[str, str]) -> None:
     with pytest.raises(MessageStoreError, match="NoSuchBucket") as info:
-        S3MessageStore(aws_client("s3"), "no-such-bucket", PREFIX).fetch("x", 1024)
+        S3MessageStore(aws_client("s3"), "no-such-bucket", PREFIX).open("x", 1024).read()
     assert info.value.missing is False
 
 
@@ -205,7 +205,7 @@ def test_s3_refuses_an_object_over_max_bytes(aws: dict[str, str]) -> None:
     raw = world.message(body="x" * 5000 + "\n")
     put_message("msg-big", raw)
     with pytest.raises(MessageStoreError, match="over the 4096 limit") as info:
-        S3MessageStore(aws_client("s3"), BUCKET, PREFIX).fetch("msg-big", 4096)
+        S3MessageStore(aws_client("s3"), BUCKET, PREFIX).open("msg-big", 4096).read()
     assert info.value.missing is False
 
 

@@ -77,7 +77,7 @@ def test_s3_faults_make_dkim_temperror_never_a_rejection(
     bucket = "no-such-bucket" if fault == "missing-bucket" else "faults-messages"
     store = S3MessageStore(client, bucket, "inbound/")
     with pytest.raises(MessageStoreError) as info:
-        store.fetch("nope", 1024)
+        store.open("nope", 1024).read()
     assert info.value.missing is (fault == "missing-object")
     gate = make_gate()
     gate.messages = store

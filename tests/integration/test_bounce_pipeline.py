@@ -101,7 +101,7 @@ class SesStub:
 @pytest.fixture
 def ses(app: ModuleType, moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SesStub]:
     stub = SesStub(moto)
-    monkeypatch.setattr(app.sender, "ses_client", stub.client)  # the client the module-level sender uses
+    monkeypatch.setattr(app.bouncer.sender, "ses_client", stub.client)  # the client the cold start built
     with stub.stubber:
         yield stub
         stub.stubber.assert_no_pending_responses()

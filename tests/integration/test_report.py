@@ -22,8 +22,8 @@ import pytest
 from ipv6gate.aws.trace import DAYS, DynamoTraceStore
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import DnsResolver
+from ipv6gate.evaluation.domain_report import build_report
 from ipv6gate.evaluation.record import Decision
-from ipv6gate.evaluation.report import build_report
 from ipv6gate.evaluation.summary import utc_day
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants

@@ -20,7 +20,7 @@ from ipv6gate.mail.source import Source, Unknown
 
 DISPOSITIONS = frozenset({"CONTINUE", "STOP_RULE_SET"})
 # RFC 8601 result values the three methods may report, plus "skipped" (check not needed).
-RESULTS = frozenset({"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy", "skipped"})
+RESULTS = frozenset({"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "skipped"})
 METHODS = ("iprev", "spf", "dkim")
 
 _IP6 = r"(?P<ip>[0-9a-f:]+)"

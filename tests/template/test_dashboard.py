@@ -1,6 +1,6 @@
 """The CloudWatch dashboard in template.yaml shows only metrics the code emits, with Powertools' dimensions.
 
-Every emitted metric (``ipv6gate/entrypoints/metric_names.py``) is either on the dashboard or in
+Every emitted metric (``ipv6gate/metric_names.py``) is either on the dashboard or in
 ``LEFT_OFF`` with the reason; the EMF the handler really writes is checked against the same names.
 """
 
@@ -20,8 +20,8 @@ import pytest
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics.provider import cold_start
 
+from ipv6gate import metric_names
 from ipv6gate.decision import replies
-from ipv6gate.entrypoints import metric_names
 from ipv6gate.entrypoints.lambda_gate import handle_ses_event
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.ports.memory import InMemoryTrace

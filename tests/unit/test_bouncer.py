@@ -16,8 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from ipv6gate.bounce.request import BouncedRecipient, BounceRequest, BounceRequestError
-from ipv6gate.entrypoints.bouncer import (
+from ipv6gate.aws.ses_bounces import (
     BounceRetryLater,
     BounceSender,
     Pacer,
@@ -25,6 +24,7 @@ from ipv6gate.entrypoints.bouncer import (
     is_throttling,
     parse_record_body,
 )
+from ipv6gate.bounce.request import BouncedRecipient, BounceRequest, BounceRequestError
 from ipv6gate.settings import BouncerSettings, SettingsError
 from tests.support.powertools import emf, lines
 

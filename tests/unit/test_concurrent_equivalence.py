@@ -12,16 +12,17 @@ from ipv6gate.checks.iprev import check_iprev
 from ipv6gate.checks.spf import check_spf
 from ipv6gate.decision.rule import Checks, Recipient, RecipientVerdict, decide, disposition
 from ipv6gate.dns import Deadline
+from ipv6gate.files.tenants import FileTenants
 from ipv6gate.mail.event import Mail, parse_event
 from ipv6gate.mail.source import Source, find_source
-from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
+from ipv6gate.ports.memory import InMemoryMessages
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import assemble_gate, build_dns
 from tests.support import sam_local
 
 EVENTS = sam_local.event_files()
 SETTINGS = Settings.from_env({"AWS_REGION": "eu-west-1", "DNS_ZONE_DIR": str(sam_local.EVENTS_DIR / "zones")})
-TENANTS = InMemoryTenants.from_json_file(sam_local.EVENTS_DIR / "tenants.json")
+TENANTS = FileTenants.from_json_file(sam_local.EVENTS_DIR / "tenants.json")
 MESSAGES = InMemoryMessages(sam_local.stored_messages())
 
 
@@ -47,7 +48,7 @@ def sequential(mail: Mail) -> tuple[str, list[tuple[str, str | None]]]:
         iprev = check_iprev(session, ip, SETTINGS.ptr_mode)
         spf = check_spf(session, ip, mail.mail_from, source.helo, void_limit=2)
         try:
-            raw = MESSAGES.fetch(mail.message_id, SETTINGS.message_max_bytes)
+            raw = MESSAGES.open(mail.message_id, SETTINGS.message_max_bytes).read()
             dkim = check_dkim(session, raw, max_signatures=5)
         except Exception:
             dkim = CheckResult("dkim", Result.NONE, "unsigned")

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from ipv6gate.entrypoints import cli
-from ipv6gate.settings import ENV_NAMES, MILTER_ENV_NAMES  # the table itself: test_settings.py
+from ipv6gate.settings import ENV_NAMES, MilterSettings, env_names  # the table itself: test_settings.py
 from tests.support import page
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def test_the_setup_lines_create_what_the_unit_expects() -> None:
 
 def test_the_environment_file_sets_only_settings_that_exist() -> None:
     env = page.env_file(BLOCKS["milter.env"])
-    known = set(ENV_NAMES) | set(MILTER_ENV_NAMES) | {"AWS_REGION"}
+    known = set(ENV_NAMES) | set(env_names(MilterSettings)) | {"AWS_REGION"}
     assert set(env) <= known, set(env) - known
     assert {"TENANTS_TABLE", "AWS_REGION"} <= set(env)
 

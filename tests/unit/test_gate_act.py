@@ -1,4 +1,4 @@
-"""Gate.act: the bounce request that is queued, the trace record, and what happens when either fails."""
+"""The gate's side effects: the bounce queued by ``evaluate``, the trace record, and what happens when either fails."""
 
 from __future__ import annotations
 
@@ -61,6 +61,21 @@ def test_queue_failure_lets_the_message_through_with_a_note(make_gate: MakeGate)
     assert any("AccessDenied" in n and "let through" in n for n in decision.notes)
     assert decision.faults == ("bounce_queue",)
     assert trace.records[0][0].disposition == "CONTINUE"  # the trace says what really happened
+
+
+def test_evaluate_returns_the_final_decision_and_recording_only_adds_what_failed(make_gate: MakeGate) -> None:
+    """The disposition and bounce come out of ``evaluate``; a failed trace write adds a note and a fault, no more."""
+    queue, trace = InMemoryBounceQueue(fail_with="SQS q: AccessDenied"), InMemoryTrace(fail_with="DynamoDB t: down")
+    gate = acting(make_gate, queue, trace, bounce_mode="always")
+    final = gate.evaluate(parse_event(world.ses_event(ip=world.NO_PTR_IP)))
+    assert final.disposition == "CONTINUE" and final.faults == ("bounce_queue",)  # already let through
+    recorded = gate.record(final)
+    assert (recorded.disposition, recorded.bounce, recorded.verdicts) == (
+        final.disposition,
+        final.bounce,
+        final.verdicts,
+    )
+    assert recorded.faults == ("bounce_queue", "trace_write") and recorded.notes[: len(final.notes)] == final.notes
 
 
 def test_trace_failure_is_a_note_not_an_error(make_gate: MakeGate) -> None:

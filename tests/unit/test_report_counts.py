@@ -1,4 +1,4 @@
-"""The report's counting (evaluation/report.py) and the index summary it reads (evaluation/summary.py)."""
+"""The report's counting (evaluation/domain_report.py) and the index summary it reads (evaluation/summary.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import Any
 from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision import replies
 from ipv6gate.decision.rule import Checks, Disposition, RecipientVerdict, Verdict
-from ipv6gate.entrypoints.report_format import csv_text, text
+from ipv6gate.entrypoints.report_render import csv_text, text
+from ipv6gate.evaluation.domain_report import NOT_A_TENANT, DomainReport, Tally, build_report
 from ipv6gate.evaluation.record import Decision
-from ipv6gate.evaluation.report import NOT_A_TENANT, DomainReport, Tally, build_report
 from ipv6gate.evaluation.summary import base_summary, outcomes_by_domain
 from ipv6gate.mail.source import Source
 

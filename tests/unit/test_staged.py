@@ -114,6 +114,20 @@ def test_not_authenticated_is_answered_at_end_of_message(make_smtp: MakeSmtp) ->
     assert outcome.decision.checks.spf.result.value == "fail" and outcome.decision.checks.dkim.result.value == "none"
 
 
+def test_a_milter_decision_carries_no_ses_disposition_and_no_bounce(make_smtp: MakeSmtp) -> None:
+    """The SMTP reply is the milter's answer: SES's CONTINUE/STOP_RULE_SET and a bounce mean nothing here."""
+    trace = InMemoryTrace()
+    gate = make_smtp(trace=trace)
+    _, outcome, _ = transaction(gate, ip=world.OTHER_IP)
+    assert outcome is not None and outcome.reply is not None  # rejected, yet nothing for SES to stop
+    assert outcome.decision.disposition is None and outcome.decision.bounce is None
+    record = outcome.decision.to_dict()
+    assert "disposition" not in record and record["front_door"] == "milter"
+    gate.record(outcome.decision)
+    [(recorded, _)] = trace.records
+    assert recorded is outcome.decision
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 65536])
 def test_dkim_is_verified_on_the_streamed_body(make_smtp: MakeSmtp, keys: world.Keys, chunk: int) -> None:
     raw = world.sign(world.message(body="Hello,\r\n  folded  body\r\n\r\n"), keys, selector="rsa")

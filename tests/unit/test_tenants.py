@@ -13,11 +13,11 @@ import pytest
 from ipv6gate.aws.cached import CachedTenantDirectory
 from ipv6gate.decision.tenants import Mode, Tenant, tenant_domain, tenant_from_plain
 from ipv6gate.evaluation.evaluator import recipients_of
+from ipv6gate.files.tenants import FileTenants
 from ipv6gate.mail.domains import DomainError
 from ipv6gate.mail.event import parse_event
 from ipv6gate.mail.source import find_source
 from ipv6gate.ports import TenantLookupError
-from ipv6gate.ports.memory import InMemoryTenants
 from tests.support import world
 
 
@@ -80,10 +80,10 @@ def test_tenants_file_uses_the_same_validation(tmp_path: Path) -> None:
     path = tmp_path / "t.json"
     path.write_text(json.dumps([{"domain": "a.example", "ipv6_inbound": True}, {"domain": "b.example."}]))
     with pytest.raises(ValueError, match=r"tenant 'b.example.': write the domain as 'b.example'"):
-        InMemoryTenants.from_json_file(path)
+        FileTenants.from_json_file(path)
     path.write_text(json.dumps([{"domain": "a.example"}, {"domain": "a.example", "ipv6_inbound": True}]))
     with pytest.raises(ValueError, match=r"entry 1: tenant a\.example is listed twice"):
-        InMemoryTenants.from_json_file(path)
+        FileTenants.from_json_file(path)
 
 
 class _PartlyMalformed:

@@ -342,7 +342,3 @@ class MilterSettings:
     def from_env(cls, env: Mapping[str, str], hostname: str = "localhost") -> MilterSettings:
         """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
         return from_env(cls, env, checks=Settings.from_env(env), authserv_id=hostname.lower())
-
-
-# Every environment variable the milter reads for itself (README "SMTP time" documents each).
-MILTER_ENV_NAMES = env_names(MilterSettings)

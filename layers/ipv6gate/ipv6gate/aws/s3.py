@@ -16,18 +16,6 @@ class S3MessageStore:
     def location(self, message_id: str) -> str:
         return f"s3://{self._bucket}/{self._prefix}{message_id}"
 
-    def fetch(self, message_id: str, max_bytes: int) -> bytes:
-        from botocore.exceptions import BotoCoreError
-
-        body = self.open(message_id, max_bytes)
-        try:
-            data: bytes = body.read()
-        except (BotoCoreError, OSError) as exc:  # the connection broke mid-object
-            raise MessageStoreError(f"{self.location(message_id)}: {exc.__class__.__name__}") from None
-        finally:
-            body.close()
-        return data
-
     def open(self, message_id: str, max_bytes: int) -> BinaryIO:
         """botocore's ``StreamingBody`` for the object, after checking its size against ``max_bytes``."""
         from botocore.exceptions import BotoCoreError, ClientError

@@ -32,7 +32,7 @@ class BounceAction(StrEnum):
     # authenticates the sender itself, off the gate's critical path, then sends or suppresses.
     DEFER = "defer"
     # A bounce was due (send or defer) but no bounce queue is configured (BOUNCE_QUEUE_URL empty):
-    # nothing was queued, and the decision must not say otherwise. Set by the actor, not the policy.
+    # nothing was queued, and the decision must not say otherwise. Set by the evaluator, not the policy.
     NONE = "none"
 
     @property

@@ -14,7 +14,6 @@ class Result(StrEnum):
     NONE = "none"
     TEMPERROR = "temperror"
     PERMERROR = "permerror"
-    POLICY = "policy"
     SKIPPED = "skipped"  # not an RFC 8601 value: the check was not needed for the decision
 
 

@@ -4,7 +4,8 @@ pyspf reads DNS through the module global ``spf.DNSLookup``; we install one disp
 answers from the session of the check running in the current thread (a ContextVar), so concurrent
 decisions never share state. We also replace pyspf's void-lookup counting: an empty AAAA (or A)
 answer for a name that exists (NODATA) is not "void" for our purpose, since it is only the client's
-address family that the host lacks (REFERENCE §3, the IPv6 trap); NXDOMAIN still counts.
+address family that the host lacks (an IPv6 client, a sender whose hosts have only A records);
+NXDOMAIN still counts.
 """
 
 from __future__ import annotations

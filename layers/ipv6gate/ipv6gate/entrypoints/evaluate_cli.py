@@ -62,10 +62,10 @@ class _InputError(Exception):
 
 
 def _tenants_file(path: Path) -> TenantDirectory:
-    from ipv6gate.ports.memory import InMemoryTenants
+    from ipv6gate.wiring import file_tenants
 
     try:
-        return InMemoryTenants.from_json_file(path)
+        return file_tenants(path)
     except (OSError, ValueError) as exc:
         raise _InputError(f"{path}: {_reason(exc)}") from None
 

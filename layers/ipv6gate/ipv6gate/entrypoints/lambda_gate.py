@@ -14,8 +14,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from ipv6gate import metric_names as m
 from ipv6gate.decision.rule import Disposition
-from ipv6gate.entrypoints import metric_names as m
 from ipv6gate.entrypoints.telemetry import count_decision, log_decision
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.mail.event import EventError, parse_event

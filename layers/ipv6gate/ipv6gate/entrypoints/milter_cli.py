@@ -123,7 +123,7 @@ class _Setup:
 
 def _configure(args: argparse.Namespace) -> _Setup:
     """Everything the command line and the environment say; raises SettingsError, ValueError or SocketError."""
-    from ipv6gate.wiring import aws_region, build_smtp_gate
+    from ipv6gate.wiring import aws_region, build_smtp_gate, file_tenants
 
     if not args.listen and not args.check:
         raise ValueError("--listen is required (or --check)")
@@ -132,10 +132,8 @@ def _configure(args: argparse.Namespace) -> _Setup:
     settings = MilterSettings.from_env(os.environ, hostname=host_name())
     tenants = None
     if args.tenants:
-        from ipv6gate.ports.memory import InMemoryTenants
-
         try:
-            tenants = InMemoryTenants.from_json_file(args.tenants)
+            tenants = file_tenants(args.tenants)
         except (OSError, ValueError) as exc:
             raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
     region = aws_region(os.environ)

@@ -18,7 +18,8 @@ from ipv6gate.ports import TenantLookupError, TraceError
 from ipv6gate.settings import Settings, integer
 
 if TYPE_CHECKING:
-    from ipv6gate.evaluation.report import Report
+    from ipv6gate.aws.dynamodb import TenantAdmin
+    from ipv6gate.evaluation.domain_report import Report
 
 FORMATS = ("text", "json", "csv")
 
@@ -55,15 +56,15 @@ def run_report(
         return 2
     from botocore.exceptions import BotoCoreError
 
-    from ipv6gate.aws.trace import DynamoTraceStore
-    from ipv6gate.evaluation.report import build_report
-    from ipv6gate.wiring import aws_client
+    from ipv6gate.evaluation.domain_report import build_report
+    from ipv6gate.wiring import Clients, build_tenant_admin, build_trace_reader
 
     until = now()
     try:
-        client = aws_client("dynamodb", region)
-        domains = _domains(client, settings.tenants_table, domain)
-        trace = DynamoTraceStore(client, settings.trace_table, ttl_days=settings.trace_ttl_days)
+        clients = Clients(region)
+        admin = build_tenant_admin(settings, region, clients) if settings.tenants_table else None
+        domains = _domains(admin, domain)
+        trace = build_trace_reader(settings, region, clients)
         since = until - timedelta(days=days)
         report = build_report(trace, domains, since, until, limit, every_decided=domain is None)
     except (TraceError, TenantLookupError) as exc:
@@ -72,7 +73,7 @@ def run_report(
     except BotoCoreError as exc:  # e.g. no region configured: raised when the client is made
         print(f"ipv6gate: AWS: {exc}", file=sys.stderr)
         return 2
-    from ipv6gate.entrypoints.report_format import csv_text, text
+    from ipv6gate.entrypoints.report_render import csv_text, text
 
     render: dict[str, Callable[[Report], str]] = {"text": text, "csv": csv_text, "json": _json}
     sys.stdout.write(render[args.format](report))
@@ -98,15 +99,13 @@ def _missing_configuration(settings: Settings, *, one_domain: bool) -> str | Non
     return None
 
 
-def _domains(client: Any, tenants_table: str, domain: str | None) -> dict[str, str | None]:
+def _domains(admin: TenantAdmin | None, domain: str | None) -> dict[str, str | None]:
     """The tenants (or ``domain``), each with its mode: NOT_A_TENANT without an item, None when TENANTS_TABLE
     is not set. Domains that are not tenants are added by the report from the trace."""
-    if not tenants_table:
+    if admin is None:
         return {domain or "": None}
-    from ipv6gate.aws.dynamodb import TenantAdmin
-    from ipv6gate.evaluation.report import NOT_A_TENANT
+    from ipv6gate.evaluation.domain_report import NOT_A_TENANT
 
-    admin = TenantAdmin(client, tenants_table)
     if domain:
         item = admin.get(domain)
         return {domain: _mode(item) if item else NOT_A_TENANT}

@@ -8,9 +8,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from ipv6gate import metric_names as m
 from ipv6gate.bounce.backscatter import BounceAction
 from ipv6gate.decision.rule import Verdict
-from ipv6gate.entrypoints import metric_names as m
 from ipv6gate.evaluation.record import Decision
 
 

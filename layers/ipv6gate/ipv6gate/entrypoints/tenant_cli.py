@@ -25,10 +25,9 @@ def run_tenants(args: argparse.Namespace, settings: Settings, *, region: str, lo
     if not table:
         return fail("configuration: TENANTS_TABLE: not set (the DynamoDB table of tenant domains)", Exit.USAGE)
 
-    from ipv6gate.aws.dynamodb import TenantAdmin
-    from ipv6gate.wiring import aws_client
+    from ipv6gate.wiring import build_tenant_admin
 
-    admin = TenantAdmin(aws_client("dynamodb", region), table)
+    admin = build_tenant_admin(settings, region)
     try:
         return _dispatch(args, admin, domain, prefix, lambda: args.by or _caller(local_user, region))
     except TenantLookupError as exc:
@@ -101,9 +100,8 @@ def _problem(item: dict[str, Any]) -> str | None:
 def _caller(local_user: str, region: str) -> str:
     """The AWS identity making the change; the local user when STS cannot say."""
     try:
-        from ipv6gate.wiring import aws_client
+        from ipv6gate.wiring import caller_identity
 
-        arn: str = aws_client("sts", region).get_caller_identity()["Arn"]
-        return arn
+        return caller_identity(region)
     except Exception:
         return local_user

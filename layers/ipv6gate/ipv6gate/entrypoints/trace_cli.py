@@ -20,7 +20,7 @@ def run_trace(args: argparse.Namespace, settings: Settings, *, region: str) -> i
         return fail("trace needs a MESSAGE_ID or one of --ip, --sender, --domain", Exit.USAGE)
     if not 1 <= args.limit <= 1000:
         return fail(f"--limit {args.limit} is outside 1..1000", Exit.INPUT)
-    from ipv6gate.aws.trace import DynamoTraceStore, ip_key, sender_key
+    from ipv6gate.aws.trace import ip_key, sender_key
 
     key: tuple[str, str] | None = None
     if lookups:
@@ -36,9 +36,9 @@ def run_trace(args: argparse.Namespace, settings: Settings, *, region: str) -> i
     table = settings.trace_table
     if not table:
         return fail("configuration: TRACE_TABLE: not set (the DynamoDB table of decisions)", Exit.USAGE)
-    from ipv6gate.wiring import aws_client
+    from ipv6gate.wiring import build_trace_reader
 
-    store = DynamoTraceStore(aws_client("dynamodb", region), table, ttl_days=settings.trace_ttl_days)
+    store = build_trace_reader(settings, region)
     try:
         if key is None:
             record = store.get(args.message_id)

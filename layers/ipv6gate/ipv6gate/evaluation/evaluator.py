@@ -37,6 +37,9 @@ from ipv6gate.mail.source import Source, Unknown
 from ipv6gate.ports import BounceQueue, BounceQueueError, TenantDirectory, TenantLookupError
 from ipv6gate.settings import Settings
 
+#: Why a check has no result: it never started, or was cancelled, because no verdict depended on it.
+ALREADY_CERTAIN = "the verdict was already certain"
+
 
 @dataclass
 class Draft:

@@ -14,7 +14,7 @@ import io
 from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision.rule import Checks, needs_checks
 from ipv6gate.dns import DnsResolver, DnsSession
-from ipv6gate.evaluation.evaluator import Draft, Evaluator
+from ipv6gate.evaluation.evaluator import ALREADY_CERTAIN, Draft, Evaluator
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.evaluation.recorder import Recorder
 from ipv6gate.evaluation.runner import until_cancelled
@@ -79,7 +79,7 @@ class Gate:
             ev.start_dkim(lambda session: self._dkim(mail, session, raw_message), deadline),
         ]
         results = ev.collect(started, draft, complete=self.complete_checks)
-        return ev.conclude(draft, Checks.of(results), queries=sum(r.session.queries for r in started))
+        return ev.conclude(draft, Checks.of(results, ALREADY_CERTAIN), queries=sum(r.session.queries for r in started))
 
     def record(self, decision: Decision) -> Decision:
         """Write the decision to the trace (``Recorder.record``); never raises."""

@@ -5,9 +5,9 @@ writes itself, must not be able to spend the queries the PTR lookup needs. When 
 waiting, every session is cancelled, so a check still running stops at its next DNS query, and a
 DKIM check stops reading its message (``until_cancelled``).
 
-The Lambda starts every check at once (``run``); the SMTP-time front door starts each when its
-stage arrives (``start``: PTR at connect, SPF at MAIL FROM, DKIM at the end of the headers) and
-collects them as the replies need them (``collect``).
+The ``Evaluator`` starts each check when its input is known (``start``: for the SES door all at
+once; for the SMTP door PTR at connect, SPF at MAIL FROM, DKIM at the end of the headers) and
+collects them as the decision needs them (``collect``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ipv6gate.checks.results import CheckResult, Result, skipped
+from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
 
 if TYPE_CHECKING:  # the checks' stream protocol, named in annotations only (no dkimpy at cold start)
@@ -107,14 +107,6 @@ class CheckRunner:
         if self._readers is not None:
             self._readers.shutdown(wait=False, cancel_futures=True)
 
-    def run(
-        self, checks: Mapping[str, Check], deadline: Deadline, certain: Certain | None
-    ) -> tuple[dict[str, CheckResult], int]:
-        """Every check's result and the DNS queries they made; ``certain=None`` waits for all of them."""
-        running = [self.start(name, check, deadline) for name, check in checks.items()]
-        results = self.collect(running, certain)
-        return results, sum(r.session.queries for r in running)
-
     def collect(
         self,
         running: Iterable[Running],
@@ -125,10 +117,11 @@ class CheckRunner:
     ) -> dict[str, CheckResult]:
         """The results of ``running``, waiting until ``certain(known + results)`` or each check's deadline.
 
-        Then every one of them still running is cancelled: it is ``skipped`` when the verdict no
-        longer needs it, else ``temperror``; one that raised is ``temperror`` (a bug must not reject
-        mail). Checks not passed in are left alone (the milter's SPF while a RCPT waits for the PTR), and
-        so is ``keep`` (the milter's PTR lookup, which outlives a transaction).
+        Then every one of them still running is cancelled: it is left out when the verdict no longer
+        needs it (``Checks.of`` records it as skipped), else ``temperror``; one that raised is
+        ``temperror`` (a bug must not reject mail). Checks not passed in are left alone (the milter's
+        SPF while a RCPT waits for the PTR), and so is ``keep`` (the milter's PTR lookup, which
+        outlives a transaction).
         """
         futures = {r.future: r for r in running}
         known = dict(known or {})
@@ -151,14 +144,11 @@ class CheckRunner:
                 futures[future].session.cancel()
         for future in [f for f in pending if f.done()]:  # finished while the sessions were cancelled
             results[futures[future].name] = _outcome(futures[future].name, future)
-        unneeded = is_certain()
+        if is_certain():
+            return results
         for future in pending:
             name = futures[future].name
-            if name in results:
-                continue
-            if unneeded:
-                results[name] = skipped(name, "not needed: the verdict was already certain")
-            else:
+            if name not in results:
                 results[name] = CheckResult(name, Result.TEMPERROR, "check did not finish within the decision budget")
         return results
 

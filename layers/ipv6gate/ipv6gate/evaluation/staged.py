@@ -22,7 +22,7 @@ from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision.replies import Reply, separate_transaction, too_many_recipients
 from ipv6gate.decision.rule import Checks, Recipient, RecipientVerdict, Verdict
 from ipv6gate.decision.tenants import Mode
-from ipv6gate.evaluation.evaluator import Draft, Evaluator
+from ipv6gate.evaluation.evaluator import ALREADY_CERTAIN, Draft, Evaluator
 from ipv6gate.evaluation.message_feed import MessageFeed
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.evaluation.recorder import Recorder
@@ -171,7 +171,7 @@ class SmtpSession:
         running = [r for r in [*tx.running.values(), self._ptr.running] if r is not None and r.name not in known]
         # The PTR lookup belongs to the connection: a later transaction may need it, so it is never cancelled here.
         results = self.evaluator.collect(running, tx.draft, known, keep=self._ptr.running)
-        decision = self._conclude(tx, tx.checks(results, "no recipient needed it"), message_id)
+        decision = self._conclude(tx, tx.checks(results, ALREADY_CERTAIN), message_id)
         self._tx = None
         reply = next((v.reply for v in decision.verdicts[len(tx.draft.settled) :] if v.verdict is Verdict.REJECT), None)
         return Outcome(reply, decision)

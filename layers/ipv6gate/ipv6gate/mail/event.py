@@ -32,13 +32,16 @@ class Mail:
         wanted = name.lower()
         return any(n.lower() == wanted for n, _ in self.headers)
 
-    def header_values(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [v for n, v in self.headers if n.lower() == wanted]
 
+def parse_event(event: SESEvent | Any) -> Mail:
+    """Validate ``Records[0].ses`` and read it through Powertools' ``SESEvent``, the one wrapper.
 
-def parse_event(event: Any) -> Mail:
-    """Validate ``Records[0].ses`` and read it through Powertools' ``SESEvent``."""
+    ``event`` is the handler's ``SESEvent`` (``@event_source``), or a plain decoded event (the CLI's
+    files), which is wrapped here; either way it is wrapped once and read through the wrapper.
+    """
+    wrapped = event if isinstance(event, SESEvent) else None
+    if wrapped is not None:
+        event = wrapped.raw_event
     if not isinstance(event, Mapping):
         raise EventError("not an SES event: top level is not a JSON object")
     records = event.get("Records")
@@ -66,7 +69,7 @@ def parse_event(event: Any) -> Mail:
     if not isinstance(timestamp, str) or (timestamp and not _iso(timestamp)):
         raise EventError("Records[0].ses.mail.timestamp is not an ISO 8601 time")
 
-    record = SESEvent(dict(event)).record.ses
+    record = (wrapped or SESEvent(dict(event))).record.ses
     return Mail(
         message_id=record.mail.message_id,
         mail_from=_null_sender(record.mail.source),

@@ -45,15 +45,12 @@ class TenantDirectory(Protocol):
 
 
 class MessageStore(Protocol):
-    def fetch(self, message_id: str, max_bytes: int) -> bytes:
-        """The raw message as SES stored it; ``MessageStoreError`` if unreadable or over ``max_bytes``."""
-        ...
-
     def open(self, message_id: str, max_bytes: int) -> BinaryIO:
-        """The raw message as a readable binary stream (only ``read(n)`` and ``close()`` are promised).
+        """The raw message as SES stored it, as a readable binary stream (only ``read(n)`` and ``close()``
+        are promised).
 
-        ``MessageStoreError`` as for ``fetch`` when it cannot be opened or is over ``max_bytes``; errors
-        while reading come from ``read``. The caller closes the stream.
+        ``MessageStoreError`` when it cannot be opened or is over ``max_bytes``; errors while reading
+        come from ``read``. The caller closes the stream.
         """
         ...
 

@@ -6,7 +6,7 @@ line and a metric, and the SQS record succeeds: retrying cannot help), retries t
 exponential backoff and jitter while the invocation has time left, and raises on anything else so
 that the SQS record fails, is redelivered, and after ``maxReceiveCount`` lands in the dead-letter
 queue (where an alarm watches). Idempotency (one bounce per message and recipients) is the
-handler's job (``functions/bouncer/app.py``, Powertools Idempotency on DynamoDB).
+job of ``aws.bounce_batches`` (Powertools Idempotency on DynamoDB).
 
 Everything with a side effect is injected (SES client, clocks, sleep, randomness, logger, metrics),
 so the tests check pacing and backoff in fake time.
@@ -24,9 +24,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from ipv6gate import metric_names as m
 from ipv6gate.bounce.backscatter import BounceAction, BounceDecision
 from ipv6gate.bounce.request import BounceRequest, BounceRequestError
-from ipv6gate.entrypoints import metric_names as m
 from ipv6gate.settings import BouncerSettings
 
 # Error codes SES (query protocol) and the AWS SDKs use for "slow down"; SES v1 answers
@@ -46,7 +46,6 @@ THROTTLING_CODES = frozenset(
 THROTTLING_HTTP_STATUS = frozenset({429, 503})
 
 
-# --------------------------------------------------------------------------- settings
 # --------------------------------------------------------------------------- pacing
 class Pacer:
     """At most ``rate_per_second`` calls per second: ``wait()`` before each call.
@@ -270,12 +269,3 @@ def parse_record_body(body: str, *, logger: Logger, metrics: Metrics, sqs_messag
         )
         metrics.add_metric(name=m.MALFORMED_BOUNCE_REQUESTS, unit=MetricUnit.Count, value=1)
         raise
-
-
-def ses_client() -> Any:
-    """The SES v1 client, built once per cold start: SDK retries off, since ``BounceSender`` paces and backs off."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 1, "mode": "standard"})
-    return boto3.client("ses", config=config)

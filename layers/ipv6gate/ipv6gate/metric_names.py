@@ -1,4 +1,4 @@
-"""Every metric the two functions emit, by name: the one list the emitting code and the dashboard share.
+"""Every metric the gate, the bouncer and the milter emit, by name: the one list emitters and the dashboard share.
 
 Powertools writes them as EMF under POWERTOOLS_METRICS_NAMESPACE with one dimension, ``service``
 (POWERTOOLS_SERVICE_NAME); its own ``ColdStart`` adds ``function_name``. ``tests/template/test_dashboard.py``
@@ -25,7 +25,7 @@ BOUNCES_SUPPRESSED = "BouncesSuppressed"  # the gate (policy said no) and the bo
 FAULTS = ("tenant_lookup", "bounce_queue", "trace_write")
 REPLY_STATUSES = STATUSES  # each enforced reply by its enhanced code
 
-# --- the bouncer (entrypoints/bouncer.py, functions/bouncer/app.py) -----------------------------------
+# --- the bouncer (aws/ses_bounces.py, functions/bouncer/app.py) -----------------------------------
 BOUNCES_SENT = "BouncesSent"
 BOUNCES_EXPIRED = "BouncesExpired"
 BOUNCE_DELAY = "BounceDelay"  # seconds from receipt to SendBounce

@@ -12,9 +12,9 @@ from typing import Any
 
 from ipv6gate.decision.replies import STATUSES
 from ipv6gate.decision.rule import CHECK_NAMES
-from ipv6gate.evaluation.report import Report
+from ipv6gate.evaluation.domain_report import Report
 
-TEXT_TOP = 5  # rows per reply and list in the text form (JSON has evaluation.report.TOP)
+TEXT_TOP = 5  # rows per reply and list in the text form (JSON has evaluation.domain_report.TOP)
 _WHO = (
     ("top_sources", "ip", "ip"),
     ("top_prefixes", "prefix", "/64"),
