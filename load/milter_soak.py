@@ -8,12 +8,14 @@ kinds in turn: the six well-behaved ones (spf pass, no PTR, not opted in, neithe
 pass, IPv4) and the hostile ones (sessions that never send DATA and QUIT or drop the connection,
 a connection dropped in the body, a slow body, RSET then a message, 101 recipients, garbage bytes).
 
-Order: a warm-up (``--warmup`` sessions), then ``--burst`` sessions all at once (1,000 concurrent),
-then the rest by ``--concurrency`` clients, until ``--sessions`` in all. The milter's threads and
-resident memory (``/proc/PID/status``) are sampled every second; "start" is after the warm-up and the
-burst (its pools, never above the sizes their settings name, have grown to what the burst needed),
-"end" after the last session; each after a settling pause (libmilter notices closed sessions within
-its poll). Between the two they must stay flat.
+Order: a warm-up (``--warmup`` sessions), then ``--burst`` sessions open at once (1,000 concurrent:
+each stops after RCPT and holds, half then QUIT and half drop the connection; while they hold, one
+session of every kind; past ``MILTER_MAX_SESSIONS`` a session hears 421), then the rest by
+``--concurrency`` clients, until ``--sessions`` in all. The milter's threads and resident memory
+(``/proc/PID/status``) are sampled every second. "start" is after the warm-up and the burst (its
+pools, never above the sizes their settings name, have grown to what the burst needed), "end" after
+the last session, each after a settling pause (libmilter notices closed sessions within its poll).
+Between the two they must stay flat.
 
 Exit status 0 only when every session heard exactly its kind's reply (or, past the milter's session
 ceiling ``MILTER_MAX_SESSIONS``, Postfix's ``421``), the milter is still running with no ``milter
@@ -47,6 +49,7 @@ THREAD_MARGIN = 20  # threads above the start's that the end may show (pools siz
 RSS_MARGIN = 1.5  # the end's resident memory at most this times the start's
 CEILING = "refused at the session ceiling (421)"
 SETTLE_SECONDS = 15  # libmilter's poll notices closed sessions within this
+BURST_HOLD_SECONDS = 20.0  # how long the burst's sessions stay open after RCPT
 
 
 @dataclass
@@ -95,6 +98,17 @@ class Run:
                     _, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 pending.add(pool.submit(self.one, next(cycle)))
 
+    def burst(self, keys: world.Keys, count: int, every_kind: list[Kind]) -> None:
+        """``count`` sessions open at once: each stops after RCPT and holds for ``BURST_HOLD_SECONDS``
+        (half then QUIT, half drop the connection); while they hold, one session of every kind."""
+        held = [k for k in every_kind if k.name.startswith("never DATA")]
+        with cf.ThreadPoolExecutor(max_workers=count + len(every_kind)) as pool:
+            for i in range(count):
+                pool.submit(self.one, held[i % len(held)])
+            time.sleep(BURST_HOLD_SECONDS / 2)
+            for kind in every_kind:
+                pool.submit(self.one, kind)
+
 
 @contextmanager
 def stack(args: argparse.Namespace, keys: world.Keys) -> Iterator[tuple[MilterProcess, PostfixInstance]]:
@@ -122,6 +136,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     keys = world.make_keys()
     cycle = itertools.cycle(kinds(keys, hold=0.5, slow_tail=4, seconds_per_byte=0.05))
+    all_at_once = kinds(keys, hold=BURST_HOLD_SECONDS)
     with stack(args, keys) as (milter, postfix):
         assert milter._proc is not None
         pid = milter._proc.pid
@@ -135,7 +150,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         threading.Thread(target=sampler, daemon=True).start()
         idle = Sample.of(pid)
         run.sessions(cycle, args.warmup, args.concurrency)
-        run.sessions(cycle, args.burst, args.burst)
+        run.burst(keys, args.burst, all_at_once)
         time.sleep(SETTLE_SECONDS)
         start = Sample.of(pid)  # the pools have grown to what the burst needed: from here on, flat
         run.sessions(cycle, args.sessions - args.warmup - args.burst, args.concurrency)
