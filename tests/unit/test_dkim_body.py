@@ -343,7 +343,10 @@ def big_body(size: int) -> bytes:
     return (block * (size // len(block) + 1))[:size] + b"\r\n\r\n"
 
 
-def test_30_mb_message_read_once_in_bounded_reads(session: DnsSession, keys: world.Keys) -> None:
+def test_30_mb_message_read_once_in_bounded_reads(resolver: DnsResolver, keys: world.Keys) -> None:
+    # What is tested is the single bounded pass, not speed (bench/ has DKIM's timings): a deadline that
+    # a loaded machine's 30 MB hash cannot reach, so the key lookup after it is never cut short.
+    session = resolver.session(Deadline(300.0))
     message = world.message(body="").rstrip(b"\r\n") + b"\r\n\r\n" + big_body(30 * 1024 * 1024)
     signed = dkim.sign(
         message,
