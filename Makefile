@@ -81,7 +81,7 @@ local-deps:
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; \
 	  fi
 
-.PHONY: security load
+.PHONY: security load load-milter
 
 # Security scan: checkov (pinned in scripts/security_scan.py, installed into its own venv
 # .venv-security with the Python 3.13 of scripts/find-python313.sh) on template.yaml and on its SAM
@@ -93,8 +93,16 @@ security: venv
 # Load test (not part of `make test`): 10,000 decisions through the SAM gate function with its real
 # adapters, against moto server and Knot behind a fault-injecting DNS proxy, all on loopback.
 # Bounded (--max-seconds); pass options with LOAD_ARGS, e.g. make load LOAD_ARGS="--decisions 2000".
-load: venv knot
+# Then the milter's soak (load/milter_soak.py): 20,000 SMTP sessions through a private Postfix to
+# `ipv6gate milter`, hostile ones among them and a burst of 1,000 at once; every reply checked, the
+# milter's threads and RSS reported at start and end (flat). Options with SOAK_ARGS; `make load-milter`
+# runs the soak alone.
+load: venv knot smtp-deps
 	$(PY) -m load.run $(LOAD_ARGS)
+	$(PY) -m load.milter_soak $(SOAK_ARGS)
+
+load-milter: venv knot smtp-deps
+	$(PY) -m load.milter_soak $(SOAK_ARGS)
 
 .PHONY: fuzz
 # Soak test (not part of `make test`): 100,000 hostile SES events and raw messages through the gate's
@@ -112,7 +120,8 @@ bench: venv knot smtp-deps
 
 # The SMTP-time front door's parts: Postfix (a private instance per test or demo, never the system
 # service: debconf is told "No configuration"), swaks (to try it by hand), libmilter-dev to build
-# pymilter, systemd-analyze (verifies packaging/'s unit in a test), then the package's `milter`
+# pymilter, systemd-analyze (verifies packaging/'s unit in a test), OpenDKIM's miltertest (an
+# independent milter client for tests/hostile/'s Lua scripts), then the package's `milter`
 # extra (pymilter, authres) in the venv.
 SMTP_STAMP := $(VENV)/.installed-milter
 smtp-deps: venv
@@ -121,6 +130,7 @@ smtp-deps: venv
 	  command -v swaks >/dev/null 2>&1 || pkgs="$$pkgs swaks"; \
 	  [ -e /usr/include/libmilter/mfapi.h ] || pkgs="$$pkgs libmilter-dev"; \
 	  command -v systemd-analyze >/dev/null 2>&1 || pkgs="$$pkgs systemd"; \
+	  command -v miltertest >/dev/null 2>&1 || pkgs="$$pkgs miltertest"; \
 	  if [ -n "$$pkgs" ]; then \
 	    echo "installing$$pkgs with apt-get"; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -286,6 +286,10 @@ def test_every_help_has_a_description_its_environment_and_its_exit_statuses(
     assert description and not description.startswith(("positional", "options"))
     environment = " ".join(lines[lines.index("environment:") + 1 : lines.index("exit status:")])
     assert "AWS_REGION" in environment
+    if argv == ("milter",):
+        from ipv6gate.settings import MilterSettings, env_names
+
+        assert all(f" {name}," in f" {environment}," for name in env_names(MilterSettings))
     statuses = {int(line.split()[0]) for line in lines[lines.index("exit status:") + 1 :] if line[2:3].isdigit()}
     shown = {int(line.split()[0]): " ".join(line.split()[1:]) for line in lines if line[2:3].isdigit()}
     assert {Exit.OK, Exit.INPUT, Exit.USAGE} <= statuses

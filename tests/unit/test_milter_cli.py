@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import io
+import ipaddress
+import json
+import sys
+import time
+
 import pytest
 
 from ipv6gate.entrypoints.cli import main
@@ -60,3 +67,41 @@ def test_a_socket_it_cannot_open_is_one_line(tmp_path, capsys: pytest.CaptureFix
     assert main(["milter", "--listen", f"unix:{tmp_path}/no/such/dir/milter.sock", "--tenants", str(tenants)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ipv6gate milter: configuration: cannot listen on unix:") and err.count("\n") == 1
+
+
+class _SlowStdout(io.StringIO):
+    """stdout that gives the other threads their turn after every write (as a full buffer's flush does)."""
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        time.sleep(0.0002)
+        return written
+
+
+def test_decision_and_emf_lines_are_never_interleaved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decisions are reported from several threads at once: every line written must stay whole JSON.
+    (Metrics' ``print`` writes the EMF text and its newline separately; measured through Postfix, a
+    decision line from another thread landed between them and was lost to a log reader.)"""
+    from aws_lambda_powertools import Logger, Metrics
+
+    from ipv6gate.checks.results import CheckResult, Result
+    from ipv6gate.decision import replies
+    from ipv6gate.decision.rule import Checks, Disposition, RecipientVerdict, Verdict
+    from ipv6gate.entrypoints.milter_cli import decision_publisher
+    from ipv6gate.entrypoints.telemetry import log_json
+    from ipv6gate.evaluation.record import Decision
+    from ipv6gate.mail.source import Source
+
+    out = _SlowStdout()
+    monkeypatch.setattr(sys, "stdout", out)  # where Metrics prints its EMF lines
+    logger = Logger(service="interleave-test", stream=out, json_serializer=log_json)
+    publish = decision_publisher(logger, Metrics(namespace="Test", service="interleave-test"))
+    checks = Checks(*(CheckResult(m, Result.FAIL, "") for m in ("iprev", "spf", "dkim")))
+    verdict = RecipientVerdict("a@t.test", Verdict.REJECT, replies.ipv6_not_accepted("t.test"), "not a tenant")
+    source = Source(ipaddress.IPv6Address("2001:db8::25"), "mail.example", "mx")
+    decisions = [Decision(f"m{i}", source, Disposition.STOP_RULE_SET, [verdict], checks) for i in range(200)]
+    with cf.ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(publish, decisions))
+    parsed = [json.loads(line) for line in out.getvalue().splitlines()]  # a broken line raises here
+    assert sum(1 for p in parsed if p.get("message") == "decision") == 200
+    assert sum(1 for p in parsed if "_aws" in p) == 200

@@ -15,12 +15,10 @@ stop: SIGTERM removes a unix socket, waits (bounded) for the sessions in progres
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import functools
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +27,10 @@ import Milter
 from ipv6gate.checks.auth_results import HEADER, claims_to_be, header_value
 from ipv6gate.decision.replies import Reply
 from ipv6gate.entrypoints import milter_socket
+from ipv6gate.entrypoints.milter_resources import Resources, Sessions
 from ipv6gate.entrypoints.milter_socket import UnixSocket
 from ipv6gate.evaluation.record import Decision
+from ipv6gate.evaluation.runner import RunnerBusy
 from ipv6gate.evaluation.staged import SmtpGate, SmtpSession
 
 # libmilter's callback answers, under libmilter's own names (SES's CONTINUE is another thing).
@@ -44,48 +44,14 @@ class ListenError(Exception):
     """The socket cannot be opened (in use, served by another milter, no such directory or host)."""
 
 
-class _Sessions:
-    """SMTP connections in progress, so a stop can wait for them (bounded) before the process ends."""
-
-    def __init__(self) -> None:
-        self._open = 0
-        self._changed = threading.Condition()
-
-    def opened(self) -> None:
-        with self._changed:
-            self._open += 1
-
-    def closed(self) -> None:
-        with self._changed:
-            self._open -= 1
-            self._changed.notify_all()
-
-    def drain(self, seconds: float) -> int:
-        """Wait until none is open or ``seconds`` pass; how many are still open."""
-        deadline = time.monotonic() + seconds
-        with self._changed:
-            while self._open > 0 and (left := deadline - time.monotonic()) > 0:
-                self._changed.wait(left)
-            return self._open
-
-
-_sessions = _Sessions()
-
-
 #: What the milter does with each finished decision once it is recorded: log it, count it.
 Publish = Callable[[Decision], None]
 
-# libmilter calls back on threads Python did not create, and pymilter attaches its own thread
-# state to them. C extensions that take the GIL with PyGILState_Ensure (awscrt, which botocore
-# uses to sign requests when installed) crash the process on such a thread (measured: a segfault in
-# the first trace write). So everything beyond handing bytes over runs on Python's own threads:
-# each session step on ``_steps`` (the caller waits), the bookkeeping after a reply on ``_recorder``.
-_steps = cf.ThreadPoolExecutor(max_workers=128, thread_name_prefix="ipv6gate-smtp")
-_recorder = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="ipv6gate-record")
+# libmilter calls back on threads Python did not create: every step that may wait runs on the
+# server's own step threads (``milter_resources``), the bookkeeping after a reply on its recorder.
 
-
-def _hop[T](step: Callable[..., T], *args: Any) -> T:
-    return _steps.submit(step, *args).result()
+BUSY = Reply(421, "4.3.2", "Service not available, too many SMTP sessions in progress; try again later")
+READERS_BUSY = Reply(451, "4.3.2", "Service busy, too many messages being checked; try again later")
 
 
 def _guarded(callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -107,9 +73,10 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     authserv_id: str
     publish: Publish
     on_error: Callable[[str, BaseException], None]
+    resources: Resources
 
     def __init__(self) -> None:
-        _sessions.opened()  # libmilter makes one per connection and calls close() at its end
+        self._admitted = self.resources.sessions.opened()  # libmilter calls close() at the connection's end
         self._session: SmtpSession | None = None
         self._results_headers = 0  # Authentication-Results headers seen so far in this message
         self._forged: list[int] = []  # their 1-based positions among themselves, when they claim our id
@@ -120,8 +87,11 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     @_guarded
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         # Postfix gives the client address here; after XCLIENT it calls connect again with the new one.
+        if not self._admitted:  # past MILTER_MAX_SESSIONS: refused before anything starts for it
+            self.resources.busy("MILTER_MAX_SESSIONS", BUSY)
+            return self._answer(BUSY)
         address = hostaddr[0] if family in (socket.AF_INET, socket.AF_INET6) and hostaddr else None
-        self._session = _hop(self.gate.connect, address, self.getsymval("j") or "")
+        self._session = self.resources.hop(self.gate.connect, address, self.getsymval("j") or "")
         return SMFIS_CONTINUE
 
     @_guarded
@@ -132,12 +102,12 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     @_guarded
     def envfrom(self, sender: str, *params: str) -> int:
         self._results_headers, self._forged = 0, []
-        self._finish(_hop(self._live().mail_from, sender))
+        self._finish(self.resources.hop(self._live().mail_from, sender))
         return SMFIS_CONTINUE
 
     @_guarded
     def envrcpt(self, recipient: str, *params: str) -> int:
-        return self._answer(_hop(self._live().rcpt, recipient))
+        return self._answer(self.resources.hop(self._live().rcpt, recipient))
 
     @_guarded
     def header(self, name: str, value: bytes) -> int:
@@ -152,7 +122,12 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
 
     @_guarded
     def eoh(self) -> int:
-        self._live().end_of_headers()
+        try:
+            self._live().end_of_headers()
+        except RunnerBusy:  # every DKIM reader is taken (MILTER_DKIM_READERS): the client retries later
+            self.resources.busy("MILTER_DKIM_READERS", READERS_BUSY)
+            self._finish(self.resources.hop(self._live().reset))
+            return self._answer(READERS_BUSY)
         return SMFIS_CONTINUE
 
     @_guarded
@@ -167,7 +142,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         # positions of the others stay put.
         for position in reversed(self._forged):
             self.chgheader(HEADER, position, "")
-        outcome = _hop(self._live().end_of_message, self.getsymval("i") or "")
+        outcome = self.resources.hop(self._live().end_of_message, self.getsymval("i") or "")
         checks = outcome.decision.checks
         if outcome.reply is None and checks.ran():
             # At the top (RFC 8601 §5); with leading space negotiated, the space after the colon is ours.
@@ -178,7 +153,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def abort(self) -> int:
         try:
             if self._session is not None:
-                self._finish(_hop(self._session.reset))
+                self._finish(self.resources.hop(self._session.reset))
         except Exception as exc:
             self.failed("abort", exc)
         return SMFIS_CONTINUE
@@ -186,11 +161,11 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def close(self) -> int:
         try:
             if self._session is not None:
-                self._finish(_hop(self._session.close))
+                self._finish(self.resources.hop(self._session.close))
         except Exception as exc:
             self.failed("close", exc)
         finally:
-            _sessions.closed()
+            self.resources.sessions.closed()
         self._session = None
         return SMFIS_CONTINUE
 
@@ -209,13 +184,14 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def _finish(self, decision: Decision | None) -> None:
         # Recorded, logged and counted after the reply, off the SMTP session's critical path.
         if decision is not None:
-            _recorder.submit(self._record, decision)
+            self.resources.after_reply(_record, type(self), decision)
 
-    def _record(self, decision: Decision) -> None:
-        try:
-            self.publish(self.gate.record(decision))
-        except Exception as exc:
-            self.failed("record", exc)
+
+def _record(milter: type[GateMilter], decision: Decision) -> None:
+    try:
+        milter.publish(milter.gate.record(decision))
+    except Exception as exc:
+        milter.on_error("record", exc)
 
 
 def serve(
@@ -229,12 +205,20 @@ def serve(
     listening: Callable[[], None] = lambda: None,
     drain_seconds: float = 30.0,
     timeout: int = 600,
+    max_sessions: int = 500,
+    step_threads: int = 128,
+    stop: threading.Event | None = None,
+    on_busy: Callable[[str, Reply], None] = lambda _setting, _reply: None,
 ) -> int:
     """Run until SIGTERM/SIGINT, then wait up to ``drain_seconds`` for open sessions; how many were cut off.
 
     ``socket_spec`` is libmilter's: inet:PORT@HOST, inet6:PORT@HOST, unix:PATH (``unix`` then names
     its mode and group). ``listening`` is called once the socket is bound, owned and listening.
+    ``stop``, when given, stops it as SIGTERM does (a caller that is not the main thread). ``on_busy``
+    hears of each temporary refusal at a ceiling (the setting's name and the reply).
     """
+    resources = Resources(max_sessions=max_sessions, step_threads=step_threads, on_busy=on_busy)
+    GateMilter.resources = resources
     GateMilter.gate = gate
     GateMilter.authserv_id = authserv_id
     GateMilter.publish = staticmethod(publish)
@@ -245,16 +229,22 @@ def serve(
     ours = _bind(socket_spec, unix)
     try:
         listening()
-        return _run_until_stopped(socket_spec, timeout, drain_seconds, unix, ours)
+        return _run_until_stopped(socket_spec, timeout, drain_seconds, unix, ours, resources.sessions, stop)
     finally:
         if unix is not None:
             # libmilter removes its socket at exit only when not root: do it here, if it is still ours.
             milter_socket.remove_if_ours(unix.path, ours)
-        _recorder.shutdown(wait=True)  # the last decisions reach the trace and the log
+        resources.close()
 
 
-def _run_until_stopped(
-    socket_spec: str, timeout: int, drain_seconds: float, unix: UnixSocket | None, ours: tuple[int, int] | None
+def _run_until_stopped(  # noqa: PLR0917 - the one caller is serve
+    socket_spec: str,
+    timeout: int,
+    drain_seconds: float,
+    unix: UnixSocket | None,
+    ours: tuple[int, int] | None,
+    sessions: Sessions,
+    stop: threading.Event | None,
 ) -> int:
     """libmilter on a thread of its own; SIGTERM/SIGINT/SIGHUP reach this (main) thread instead, which drains.
 
@@ -266,7 +256,7 @@ def _run_until_stopped(
     does not block them.
     """
     failure: list[BaseException] = []
-    wake = threading.Event()
+    wake = stop or threading.Event()
 
     def run() -> None:
         try:
@@ -285,14 +275,18 @@ def _run_until_stopped(
     try:
         wake.wait()
         cut_off = 0
-        if libmilter.is_alive():  # a signal, not a failure
+        asked_to_stop = libmilter.is_alive()  # a signal or ``stop``, not the loop ending
+        if asked_to_stop:
             if unix is not None:  # new SMTP sessions now get Postfix's milter_default_action
                 milter_socket.remove_if_ours(unix.path, ours)
-            cut_off = _sessions.drain(drain_seconds)
+            cut_off = sessions.drain(drain_seconds)
             Milter.milter.stop()  # closes the listening socket; the main loop notices within seconds
             libmilter.join(timeout=15)
         if failure:
             raise ListenError(f"cannot serve on {socket_spec}: {failure[0]}")
+        if not asked_to_stop:
+            # e.g. libmilter's stop kept in static state from an earlier serve in this process
+            raise ListenError(f"cannot serve on {socket_spec}: libmilter's loop ended by itself")
         return cut_off
     finally:
         for sig, handler in previous.items():

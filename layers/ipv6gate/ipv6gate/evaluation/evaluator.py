@@ -110,9 +110,9 @@ class Evaluator:
             deadline or self.deadline(),
         )
 
-    def start_dkim(self, check: Check, deadline: Deadline | None = None, *, own_thread: bool = False) -> Running:
+    def start_dkim(self, check: Check, deadline: Deadline | None = None, *, reader: bool = False) -> Running:
         """DKIM, as soon as the signed message can be read (a stored copy, or the SMTP stream)."""
-        return self.runner.start("dkim", check, deadline or self.deadline(), own_thread=own_thread)
+        return self.runner.start("dkim", check, deadline or self.deadline(), reader=reader)
 
     # ------------------------------------------------------------------ asking the policy
     def certain(self, source: Source | Unknown, recipients: list[Recipient], known: Mapping[str, CheckResult]) -> bool:

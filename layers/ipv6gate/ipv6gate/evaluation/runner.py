@@ -47,34 +47,65 @@ class Running:
         return _outcome(self.name, self.future) if self.future.done() else None
 
 
-class CheckRunner:
-    """Long-lived (one per cold start or process): the thread pool the checks of every decision share."""
+class RunnerBusy(Exception):
+    """Every DKIM reader is taken: the message cannot be checked now (the milter answers 451 4.3.2)."""
 
-    def __init__(self, dns: DnsResolver, clock: Callable[[], float] = time.monotonic, *, max_workers: int = 6) -> None:
+
+class CheckRunner:
+    """Long-lived (one per cold start or process): the thread pool the checks of every decision share,
+    and for the milter a bounded set of DKIM readers."""
+
+    def __init__(
+        self,
+        dns: DnsResolver,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_workers: int = 6,
+        readers: int = 0,
+    ) -> None:
         self.dns = dns
         self.clock = clock
         # Lambda: room for a decision's checks plus stragglers of an earlier one that are winding
         # down. The milter sizes it for its concurrent sessions.
         self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ipv6gate-check")
+        # The milter's DKIM checks read the body as the client sends it, which may take minutes: they
+        # get readers of their own, never a pool thread that other sessions' PTR and SPF lookups
+        # wait for. A reader is taken or refused at once (never queued: a queued reader would leave
+        # the session's writer waiting on a pipe nobody reads).
+        self._readers = (
+            cf.ThreadPoolExecutor(max_workers=readers, thread_name_prefix="ipv6gate-dkim") if readers else None
+        )
+        self._free_readers = threading.BoundedSemaphore(readers) if readers else None
 
-    def start(self, name: str, check: Check, deadline: Deadline, *, own_thread: bool = False) -> Running:
-        """Start ``check`` on the pool, or with ``own_thread`` on a thread of its own: the milter's DKIM
-        check reads the body as the client sends it, which may take minutes, and must not hold a pool
-        thread that other sessions' PTR and SPF lookups are waiting for."""
-        session = self.dns.session(deadline)
-        if not own_thread:
+    def start(self, name: str, check: Check, deadline: Deadline, *, reader: bool = False) -> Running:
+        """Start ``check`` on the pool, or with ``reader`` on a free DKIM reader (``RunnerBusy`` when none is)."""
+        if not reader:
+            session = self.dns.session(deadline)
             return Running(name, self._pool.submit(check, session), session, deadline)
-        future: cf.Future[CheckResult] = cf.Future()
+        if self._readers is None or self._free_readers is None:
+            raise RuntimeError("this runner has no readers")
+        if not self._free_readers.acquire(blocking=False):
+            raise RunnerBusy(name)
+        free = self._free_readers
 
-        def run() -> None:
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(check(session))
-                except BaseException as exc:
-                    future.set_exception(exc)
+        def read(session: DnsSession) -> CheckResult:
+            try:
+                return check(session)
+            finally:
+                free.release()  # before the result is seen: a session that waited for it may start another
 
-        threading.Thread(target=run, name=f"ipv6gate-{name}", daemon=True).start()
-        return Running(name, future, session, deadline)
+        session = self.dns.session(deadline)
+        try:
+            return Running(name, self._readers.submit(read, session), session, deadline)
+        except BaseException:
+            free.release()
+            raise
+
+    def shutdown(self) -> None:
+        """End the threads (a stopped server): checks still running are no longer waited for."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._readers is not None:
+            self._readers.shutdown(wait=False, cancel_futures=True)
 
     def collect(
         self,

@@ -158,7 +158,7 @@ class SmtpSession:
         tx = self._transaction()
         check = self._feed().dkim_check(self.evaluator.settings.dkim_max_signatures) if tx.draft.pending else None
         if check is not None:
-            tx.running["dkim"] = self.evaluator.start_dkim(check, own_thread=True)
+            tx.running["dkim"] = self.evaluator.start_dkim(check, reader=True)  # RunnerBusy when none is free
 
     def body(self, chunk: bytes) -> None:
         self._feed().body(chunk)

@@ -98,6 +98,7 @@ def build_smtp_gate(
         trace=build_trace(s, clients),
         limits=Limits(max_recipients=settings.max_recipients, max_header_bytes=settings.max_header_bytes),
         check_threads=settings.check_threads,
+        dkim_readers=settings.dkim_readers,
     )
 
 
@@ -109,10 +110,11 @@ def assemble_smtp_gate(
     trace: TraceStore | None = None,
     limits: Limits | None = None,
     check_threads: int = 6,
+    dkim_readers: int = 8,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SmtpGate:
     """The milter's gate from adapters already made (``build_smtp_gate``'s, or a test's local ones)."""
-    evaluator = Evaluator(settings, CheckRunner(dns, max_workers=check_threads), tenants)
+    evaluator = Evaluator(settings, CheckRunner(dns, max_workers=check_threads, readers=dkim_readers), tenants)
     return SmtpGate(evaluator, Recorder(trace, now), limits=limits)
 
 
