@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 TENANTS, TRACE = "grammar-tenants", "grammar-trace"
 CLI = str(Path(sys.executable).with_name("ipv6gate"))
 README = Path(__file__).resolve().parents[2] / "README.md"
+DOWN = "http://127.0.0.1:9"  # nothing listens there: AWS is unreachable
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +119,7 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, str], Exit, str]] = [
     ("tenants remove", ("tenants", "remove", "--exact", " "), {}, Exit.INPUT, "empty key"),
     ("tenants list", ("tenants", "list"), {"TENANTS_TABLE": ""}, Exit.USAGE, "configuration: TENANTS_TABLE"),
     ("tenants list", ("tenants", "list"), {"TENANTS_TABLE": "no-such"}, Exit.AWS, "no-such"),
+    ("tenants list", ("tenants", "list"), {"AWS_ENDPOINT_URL": DOWN, "AWS_MAX_ATTEMPTS": "1"}, Exit.AWS, "Could not"),
     # trace
     ("trace", ("trace",), {}, Exit.USAGE, "give a MESSAGE_ID or one of --ip, --sender, --domain"),
     ("trace", ("trace", ""), {}, Exit.INPUT, "MESSAGE_ID is empty"),
@@ -133,6 +135,7 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, str], Exit, str]] = [
     ("trace", ("trace", "never-recorded"), {}, Exit.NOT_FOUND, "no recorded decision for message"),
     ("trace", ("trace", "never-recorded"), {"TRACE_TABLE": ""}, Exit.USAGE, "configuration: TRACE_TABLE"),
     ("trace", ("trace", "never-recorded"), {"TRACE_TABLE": "no-such"}, Exit.AWS, "no-such"),
+    ("trace", ("trace", "m-1"), {"AWS_ENDPOINT_URL": DOWN, "AWS_MAX_ATTEMPTS": "1"}, Exit.AWS, "Could not connect"),
     # report
     ("report", ("report", "--limit", "abc"), {}, Exit.INPUT, "'abc' is not a whole number"),
     ("report", ("report", "--days", "0"), {}, Exit.INPUT, "0 is outside 1..3650"),
@@ -151,7 +154,18 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, str], Exit, str]] = [
 ]
 
 # What a message for a user never shows.
-LEAKS = re.compile(r"Traceback|Errno|Expecting value|\((?!ResourceNotFoundException\))[A-Z][a-z]+[A-Z]\w*\)")
+LEAKS = re.compile(
+    r"Traceback|Errno|Expecting value"
+    r"|\((?!ResourceNotFoundException\))[A-Z][a-z]+[A-Z]\w*\)"  # "(EmptyLabel)"; AWS's own error codes may stay
+    r"|\b[A-Z][a-z]+(?:[A-Z][a-z]*)+Error\b"  # "EndpointConnectionError"
+)
+
+
+def test_the_leak_detector_sees_what_the_issue_saw() -> None:
+    assert LEAKS.search("'a..b' is not a domain name (EmptyLabel)")
+    assert LEAKS.search("DynamoDB t: EndpointConnectionError")
+    assert LEAKS.search("[Errno 2] No such file or directory") and LEAKS.search("Expecting value: line 1")
+    assert not LEAKS.search("DynamoDB t: ResourceNotFoundException: Requested resource not found")
 
 
 def run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, list[str]]:
