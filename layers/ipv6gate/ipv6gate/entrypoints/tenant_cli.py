@@ -31,11 +31,11 @@ def add_tenant_commands(commands: Commands) -> None:
         "add-partner": "mail from PREFIX to DOMAIN is not anonymous",
         "remove-partner": "undo add-partner (a warning when DOMAIN has no such partner)",
     }
-    no_domain = (Exit.OK, Exit.INPUT, Exit.USAGE, Exit.AWS)
+    never_not_found = (Exit.OK, Exit.INPUT, Exit.USAGE, Exit.AWS)  # only remove can find nothing (4)
     for action in ACTIONS:
-        statuses = tuple(Exit) if action == "remove" else no_domain
+        statuses = tuple(Exit) if action == "remove" else never_not_found
         p = command(sub, action, texts[action], _ENV, statuses)
-        if action in ("status",):
+        if action == "status":
             p.add_argument("domain", nargs="?")
         elif action != "list":
             p.add_argument("domain")
