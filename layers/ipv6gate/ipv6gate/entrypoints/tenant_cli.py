@@ -21,12 +21,21 @@ def run_tenants(args: argparse.Namespace, settings: Settings, *, region: str, lo
         prefix = str(parse_prefix(args.prefix)) if getattr(args, "prefix", None) is not None else None
     except (DomainError, ValueError) as exc:
         return fail(str(exc), Exit.INPUT)
-    table = settings.tenants_table
-    if not table:
-        return fail("configuration: TENANTS_TABLE: not set (the DynamoDB table of tenant domains)", Exit.USAGE)
-
     from ipv6gate.aws.dynamodb import TenantAdmin
+    from ipv6gate.aws.stack import StackOutputError, stack_output
     from ipv6gate.wiring import aws_client
+
+    table = settings.tenants_table
+    if getattr(args, "stack", None):
+        try:
+            table = stack_output(aws_client("cloudformation", region), args.stack, "TenantsTableName")
+        except StackOutputError as exc:
+            return fail(str(exc), Exit.USAGE if exc.missing else Exit.AWS)
+    if not table:
+        return fail(
+            "configuration: TENANTS_TABLE: not set (the DynamoDB table of tenant domains; or name the stack: --stack)",
+            Exit.USAGE,
+        )
 
     admin = TenantAdmin(aws_client("dynamodb", region), table)
     try:
