@@ -120,7 +120,9 @@ def test_sam_build_layer_layout(build_dir):
 def test_sam_build_function(build_dir):
     assert (build_dir / "GateFunction" / "app.py").is_file()
     assert (build_dir / "BouncerFunction" / "app.py").is_file()
+    assert (build_dir / "StackSetupFunction" / "app.py").is_file()
     built = (build_dir / "template.yaml").read_text(encoding="utf-8")
     assert "ContentUri: IPv6GateLayer" in built
     assert "CodeUri: GateFunction" in built
     assert "CodeUri: BouncerFunction" in built
+    assert "CodeUri: StackSetupFunction" in built

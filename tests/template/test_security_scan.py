@@ -67,9 +67,9 @@ def test_both_scans_ran_checks(clean_scan):
         assert summary["resource_count"] >= 20, (name, summary)
         assert summary["passed"] >= 15, (name, summary)
     translated = {f["resource"] for f in report["findings"] if f["scan"] == "sam-translated"}
-    # generated AWS::Lambda::Function resources, including the optional (conditional) activator
+    # generated AWS::Lambda::Function resources, including the stack-setup function
     assert "AWS::Lambda::Function.GateFunction" in translated
-    assert "AWS::Lambda::Function.RuleSetActivatorFunction" in translated
+    assert "AWS::Lambda::Function.StackSetupFunction" in translated
 
 
 def test_every_justification_has_a_reason(clean_scan):

@@ -19,9 +19,14 @@ from tests.support.sam_template import load_template
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 
-# The only statement allowed to use Resource "*": SES rule-set activation APIs
-# have no resource-level permissions.
-SES_ACTIVATION_ACTIONS = {"ses:SetActiveReceiptRuleSet", "ses:DescribeActiveReceiptRuleSet"}
+# The only actions allowed with Resource "*": SES receipt-rule-set and identity-listing APIs without
+# resource-level permissions, each named in its function's IamJustification.
+SES_NO_RESOURCE_ACTIONS = {
+    "ses:SetActiveReceiptRuleSet",
+    "ses:DescribeActiveReceiptRuleSet",
+    "ses:DescribeReceiptRuleSet",
+    "ses:ListIdentities",
+}
 ALLOWED_MANAGED_POLICIES = {
     "service-role/AWSLambdaBasicExecutionRole",
     "AWSXrayWriteOnlyAccess",
@@ -121,6 +126,17 @@ def sam_transform() -> dict:
 
 
 # --------------------------------------------------------------------------- IAM
+def statements_of(document_statements) -> list:
+    """A policy's statements, both branches of a conditional (Fn::If) statement included."""
+    out = []
+    for st in as_list(document_statements):
+        if isinstance(st, dict) and "Fn::If" in st:
+            out += [b for b in st["Fn::If"][1:] if b != {"Ref": "AWS::NoValue"}]
+        else:
+            out.append(st)
+    return out
+
+
 def iam_statements(resources: dict):
     """Yield (where, statement) for every identity-based policy statement."""
     for name, res in resources.items():
@@ -128,7 +144,7 @@ def iam_statements(resources: dict):
         if res["Type"] == "AWS::Serverless::Function":
             for i, pol in enumerate(as_list(props.get("Policies", []))):
                 if isinstance(pol, dict) and "Statement" in pol:
-                    for st in as_list(pol["Statement"]):
+                    for st in statements_of(pol["Statement"]):
                         yield f"{name}.Policies[{i}]", st
                 else:
                     # Managed-policy names or SAM policy templates: not statically checkable here;
@@ -136,14 +152,14 @@ def iam_statements(resources: dict):
                     yield f"{name}.Policies[{i}]", {"_unchecked": pol}
         elif res["Type"] == "AWS::IAM::Role":
             for pol in props.get("Policies", []):
-                for st in as_list(pol["PolicyDocument"]["Statement"]):
+                for st in statements_of(pol["PolicyDocument"]["Statement"]):
                     yield f"{name}.{pol.get('PolicyName')}", st
         elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-            for st in as_list(props["PolicyDocument"]["Statement"]):
+            for st in statements_of(props["PolicyDocument"]["Statement"]):
                 yield name, st
 
 
-def check_statement(where: str, st: dict, justified: set[str]) -> list[str]:
+def check_statement(where: str, st: dict, justified: dict[str, str]) -> list[str]:
     problems = []
     if "_unchecked" in st:
         return [f"{where}: policy {st['_unchecked']!r} is not an inline statement"]
@@ -155,23 +171,24 @@ def check_statement(where: str, st: dict, justified: set[str]) -> list[str]:
             problems.append(f"{where}: wildcard or non-literal action {action!r}")
     if "*" in as_list(st.get("Resource", [])):
         owner = where.split(".", 1)[0]
+        note = justified.get(owner) or justified.get(owner.removesuffix("Role"), "")
         ok = (
             st.get("Effect") == "Allow"
-            and set(actions) == SES_ACTIVATION_ACTIONS
-            and (owner in justified or owner.removesuffix("Role") in justified)
+            and set(actions) <= SES_NO_RESOURCE_ACTIONS
+            and all(a.removeprefix("ses:") in note for a in actions)
         )
         if not ok:
-            problems.append(f"{where}: Resource '*' (only the documented SES activation statement may use it)")
+            problems.append(f"{where}: Resource '*' (only documented SES actions without resource-level permissions)")
     return problems
 
 
-def justified_functions(resources: dict) -> set[str]:
-    """Functions whose Metadata documents why their SES activation statement needs Resource '*'."""
-    out = set()
+def justified_functions(resources: dict) -> dict[str, str]:
+    """Function -> its IamJustification, where it documents why some SES actions need Resource '*'."""
+    out = {}
     for name, res in resources.items():
         note = " ".join(str(res.get("Metadata", {}).get("IamJustification", "")).split())
-        if "resource-level" in note and "SetActiveReceiptRuleSet" in note and 'Resource "*"' in note:
-            out.add(name)
+        if "resource-level" in note and 'Resource "*"' in note:
+            out[name] = note
     return out
 
 
@@ -186,7 +203,7 @@ def test_no_wildcard_iam_in_source(resources):
 def test_no_wildcard_iam_after_sam_transform(tpl, resources):
     out = sam_transform()
     roles = of_type(out["Resources"], "AWS::IAM::Role")
-    assert {"GateFunctionRole", "RuleSetActivatorFunctionRole"} <= set(roles)
+    assert {"GateFunctionRole", "StackSetupFunctionRole"} <= set(roles)
     justified = justified_functions(resources)
     problems = []
     for where, st in iam_statements(out["Resources"]):
@@ -235,7 +252,11 @@ def test_receipt_rule_actions_and_flags(resources):
     assert body.get("Enabled") is True
     assert body.get("ScanEnabled") is True
     assert body.get("TlsPolicy") == "Optional"
-    assert body.get("Recipients") == {"Ref": "Recipients"}
+    # Empty Recipients = every recipient (SES: a rule without Recipients matches all); [""] is not valid.
+    assert body.get("Recipients") == {"Fn::If": ["AllRecipients", {"Ref": "AWS::NoValue"}, {"Ref": "Recipients"}]}
+    assert load_template()["Conditions"]["AllRecipients"] == {
+        "Fn::Equals": [{"Fn::Join": [",", {"Ref": "Recipients"}]}, ""]
+    }
     assert load_template()["Parameters"]["Recipients"]["Type"] == "CommaDelimitedList"
     actions = body["Actions"]
     assert [next(iter(a)) for a in actions] == ["S3Action", "LambdaAction"]
@@ -258,35 +279,26 @@ def test_receipt_rule_depends_on_permission_and_bucket_policy(resources):
     assert pol["Properties"]["Bucket"] == rule["Properties"]["Rule"]["Actions"][0]["S3Action"]["BucketName"]
 
 
-def _name_token(value, params: dict) -> str:
-    """How a name appears inside !Sub: ${Param} for a Ref, else the literal."""
-    if isinstance(value, dict) and "Ref" in value:
-        ref = value["Ref"]
-        return "${" + ref + "}" if ref in params else None
-    return value
+# The rule's ARN, as the Lambda permission and the bucket policy must name it: the set the rule is
+# actually in (RuleSetTarget's answer: the operator's set or the stack's own) and the rule's name.
+RULE_ARN = (
+    r"arn:(\$\{AWS::Partition\}|aws):ses:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+    r"receipt-rule-set/\$\{RuleSetTarget\.RuleSetName\}:receipt-rule/\$\{RuleName\}"
+)
 
 
 def test_permission_source_arn_matches_rule(tpl, resources):
-    params = tpl["Parameters"]
     _, perm = only(resources, "AWS::Lambda::Permission")
     props = perm["Properties"]
     assert props["Principal"] == "ses.amazonaws.com"
     assert props["Action"] == "lambda:InvokeFunction"
     assert props["SourceAccount"] == {"Ref": "AWS::AccountId"}
     assert props["FunctionName"] in ({"Fn::GetAtt": ["GateFunction", "Arn"]}, {"Ref": "GateFunction"})
-    _, ruleset = only(resources, "AWS::SES::ReceiptRuleSet")
-    _, rule = only(resources, "AWS::SES::ReceiptRule")
-    set_token = _name_token(ruleset["Properties"]["RuleSetName"], params)
-    rule_token = _name_token(rule["Properties"]["Rule"]["Name"], params)
-    assert set_token and rule_token, "rule set and rule need fixed names (parameter or literal)"
-    expected = (
-        r"arn:(\$\{AWS::Partition\}|aws):ses:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
-        rf"receipt-rule-set/{re.escape(set_token)}:receipt-rule/{re.escape(rule_token)}"
-    )
     arn = sub_string(props["SourceArn"])
-    assert re.fullmatch(expected, arn), f"{arn!r} !~ {expected!r}"
-    # the rule must point at the rule set resource
-    assert rule["Properties"]["RuleSetName"] in ({"Ref": "ReceiptRuleSet"}, ruleset["Properties"]["RuleSetName"])
+    assert re.fullmatch(RULE_ARN, arn), f"{arn!r} !~ {RULE_ARN!r}"
+    _, rule = only(resources, "AWS::SES::ReceiptRule")
+    assert rule["Properties"]["RuleSetName"] == {"Fn::GetAtt": ["RuleSetTarget", "RuleSetName"]}
+    assert rule["Properties"]["Rule"]["Name"] == {"Ref": "RuleName"}
 
 
 # --------------------------------------------------------------------------- code paths
@@ -318,16 +330,6 @@ def test_function_handlers_resolve(tpl, resources):
             assert path.is_file(), f"{name}: {path} missing"
             source = path.read_text(encoding="utf-8")
         assert func in _defined_functions(source), f"{name}: {func} not defined in {module}"
-
-
-def test_activator_inline_code(resources):
-    fn = resources["RuleSetActivatorFunction"]
-    code = fn["Properties"]["InlineCode"]
-    tree = ast.parse(code)
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert "cfnresponse" in imported
-    calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
-    assert {"set_active_receipt_rule_set", "describe_active_receipt_rule_set", "send"} <= calls
 
 
 def test_layer(resources):
@@ -392,11 +394,7 @@ def test_bucket_policy(resources):
     cond = allow["Condition"]
     assert cond["StringEquals"] == {"AWS:SourceAccount": {"Ref": "AWS::AccountId"}}
     src = sub_string(cond["ArnLike"]["AWS:SourceArn"])
-    assert re.fullmatch(
-        r"arn:(\$\{AWS::Partition\}|aws):ses:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
-        r"receipt-rule-set/\$\{RuleSetName\}:receipt-rule/\*",
-        src,
-    ), src
+    assert re.fullmatch(RULE_ARN, src), src  # only the gate's rule, in the set it is in
 
 
 def test_tenants_table(resources):
@@ -457,24 +455,141 @@ def test_other_parameters(tpl):
     for name in ("Recipients", "RuleSetName", "DeletionProtection", "MessageRetentionDays", "ActivateRuleSet"):
         assert name in params, name
     assert str(params["MessageRetentionDays"]["Default"]) == "7"
-    assert params["ActivateRuleSet"]["Default"] == "false"
-    assert set(params["ActivateRuleSet"]["AllowedValues"]) == {"true", "false"}
     assert set(params["DeletionProtection"]["AllowedValues"]) == {"true", "false"}
 
 
-def test_activation_is_conditional(tpl, resources):
-    custom = {k: v for k, v in resources.items() if v["Type"].startswith("Custom::")}
-    assert len(custom) == 1
-    (cr,) = custom.values()
-    cond = cr.get("Condition")
-    assert cond and cond in tpl["Conditions"]
-    assert tpl["Conditions"][cond] == {"Fn::Equals": [{"Ref": "ActivateRuleSet"}, "true"]}
-    token = cr["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
-    assert resources[token].get("Condition") == cond, "activator function must share the condition"
-    assert cr["Properties"]["RuleSetName"] == {"Ref": "ReceiptRuleSet"}
+# --------------------------------------------------------------------------- rule-set composition
+def _condition(tpl: dict, name: str, values: dict[str, str]) -> bool:
+    """Evaluate one of the template's Conditions for the given parameter values (defaults otherwise)."""
+
+    def value(node):
+        if isinstance(node, str):
+            return node
+        if "Ref" in node:
+            ref = node["Ref"]
+            if ref in values:
+                return values[ref]
+            default = tpl["Parameters"][ref].get("Default")
+            assert default is not None, f"parameter {ref} has no default: pass it"
+            return str(default)
+        if "Fn::Join" in node:
+            sep, items = node["Fn::Join"]
+            return sep.join(value(items).split(",")) if isinstance(items, dict) else sep.join(map(value, items))
+        if "Fn::Equals" in node:
+            a, b = node["Fn::Equals"]
+            return value(a) == value(b)
+        if "Fn::Not" in node:
+            return not value(node["Fn::Not"][0])
+        if "Condition" in node:
+            return _condition(tpl, node["Condition"], values)
+        raise AssertionError(f"unhandled condition node {node}")
+
+    return bool(value(tpl["Conditions"][name]))
+
+
+def _created(tpl: dict, **values: str) -> dict[str, dict]:
+    """The resources CloudFormation creates for these parameter values."""
+    values = {"Recipients": "example.com", **values}
+    resources = tpl["Resources"].items()
+    return {k: v for k, v in resources if "Condition" not in v or _condition(tpl, v["Condition"], values)}
+
+
+def test_composition_defaults_are_the_path_that_loses_no_mail(tpl):
+    params = tpl["Parameters"]
+    assert params["RuleSetMode"]["Default"] == "existing"
+    assert set(params["RuleSetMode"]["AllowedValues"]) == {"existing", "own"}
+    assert params["RuleSetName"]["Default"] == ""  # existing mode: the set active at create time
+    assert params["ActivateRuleSet"]["Default"] == "false"
+    assert set(params["ActivateRuleSet"]["AllowedValues"]) == {"true", "false"}
+    assert params["SeedTenants"]["Default"] == "monitor"
+    assert set(params["SeedTenants"]["AllowedValues"]) == {"monitor", "off"}
+    assert "Default" not in params["Recipients"], "the operator names what the gate covers"
+    # Where the mode is chosen, the own set says it delivers nothing.
+    assert "delivers NOTHING" in params["RuleSetMode"]["Description"]
+    for good in ("", "ops-rules", "a.b_c-1"):
+        assert re.fullmatch(params["RuleSetName"]["AllowedPattern"], good), good
+    for bad in ("-x", "a b", "x" * 65):
+        assert not re.fullmatch(params["RuleSetName"]["AllowedPattern"], bad), bad
+
+
+def test_existing_mode_creates_no_rule_set_and_puts_the_rule_first(tpl):
+    created = _created(tpl)  # defaults: RuleSetMode=existing
+    assert not of_type(created, "AWS::SES::ReceiptRuleSet"), "existing mode must not create (or delete) a set"
+    _, rule = only(created, "AWS::SES::ReceiptRule")
+    assert "After" not in rule["Properties"], "no After: the gate's rule is the first of the set"
+    assert rule["Properties"]["RuleSetName"] == {"Fn::GetAtt": ["RuleSetTarget", "RuleSetName"]}
+    target = created["RuleSetTarget"]
+    assert target["Type"] == "Custom::ReceiptRuleSetTarget"
+    assert target["Properties"]["RuleSetName"] == {
+        "Fn::If": ["UseOwnRuleSet", {"Ref": "ReceiptRuleSet"}, {"Ref": "RuleSetName"}]
+    }
+    assert "ActiveReceiptRuleSet" not in created, "activation is opt-in"
+    assert _created(tpl, RuleSetName="ops")["RuleSetTarget"] == target
+
+
+def test_own_mode_creates_its_set_and_can_activate_it(tpl):
+    created = _created(tpl, RuleSetMode="own")
+    name, ruleset = only(created, "AWS::SES::ReceiptRuleSet")
+    assert name == "ReceiptRuleSet"
+    assert ruleset["Properties"]["RuleSetName"] == {
+        "Fn::If": ["HasRuleSetName", {"Ref": "RuleSetName"}, {"Ref": "AWS::StackName"}]
+    }
+    assert "ActiveReceiptRuleSet" not in created
+    activated = _created(tpl, RuleSetMode="own", ActivateRuleSet="true")
+    cr = activated["ActiveReceiptRuleSet"]
+    assert cr["Type"] == "Custom::ActiveReceiptRuleSet"
+    assert cr["Properties"]["RuleSetName"] == {"Fn::GetAtt": ["RuleSetTarget", "RuleSetName"]}
+    # Deleted before the rule (and the own set): the previous set is active again before SES is asked
+    # to delete a set, which it refuses for the active one.
+    assert as_list(cr["DependsOn"]) == ["ReceiptRule"]
     text = TEMPLATE.read_text(encoding="utf-8")
     assert "aws ses set-active-receipt-rule-set --rule-set-name" in text
     assert re.search(r"only one .*rule set.* active per account and region", text, re.I | re.S)
+
+
+def test_tenants_are_seeded_before_the_rule_exists_and_outlive_the_stack(tpl, resources):
+    seed = resources["TenantSeed"]
+    assert seed["Type"] == "Custom::TenantSeed"
+    assert "Condition" not in seed, "the rule depends on it in every mode"
+    props = seed["Properties"]
+    assert props["TableName"] == {"Ref": "TenantsTable"}
+    assert props["Recipients"] == {"Ref": "Recipients"}
+    assert props["Seed"] == {"Ref": "SeedTenants"}
+    _, rule = only(resources, "AWS::SES::ReceiptRule")
+    assert "TenantSeed" in as_list(rule["DependsOn"])
+    assert resources["TenantsTable"]["DeletionPolicy"] == "Retain"
+
+
+def test_every_custom_resource_is_served_by_the_setup_function(resources):
+    custom = {k: v for k, v in resources.items() if v["Type"].startswith("Custom::")}
+    assert {v["Type"] for v in custom.values()} == {
+        "Custom::ReceiptRuleSetTarget",
+        "Custom::TenantSeed",
+        "Custom::ActiveReceiptRuleSet",
+    }
+    for name, cr in custom.items():
+        assert cr["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["StackSetupFunction", "Arn"]}, name
+    fn = resources["StackSetupFunction"]["Properties"]
+    assert fn["CodeUri"] == "functions/stack_setup/" and fn["Handler"] == "app.lambda_handler"
+    assert {"Ref": "IPv6GateLayer"} in fn["Layers"]
+
+
+def test_setup_function_permissions_least_privilege(resources):
+    policies = as_list(resources["StackSetupFunction"]["Properties"]["Policies"])
+    plain = [st for pol in policies for st in as_list(pol["Statement"]) if "Fn::If" not in st]
+    conditional = [st for pol in policies for st in as_list(pol["Statement"]) if "Fn::If" in st]
+    by_action = {a: st["Resource"] for st in plain for a in as_list(st["Action"])}
+    assert by_action == {
+        "ses:DescribeActiveReceiptRuleSet": "*",
+        "ses:DescribeReceiptRuleSet": "*",
+        "ses:ListIdentities": "*",
+        "dynamodb:PutItem": {"Fn::GetAtt": ["TenantsTable", "Arn"]},
+    }
+    # Changing which set is active is granted only to a stack that activates.
+    [activation] = conditional
+    condition, granted, otherwise = activation["Fn::If"]
+    assert condition == "ActivateRuleSetCondition" and otherwise == {"Ref": "AWS::NoValue"}
+    assert as_list(granted["Action"]) == ["ses:SetActiveReceiptRuleSet"]
 
 
 def test_outputs(tpl):
@@ -482,7 +597,8 @@ def test_outputs(tpl):
     assert outputs["TenantsTableName"]["Value"] == {"Ref": "TenantsTable"}
     assert outputs["MessageBucketName"]["Value"] == {"Ref": "MessageBucket"}
     assert outputs["GateFunctionArn"]["Value"] == {"Fn::GetAtt": ["GateFunction", "Arn"]}
-    assert outputs["ReceiptRuleSetName"]["Value"] == {"Ref": "ReceiptRuleSet"}
+    assert outputs["ReceiptRuleSetName"]["Value"] == {"Fn::GetAtt": ["RuleSetTarget", "RuleSetName"]}
+    assert outputs["ReceiptRuleName"]["Value"] == {"Ref": "RuleName"}
 
 
 # --------------------------------------------------------------------------- bounce pipeline

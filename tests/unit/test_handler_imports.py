@@ -44,7 +44,7 @@ def _modules_after_import(function: str) -> set[str]:
     return set(json.loads(out.stdout))
 
 
-@pytest.mark.parametrize("function", ["gate", "bouncer"])
+@pytest.mark.parametrize("function", ["gate", "bouncer", "stack_setup"])
 def test_no_xray_sdk_is_imported(function):
     modules = _modules_after_import(function)
     assert not {m for m in modules if m.split(".")[0] == "aws_xray_sdk"}

@@ -91,6 +91,30 @@ class TenantAdmin:
     def remove_partner(self, domain: str, prefix: str, *, by: str, now: str) -> dict[str, Any]:
         return self._update(domain, "DELETE partner_prefixes :p", {":p": {"SS": [prefix]}}, by=by, now=now)
 
+    def seed(self, domain: str, *, mode: Mode, by: str, now: str) -> bool:
+        """Create the domain's item (opted in, in ``mode``) unless it has one; ``True`` if created.
+
+        A conditional put: an existing item, whatever it says (off, enforce, partners), is never
+        touched, so an operator's choice always wins over a deploy's default.
+        """
+        item = {
+            "domain": {"S": domain},
+            "ipv6_inbound": {"BOOL": True},
+            "mode": {"S": mode.value},
+            "updated_at": {"S": now},
+            "updated_by": {"S": by},
+        }
+        try:
+            self._call(
+                "put_item",
+                Item=item,
+                ConditionExpression="attribute_not_exists(#d)",
+                ExpressionAttributeNames={"#d": "domain"},
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
     def remove(self, domain: str) -> dict[str, Any] | None:
         """Delete the domain's item and return it; ``None`` (nothing deleted) when there is none."""
         try:

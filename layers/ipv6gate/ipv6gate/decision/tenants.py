@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ipv6gate.mail.domains import DomainError, normalize_domain
+from ipv6gate.mail.domains import DomainError, normalize_domain, recipient_domain
 from ipv6gate.mail.source import IPAddress
 
 
@@ -94,3 +94,36 @@ def tenant_from_plain(item: Mapping[str, Any]) -> Tenant:
 
 def _shown(value: object) -> str:
     return repr(value) if len(repr(value)) <= 60 else f"{repr(value)[:57]}..."
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCoverage:
+    """Which recipient domains a receipt rule's ``Recipients`` list covers, as tenants see them.
+
+    SES matches an entry as an address (``ann@example.com``), a domain (``example.com``) or, with a
+    leading dot, every subdomain (``.example.com``). Tenants match exact domains, so an address
+    stands for its domain and a ``.domain`` entry covers names nobody can list.
+    """
+
+    domains: tuple[str, ...]  # exact domains, canonical, in the order first named
+    subdomain_entries: tuple[str, ...]  # ``.example.com`` entries as given
+    all_domains: bool  # an empty list: the rule matches every recipient the account receives for
+
+
+def rule_coverage(entries: Iterable[str]) -> RuleCoverage:
+    """``RuleCoverage`` of a rule's recipient entries; ``ValueError`` naming the first bad entry."""
+    domains: dict[str, None] = {}
+    subdomains: list[str] = []
+    given = [e.strip() for e in entries if e.strip()]
+    for entry in given:
+        try:
+            if entry.startswith("."):
+                tenant_domain(entry[1:])
+                subdomains.append(entry)
+            elif "@" in entry:
+                domains[tenant_domain(recipient_domain(entry))] = None
+            else:
+                domains[tenant_domain(entry)] = None
+        except DomainError as exc:
+            raise ValueError(f"Recipients entry {entry[:80]!r}: {exc}") from None
+    return RuleCoverage(domains=tuple(domains), subdomain_entries=tuple(subdomains), all_domains=not given)
