@@ -4,15 +4,22 @@ The engine (``tests/support/rehearsal.py``): the private dockerd and offline Lam
 local``, Knot with the scenario set's zones, LocalStack on this host. Then, as an operator would:
 
 1. an operator's rule set with a delivery rule, active, before anything of ipv6gate;
-2. ``sam build``; ``sam deploy`` (samconfig.toml as shipped; the endpoint from the environment);
-3. every event of the scenario set (``--scenarios``, ``make deploy-rehearsal SCENARIOS=<dir>``) on the
-   deployed gate, found by its physical name from the stack's outputs, judged against expected.json;
+2. ``sam build``; ``sam deploy`` (samconfig.toml as shipped; the endpoint from the environment):
+   the gate's rule is first in the operator's set, theirs follows, their set stays active;
+3. the first deploy rejects nothing: every event on the deployed gate continues (the covered
+   domains were seeded as monitor-mode tenants); README's watch block lists them;
 4. a parameter change (``TenantCacheSeconds=0``) deployed again: an update in place;
-5. ``ipv6gate tenants enable/disable --stack ipv6gate`` changes the next invocation's verdict;
-6. a rejected message received now: its bounce request reaches the deployed queue and the deployed
+5. the scenario set's tenants and raw messages, then every event of the set (``--scenarios``, ``make
+   deploy-rehearsal SCENARIOS=<dir>``) on the deployed gate, found by its physical name from the
+   stack's outputs, judged against expected.json;
+6. ``ipv6gate tenants enable/disable DOMAIN --stack ipv6gate`` changes the next invocation's verdict;
+7. a rejected message received now: its bounce request reaches the deployed queue and the deployed
    bouncer sends it (the SES stand-in records the SendBounce);
-7. ``sam delete``: the stack is gone, the operator's rule set is as it was and still active;
-   LocalStack, Knot and dockerd stop, no container or mount is left.
+8. README's roll back (``sam delete --no-prompts``): the stack is gone, the operator's rule set is
+   as it was and still active; LocalStack, Knot and dockerd stop, no container or mount is left.
+
+The deploy and roll-back commands are README "Deploy"'s ```sh blocks, run as written (the emulator's
+DNS and the set's settings appended to the deploy line's overrides).
 
 Exit status 0 when every check holds, 1 on a failed check, 2 when the scenario set is unusable or
 the engine could not run (one line on stderr saying why).
@@ -28,6 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tests.support.rehearsal import Rehearsal
+
+
+def deploy_blocks() -> dict[str, str]:
+    from tests.support.rehearsal import deploy_blocks as blocks
+
+    return blocks()
 
 
 class CheckFailed(Exception):
@@ -63,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         with Rehearsal(chosen, arch=args.arch, log=lambda t: print(f"  {t}")) as rehearsal:
             mismatches = rehearse(rehearsal)
             print(f"\ntimings (s): {rehearsal.timings}")
+        left = rehearsal.leftovers()
+        check(not left, f"left behind: {left}")
     except KeyboardInterrupt:
         print("\ninterrupted; everything started was stopped", file=sys.stderr)
         return 130
@@ -84,59 +99,87 @@ def main(argv: list[str] | None = None) -> int:
 
 def rehearse(rehearsal: Rehearsal) -> dict[str, list[str]]:
     from tests.support import scenarios
-    from tests.support.rehearsal import OPERATOR_RULE_SET, STACK, fresh_event
+    from tests.support.rehearsal import OPERATOR_RULE_SET, STACK
 
     chosen = rehearsal.scenarios
     before = rehearsal.operator_rule_set()
     print(f"\n1. operator's rule set {OPERATOR_RULE_SET} (active): rules {before}")
 
-    print("2. sam build; sam deploy")
-    rehearsal.build()
-    parameters = rehearsal.parameters()
-    status = rehearsal.deploy(parameters)
+    print("2. README Deploy: sam build; sam deploy (RuleSetMode and SeedTenants as shipped)")
+    status = rehearsal.deploy()
     check(status == "CREATE_COMPLETE", f"sam deploy left the stack {STACK} in {status}")
+    check_nothing_faked(rehearsal)
     outputs = rehearsal.outputs()
-    gate, bouncer = outputs["GateFunctionArn"], outputs["BouncerFunctionArn"]
-    print(f"   stack {STACK} {status}; gate {gate.rsplit(':', 1)[-1]}, bouncer {bouncer.rsplit(':', 1)[-1]}")
-    check(rehearsal.active_rule_set() == OPERATOR_RULE_SET, f"active rule set is now {rehearsal.active_rule_set()}")
-    check(rehearsal.rule_order(OPERATOR_RULE_SET) == before, "the operator's rules changed on deploy")
-    prefix = parameters.get("MessagePrefix", "inbound/")
-    print(f"   seeded {rehearsal.seed(outputs, prefix)} tenants and the raw messages into the deployed table and bucket")
+    gate = outputs["GateFunctionArn"]
+    print(f"   stack {STACK} {status}; gate function {gate.rsplit(':', 1)[-1]}")
+    rule = outputs["ReceiptRuleName"]
+    check_rule_set(rehearsal, [rule, *before], "after the deploy")
 
-    print("\n3. every event on the deployed gate function (by physical name)")
-    invocations = [rehearsal.invoke(gate, name, chosen.event(name)) for name in chosen.events]
-    mismatches = scenarios.print_table([i.outcome() for i in invocations], chosen.expected)
-    mismatches = {k: v for k, v in mismatches.items() if v}
-    cold, warm = invocations[0].seconds, [i.seconds for i in invocations[1:]]
-    print(f"   first invoke {cold:.1f} s (cold), then {sum(warm) / max(len(warm), 1):.1f} s each")
+    print("\n3. the first deploy rejects nothing (no tenant but the seeded monitor-mode ones)")
+    first = [rehearsal.invoke(gate, name, chosen.event(name)).outcome() for name in chosen.events]
+    refused = [o.name for o in first if o.disposition != "CONTINUE" or o.error or _rejects(o)]
+    check(not refused, f"a first deploy refused mail: {refused}")
+    print(f"   {len(first)} events: every one CONTINUE, no recipient rejected (seeded: {outputs.get('TenantsSeeded')})")
+    listing = rehearsal.run_block(deploy_blocks()["outputs"], variables={})
+    listed = {ln.split()[0] for ln in listing.splitlines() if ln.strip()}
+    check(set(rehearsal.covered_domains()) <= listed, f"`ipv6gate tenants list` shows {sorted(listed)}")
+    print(f"   README's watch block: tenants {sorted(set(rehearsal.covered_domains()))} listed, report printed")
 
     print("\n4. a parameter change deployed again (TenantCacheSeconds=0)")
-    status = rehearsal.deploy({**parameters, "TenantCacheSeconds": "0"})
+    status = rehearsal.deploy({"TenantCacheSeconds": "0"})
     check(status == "UPDATE_COMPLETE", f"the update left the stack in {status}")
+    check_nothing_faked(rehearsal)
     again = rehearsal.outputs()
     check(again == outputs, f"outputs changed on update: {again} != {outputs}")
     variables = rehearsal.function_configuration(gate)["Environment"]["Variables"]
-    check(variables.get("TENANT_CACHE_SECONDS") == "0", f"TENANT_CACHE_SECONDS is {variables.get('TENANT_CACHE_SECONDS')}")
-    print(f"   {status}, same physical names, TENANT_CACHE_SECONDS=0 on the deployed gate")
+    cache = variables.get("TENANT_CACHE_SECONDS")
+    check(cache == "0", f"TENANT_CACHE_SECONDS is {cache} after the update")
+    check_rule_set(rehearsal, [rule, *before], "after the update")
+    print(f"   {status}: same physical names, TENANT_CACHE_SECONDS=0 on the deployed gate")
+
+    prefix = rehearsal.emulator_parameters().get("MessagePrefix", "inbound/")
+    print(
+        f"\n5. the set's tenants ({rehearsal.seed(outputs, prefix)}) and raw messages; every event on the deployed gate"
+    )
+    invocations = [rehearsal.invoke(gate, name, chosen.event(name)) for name in chosen.events]
+    mismatches = scenarios.print_table([i.outcome() for i in invocations], chosen.expected)
+    mismatches = {k: v for k, v in mismatches.items() if v}
+    print(f"   {sum(i.seconds for i in invocations) / len(invocations):.1f} s per invoke (warm container)")
 
     toggle(rehearsal, gate)
-    bounce(rehearsal, gate, outputs, prefix, fresh_event)
+    bounce(rehearsal, gate, outputs)
 
-    print("\n7. sam delete")
-    rehearsal.delete()
+    print("\n8. README roll back: empty the bucket, sam delete --no-prompts")
+    rehearsal.rollback()
     check(not rehearsal.stack_exists(), f"stack {STACK} still exists after sam delete")
-    check(rehearsal.active_rule_set() == OPERATOR_RULE_SET, "the operator's rule set is no longer active")
-    check(rehearsal.rule_order(OPERATOR_RULE_SET) == before, "the operator's rules changed on delete")
-    print(f"   stack gone; {OPERATOR_RULE_SET} active with rules {rehearsal.rule_order(OPERATOR_RULE_SET)}")
+    check_rule_set(rehearsal, before, "after sam delete")
     return mismatches
+
+
+def check_nothing_faked(rehearsal: Rehearsal) -> None:
+    assert rehearsal.localstack is not None
+    faked = rehearsal.localstack.faked_resources()
+    check(not faked, f"LocalStack deployed {faked} as a fallback (no provider): not a deploy of them")
+
+
+def check_rule_set(rehearsal: Rehearsal, rules: list[str], when: str) -> None:
+    from tests.support.rehearsal import OPERATOR_RULE_SET
+
+    active, order = rehearsal.active_rule_set(), rehearsal.rule_order(OPERATOR_RULE_SET)
+    check(active == OPERATOR_RULE_SET, f"{when}: the active rule set is {active}, not the operator's")
+    check(order == rules, f"{when}: {OPERATOR_RULE_SET} has rules {order}, expected {rules}")
+    print(f"   {when}: {OPERATOR_RULE_SET} still active, rules in order {order}")
+
+
+def _rejects(outcome: Any) -> bool:
+    decision = outcome.decision or {}
+    return any(r.get("reply") and not r.get("monitor") for r in decision.get("recipients", []))
 
 
 def toggle(rehearsal: Rehearsal, gate: str) -> None:
     """A tenant switched with ``ipv6gate tenants --stack`` changes the deployed gate's next verdict."""
-    from tests.support import scenarios
-
     event_name, domain, before = _toggle_target(rehearsal)
-    print(f"\n5. ipv6gate tenants --stack: {domain} (in {event_name}: {before})")
+    print(f"\n6. ipv6gate tenants --stack: {domain} (in {event_name}: {before})")
     verb = "disable" if before == "accept" else "enable"
     print(f"   $ ipv6gate tenants {verb} {domain} --stack ipv6gate\n   {rehearsal.tenants(verb, domain)}")
     after = _reply_for(rehearsal.invoke(gate, event_name, rehearsal.scenarios.event(event_name)).outcome(), domain)
@@ -147,7 +190,6 @@ def toggle(rehearsal: Rehearsal, gate: str) -> None:
     restored = _reply_for(rehearsal.invoke(gate, event_name, rehearsal.scenarios.event(event_name)).outcome(), domain)
     check(restored == before, f"{domain}: `tenants {undo}` did not restore the verdict ({restored} != {before})")
     print(f"   $ ipv6gate tenants {undo} {domain} --stack ipv6gate -> {restored} again")
-    del scenarios
 
 
 def _toggle_target(rehearsal: Rehearsal) -> tuple[str, str, str]:
@@ -179,7 +221,7 @@ def _reply_for(outcome: Any, domain: str) -> str:
     return describe(rows[0])
 
 
-def bounce(rehearsal: Rehearsal, gate: str, outputs: dict[str, str], prefix: str, fresh_event: Any) -> None:
+def bounce(rehearsal: Rehearsal, gate: str, outputs: dict[str, str]) -> None:
     """A message rejected now (an event of the set, received now): queued by the gate, sent by the bouncer."""
     name = next(
         (
@@ -192,8 +234,10 @@ def bounce(rehearsal: Rehearsal, gate: str, outputs: dict[str, str], prefix: str
     )
     check(name is not None, "the scenario set has no event rejected with a 5xx to every recipient (for the bounce)")
     assert name is not None
+    from tests.support.rehearsal import fresh_event
+
     message_id = f"rehearsal-bounce-{int(time.time())}"
-    print(f"\n6. bounce: {name} received now as {message_id}")
+    print(f"\n7. bounce: {name} received now as {message_id}")
     result = rehearsal.invoke(gate, name, fresh_event(rehearsal.scenarios.event(name), message_id)).outcome()
     bounce_log = (result.decision or {}).get("bounce") or {}
     print(f"   gate: {result.disposition}, bounce {bounce_log.get('action', '?')} ({bounce_log.get('reason', '')})")
@@ -204,11 +248,13 @@ def bounce(rehearsal: Rehearsal, gate: str, outputs: dict[str, str], prefix: str
         if sent and rehearsal.queue_depth(outputs["BounceQueueUrl"]) == 0:
             break
         time.sleep(2)
-    check(bool(sent), f"no SendBounce for {message_id} within 600 s (queue depth {rehearsal.queue_depth(outputs['BounceQueueUrl'])})")
+    check(
+        bool(sent),
+        f"no SendBounce for {message_id} within 600 s (queue depth {rehearsal.queue_depth(outputs['BounceQueueUrl'])})",
+    )
     check(rehearsal.queue_depth(outputs["BounceQueueUrl"]) == 0, "the bounce queue is not empty")
     check(rehearsal.queue_depth(outputs["BounceDeadLetterQueueUrl"]) == 0, "a bounce request reached the DLQ")
     print(f"   bouncer: SendBounce to {sent[0]['recipients']} from {sent[0]['bounce_sender']}; queue empty, DLQ empty")
-    del gate, prefix
 
 
 if __name__ == "__main__":

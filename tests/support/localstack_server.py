@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -80,6 +81,10 @@ class LocalStackServer(Service):
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def endpoint_url(self) -> str:
@@ -166,6 +171,18 @@ class LocalStackServer(Service):
                 pass
             time.sleep(0.5)
         raise EngineError(f"LocalStack did not answer on {self.endpoint_url} within {self.startup_timeout:.0f} s")
+
+    def faked_resources(self) -> list[str]:
+        """Resource types LocalStack "deployed as a fallback" (it cannot model them; nothing was created).
+
+        Its switch to refuse them instead needs LocalStack's online support catalog, so the rehearsal
+        reads its log and fails on any: every type of the template has a provider (or a stand-in).
+        """
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return sorted(set(re.findall(r'No resource provider found for "([^"]+)"', text)))
 
     def log_tail(self, lines: int = 5) -> str:
         try:

@@ -9,10 +9,12 @@ and its reduced CI test. ``start()``:
    scenario set's zones, and LocalStack (``localstack_server``) on loopback and the bridge.
 
 Then the steps, each a method: ``operator_rule_set`` (the operator's set and delivery rule, active),
-``build`` and ``deploy`` (``sam build``; ``sam deploy`` with samconfig.toml as shipped, answering
-its changeset prompt; only the endpoint comes from the environment), ``outputs``, ``seed``,
-``invoke`` (the deployed function by physical name), ``tenants`` (``ipv6gate tenants --stack``),
-``delete`` (``sam delete``). ``stop()`` stops LocalStack, Knot and dockerd (its containers first).
+``deploy`` (README "Deploy"'s deploy block as written: ``sam build``; ``sam deploy`` with
+samconfig.toml as shipped, its changeset prompt answered ``y``; the endpoint comes from the
+environment, Knot's address and the scenario set's settings are appended to the overrides),
+``run_block`` (any other README block), ``outputs``, ``seed``, ``invoke`` (the deployed function by
+physical name), ``tenants`` (``ipv6gate tenants --stack``), ``rollback`` (README's roll-back block:
+``sam delete``). ``stop()`` stops LocalStack, Knot and dockerd (its containers first).
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
+import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,12 +45,35 @@ from tests.support.service import Service
 
 REPO = sam_template.REPO
 STACK = "ipv6gate"  # samconfig.toml's stack_name
-SAM = Path(sys.executable).parent / "sam"
 # The operator's own rule set and delivery rule, there before the first deploy.
 OPERATOR_RULE_SET, OPERATOR_RULE = "operator-rules", "deliver-to-mailboxes"
 OPERATOR_BUCKET = "operator-mailboxes"
-# Parameters every rehearsal deploy passes (no default in template.yaml); a scenario set adds its settings.
-REQUIRED = {"BounceSender": "mailer-daemon@bounces.example"}
+# The operator's variable README "Deploy" uses besides RECIPIENTS (the scenario set's tenant domains).
+REQUIRED = {"BOUNCE_SENDER": "mailer-daemon@bounces.example"}
+
+
+def deploy_blocks(readme: Path = REPO / "README.md") -> dict[str, str]:
+    """README "Deploy"'s ```sh blocks by what they do: deploy, outputs (watch), enforce, rollback, own_slot."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.index("\n## Deploy\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    roles = {
+        "deploy": "sam deploy",
+        "outputs": "ipv6gate report",
+        "enforce": "ipv6gate tenants enable",
+        "rollback": "sam delete",
+        "own_slot": "create-receipt-rule",
+    }
+    found: dict[str, str] = {}
+    for block in re.findall(r"^( *)```sh\n(.*?)^ *```", section, re.S | re.M):
+        body = textwrap.dedent(block[1])
+        for role, marker in roles.items():
+            if marker in body:
+                found[role] = body
+    missing = sorted(set(roles) - set(found))
+    if missing:
+        raise EngineError(f"README.md Deploy: no ```sh block for {', '.join(missing)}")
+    return found
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,10 @@ class Rehearsal(Service):
         self.knot: KnotServer | None = None
         self.localstack: LocalStackServer | None = None
         self.timings: dict[str, float] = {}
+        self.shell: dict[str, str] = {}
+        self.pids: dict[
+            str, int
+        ] = {}  # what start() started, checked by leftovers() after stop()  # what the operator's shell exported so far (README blocks)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
@@ -112,6 +145,7 @@ class Rehearsal(Service):
                 timeout_scale=10 if needs_emulation(self.arch) else 1,
             )
             self._timed("localstack", self.localstack.start)
+            self.pids = {"dockerd": self.engine.pid or 0, "LocalStack": self.localstack.pid or 0}
             self.log(f"LocalStack on {self.localstack.endpoint_url} and {bridge}; Knot on {bridge}:{self.knot.port}")
         except BaseException:
             self.stop()
@@ -128,6 +162,17 @@ class Rehearsal(Service):
                     self.knot.stop()
             finally:
                 self.engine.stop()
+
+    def leftovers(self) -> list[str]:
+        """After ``stop()``: what is still running or mounted of this rehearsal (nothing, when all is well)."""
+        found = []
+        for what, pid in self.pids.items():
+            if Path(f"/proc/{pid}").exists():
+                found.append(f"{what} pid {pid} still running")
+        ours = (str(self.engine.state_dir), "ipv6gate-dockerd-")
+        mounts = Path("/proc/mounts").read_text().splitlines()
+        found += [f"mounted: {m.split()[1]}" for m in mounts if "/exec/" in m and any(o in m for o in ours)]
+        return found
 
     def _timed(self, what: str, fn: Callable[[], Any]) -> Any:
         started = time.monotonic()
@@ -199,12 +244,46 @@ class Rehearsal(Service):
             raise EngineError(f"`{' '.join(cmd[:3])} ...` exited {proc.returncode}: {tail}")
         return proc
 
+    def run_block(
+        self, block: str, *, variables: Mapping[str, str], parameters: Mapping[str, str] = {}, answers: str = ""
+    ) -> str:
+        """A README block as the operator pastes it into one shell (``set -e``), with their ``variables``;
+        what it exports stays for the next block. The one change: ``parameters`` (the emulator's
+        DNS, the scenario set's settings) are appended to each ``sam deploy`` line's overrides."""
+        extra = " ".join(shlex.quote(f"{k}={v}") for k, v in parameters.items())
+        lines = [
+            f"{ln} {extra}" if extra and ln.lstrip().startswith("sam deploy ") else ln for ln in block.splitlines()
+        ]
+        with tempfile.NamedTemporaryFile(prefix="rehearsal-env-") as exported:
+            script = "set -euo pipefail\n" + "\n".join(lines) + f"\nenv -0 > {shlex.quote(exported.name)}\n"
+            env = {**self.env(), **self.shell, **variables}
+            proc = subprocess.run(
+                ["bash", "-c", script],
+                cwd=REPO,
+                env=env,
+                input=answers,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            if proc.returncode != 0:
+                tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
+                raise EngineError(
+                    f"README block `{block.strip().splitlines()[0]} ...` exited {proc.returncode}: {tail}"
+                )
+            after = dict(entry.split("=", 1) for entry in Path(exported.name).read_text().split("\0") if "=" in entry)
+        self.shell.update({k: v for k, v in after.items() if env.get(k) != v and not k.startswith(("_", "SHLVL"))})
+        return proc.stdout
+
     # -- the steps ----------------------------------------------------------------------------------------
 
     def operator_rule_set(self) -> list[str]:
         """The operator's active rule set with one delivery rule (to their bucket), as before ipv6gate."""
         s3, ses = self.client("s3"), self.client("ses")
-        options = {} if self.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": self.region}}
+        options = (
+            {} if self.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": self.region}}
+        )
         s3.create_bucket(Bucket=OPERATOR_BUCKET, **options)
         ses.create_receipt_rule_set(RuleSetName=OPERATOR_RULE_SET)
         rule = {"Name": OPERATOR_RULE, "Enabled": True, "Actions": [{"S3Action": {"BucketName": OPERATOR_BUCKET}}]}
@@ -220,29 +299,33 @@ class Rehearsal(Service):
         name = metadata.get("Name")
         return str(name) if name else None
 
-    def parameters(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The deploy's parameter overrides: required ones, DNS on the bridge, the set's settings, ``extra``."""
-        assert self.knot is not None and self.localstack is not None
-        template = sam_template.load_template()
-        names = setting_parameters(template)
+    def covered_domains(self) -> list[str]:
+        """The rehearsal's ``Recipients``: the scenario set's tenant domains."""
         tenants = json.loads((self.scenarios.directory / "tenants.json").read_text(encoding="utf-8"))
-        values = {
-            **REQUIRED,
-            "Recipients": ",".join(sorted({str(t["domain"]) for t in tenants})),
-            "DnsServers": f"{self.localstack.bridge_ip}:{self.knot.port}",
-        }
+        return sorted({str(t["domain"]) for t in tenants})
+
+    def operator_variables(self, **more: str) -> dict[str, str]:
+        """What README "Deploy" has the operator set before its blocks."""
+        return {**REQUIRED, "RECIPIENTS": ",".join(self.covered_domains()), **more}
+
+    def emulator_parameters(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Appended to README's deploy line: DNS is Knot on the docker bridge; the set's settings; ``extra``."""
+        assert self.knot is not None and self.localstack is not None
+        names = setting_parameters(sam_template.load_template())
+        values = {"DnsServers": f"{self.localstack.bridge_ip}:{self.knot.port}"}
         values.update({names[k]: v for k, v in self.scenarios.environment.items()})
         values.update(extra or {})
         return values
 
-    def build(self) -> None:
-        self._timed("sam_build", lambda: self.run([str(SAM), "build"]))
-
-    def deploy(self, parameters: Mapping[str, str]) -> str:
-        """``sam deploy`` as shipped (samconfig.toml: confirm the changeset, answered ``y``); the stack's status."""
-        overrides = [f"{k}={v}" for k, v in parameters.items()]
-        key = "sam_deploy" if "sam_deploy" not in self.timings else "sam_deploy_update"
-        self._timed(key, lambda: self.run([str(SAM), "deploy", "--parameter-overrides", *overrides], answers="y\n"))
+    def deploy(self, extra: Mapping[str, str] | None = None) -> str:
+        """README's deploy block (``sam build``; ``sam deploy``, its prompt answered ``y``); the stack's status."""
+        key = "deploy" if "deploy" not in self.timings else "deploy_update"
+        block = deploy_blocks()["deploy"]
+        parameters = self.emulator_parameters(extra)
+        self._timed(
+            key,
+            lambda: self.run_block(block, variables=self.operator_variables(), parameters=parameters, answers="y\n"),
+        )
         status: str = self.client("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]["StackStatus"]
         return status
 
@@ -272,9 +355,7 @@ class Rehearsal(Service):
     def invoke(self, function: str, name: str, event: Mapping[str, Any]) -> Invocation:
         """The deployed function (physical name or ARN), as SES invokes it: RequestResponse."""
         started = time.monotonic()
-        answer = self.client("lambda").invoke(
-            FunctionName=function, Payload=json.dumps(event).encode(), LogType="Tail"
-        )
+        answer = self.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event).encode(), LogType="Tail")
         payload = answer["Payload"].read()
         try:
             response = json.loads(payload) if payload else None
@@ -302,9 +383,9 @@ class Rehearsal(Service):
             return []
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
-    def delete(self) -> None:
-        """``sam delete`` as the operator runs it (its two questions answered ``y``)."""
-        self._timed("sam_delete", lambda: self.run([str(SAM), "delete", "--region", self.region], answers="y\ny\n"))
+    def rollback(self) -> str:
+        """README's roll-back block: empty the message bucket, ``sam delete --no-prompts``."""
+        return str(self._timed("rollback", lambda: self.run_block(deploy_blocks()["rollback"], variables={})))
 
     def stack_exists(self) -> bool:
         cloudformation = self.client("cloudformation")

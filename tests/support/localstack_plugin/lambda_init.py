@@ -17,6 +17,7 @@ What it does not prove: anything about LocalStack's own init (it never runs here
 Lambda's real runtime: the function code, layer, handler and environment are those deployed.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 RIE = "/var/rapid/aws-lambda-rie"
 RIE_URL = "http://127.0.0.1:8080/2015-03-31/functions/function/invocations"
@@ -39,11 +41,11 @@ _lines_lock = threading.Lock()
 def _post(path: str, body: bytes) -> None:
     request = urllib.request.Request(ENDPOINT + path, data=body, method="POST")
     request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - LocalStack's own endpoint
+    with urllib.request.urlopen(request, timeout=30) as answer:
         answer.read()
 
 
-def _pump(stream) -> None:  # type: ignore[no-untyped-def]
+def _pump(stream: Any) -> None:
     """Every line the emulator and the function print: kept for the invoke's logs, echoed for docker logs."""
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
@@ -64,13 +66,13 @@ def _logs_since(mark: int, wait: float = 3.0) -> str:
         time.sleep(0.05)
 
 
-def _invoke(payload: dict) -> None:  # type: ignore[type-arg]
+def _invoke(payload: dict[str, Any]) -> None:
     request_id = payload["invoke-id"]
     with _lines_lock:
         mark = len(_lines)
     request = urllib.request.Request(RIE_URL, data=payload["payload"].encode(), method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=960) as answer:  # noqa: S310 - the emulator on loopback
+        with urllib.request.urlopen(request, timeout=960) as answer:
             body = answer.read()
     except Exception as exc:  # the emulator itself failed: say so as a function error
         body = json.dumps({"errorType": "Rehearsal.InitError", "errorMessage": str(exc)}).encode()
@@ -91,16 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         threading.Thread(target=_invoke, args=(payload,), daemon=True).start()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 def _chmod() -> None:
     for entry in json.loads(os.environ.get("LOCALSTACK_CHMOD_PATHS") or "[]"):
-        try:
+        with contextlib.suppress(OSError):
             os.chmod(entry["path"], int(entry["mode"], 8))
-        except OSError:
-            pass
 
 
 def main() -> None:
@@ -112,10 +112,10 @@ def main() -> None:
         env["AWS_LAMBDA_FUNCTION_TIMEOUT"] = str(int(env["AWS_LAMBDA_FUNCTION_TIMEOUT"]) * scale)
     proc = subprocess.Popen([RIE], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     threading.Thread(target=_pump, args=(proc.stdout,), daemon=True).start()
-    server = ThreadingHTTPServer(("0.0.0.0", INVOKE_PORT), _Handler)  # noqa: S104 - the container's own network
+    server = ThreadingHTTPServer(("0.0.0.0", INVOKE_PORT), _Handler)
     for _ in range(600):  # the emulator listens within a second, natively or emulated
         try:
-            urllib.request.urlopen("http://127.0.0.1:8080/", timeout=1)  # noqa: S310
+            urllib.request.urlopen("http://127.0.0.1:8080/", timeout=1)
             break
         except urllib.error.HTTPError:
             break  # it answers (404): it is up

@@ -82,7 +82,9 @@ def ses() -> Service:
             by_name = {r["Name"]: r for r in rules}
             missing = [n for n in rule_names if n not in by_name]
             if missing or len(rule_names) != len(rules):
-                raise CommonServiceException("RuleDoesNotExist", f"Rule does not exist: {missing[0] if missing else '(all rules must be named)'}")
+                raise CommonServiceException(
+                    "RuleDoesNotExist", f"Rule does not exist: {missing[0] if missing else '(all rules must be named)'}"
+                )
             rules[:] = [by_name[n] for n in rule_names]
             return {}
 

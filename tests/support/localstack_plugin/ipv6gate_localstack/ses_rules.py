@@ -6,6 +6,7 @@ what the rehearsal checks afterwards is SES's state, read back with ``DescribeRe
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -50,10 +51,8 @@ class ReceiptRuleSetProvider(ResourceProvider[dict[str, Any]]):
 
     def delete(self, request: ResourceRequest[dict[str, Any]]) -> ProgressEvent[Any]:
         ses = request.aws_client_factory.ses
-        try:
+        with contextlib.suppress(ses.exceptions.RuleSetDoesNotExistException):
             ses.delete_receipt_rule_set(RuleSetName=request.previous_state["Id"])
-        except ses.exceptions.RuleSetDoesNotExistException:
-            pass
         return _done(None)
 
 
@@ -83,10 +82,8 @@ class ReceiptRuleProvider(ResourceProvider[dict[str, Any]]):
     def delete(self, request: ResourceRequest[dict[str, Any]]) -> ProgressEvent[Any]:
         before = request.previous_state or {}
         ses = request.aws_client_factory.ses
-        try:
+        with contextlib.suppress(ses.exceptions.RuleSetDoesNotExistException):
             ses.delete_receipt_rule(RuleSetName=before["RuleSetName"], RuleName=before["Id"])
-        except ses.exceptions.RuleSetDoesNotExistException:
-            pass
         return _done(None)
 
 
