@@ -10,8 +10,9 @@ SCENARIOS ?= events
 	localstack-deps deploy-rehearsal
 
 # What CI runs (.ci/run): lint, types, and every test, including a real `sam local invoke` of each
-# function in the offline arm64 Lambda container (tests/integration/test_local_lambda.py).
-test: venv knot local-deps smtp-deps lint typecheck
+# function in the offline arm64 Lambda container (tests/integration/test_local_lambda.py) and the
+# reduced deploy rehearsal into LocalStack (tests/integration/test_deploy_rehearsal.py).
+test: venv knot local-deps smtp-deps localstack-deps lint typecheck
 	$(PY) -m pytest -q
 
 lint: venv

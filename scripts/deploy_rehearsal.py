@@ -147,6 +147,7 @@ def rehearse(rehearsal: Rehearsal) -> dict[str, list[str]]:
     print(f"   {sum(i.seconds for i in invocations) / len(invocations):.1f} s per invoke (warm container)")
 
     toggle(rehearsal, gate)
+    enforce(rehearsal, gate)
     bounce(rehearsal, gate, outputs)
 
     print("\n8. README roll back: empty the bucket, sam delete --no-prompts")
@@ -190,6 +191,31 @@ def toggle(rehearsal: Rehearsal, gate: str) -> None:
     restored = _reply_for(rehearsal.invoke(gate, event_name, rehearsal.scenarios.event(event_name)).outcome(), domain)
     check(restored == before, f"{domain}: `tenants {undo}` did not restore the verdict ({restored} != {before})")
     print(f"   $ ipv6gate tenants {undo} {domain} --stack ipv6gate -> {restored} again")
+
+
+def enforce(rehearsal: Rehearsal, gate: str) -> None:
+    """README's enforce block for a monitor-mode tenant of the set: its would-reply becomes the reply."""
+    import json
+
+    tenants = json.loads((rehearsal.scenarios.directory / "tenants.json").read_text(encoding="utf-8"))
+    monitored = {str(t["domain"]) for t in tenants if t.get("mode") == "monitor" and t.get("ipv6_inbound")}
+    target = next(
+        (
+            (name, str(row["recipient"]).rpartition("@")[2], str(row["would_reply"]))
+            for name, want in rehearsal.scenarios.expected.items()
+            for row in want["recipients"]
+            if row.get("monitor") and row.get("would_reply") and str(row["recipient"]).rpartition("@")[2] in monitored
+        ),
+        None,
+    )
+    if target is None:
+        print("\n   (README's enforce block: the set has no monitor-mode tenant with a would-reply; not run)")
+        return
+    name, domain, would = target
+    rehearsal.run_block(deploy_blocks()["enforce"], variables={"DOMAIN": domain})
+    after = _reply_for(rehearsal.invoke(gate, name, rehearsal.scenarios.event(name)).outcome(), domain)
+    check(after == would, f"{domain} enforced: {name} got {after}, expected {would}")
+    print(f"   README's enforce block, DOMAIN={domain}: {name} now gets {after}")
 
 
 def _toggle_target(rehearsal: Rehearsal) -> tuple[str, str, str]:

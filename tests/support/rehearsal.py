@@ -121,10 +121,8 @@ class Rehearsal(Service):
         self.knot: KnotServer | None = None
         self.localstack: LocalStackServer | None = None
         self.timings: dict[str, float] = {}
-        self.shell: dict[str, str] = {}
-        self.pids: dict[
-            str, int
-        ] = {}  # what start() started, checked by leftovers() after stop()  # what the operator's shell exported so far (README blocks)
+        self.shell: dict[str, str] = {}  # what the operator's shell exported so far (README blocks)
+        self.pids: dict[str, int] = {}  # what start() started, checked by leftovers() after stop()
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 

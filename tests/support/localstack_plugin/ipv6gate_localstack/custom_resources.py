@@ -14,7 +14,7 @@ import json
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from localstack.services.cloudformation.resource_provider import (
     CloudFormationResourceProviderPlugin,
@@ -33,7 +33,7 @@ _lock = threading.Lock()
 
 class CustomResourceProvider(ResourceProvider[dict[str, Any]]):
     TYPE = "AWS::CloudFormation::CustomResource"
-    SCHEMA = {"primaryIdentifier": ["/properties/PhysicalResourceId"]}
+    SCHEMA: ClassVar[dict[str, list[str]]] = {"primaryIdentifier": ["/properties/PhysicalResourceId"]}
 
     def create(self, request: ResourceRequest[dict[str, Any]]) -> ProgressEvent[Any]:
         return self._call(request, "Create")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from localstack.services.cloudformation.resource_provider import (
     CloudFormationResourceProviderPlugin,
@@ -15,7 +15,7 @@ from localstack.services.cloudformation.resource_provider import (
 
 class DashboardProvider(ResourceProvider[dict[str, Any]]):
     TYPE = "AWS::CloudWatch::Dashboard"
-    SCHEMA = {"primaryIdentifier": ["/properties/DashboardName"]}
+    SCHEMA: ClassVar[dict[str, list[str]]] = {"primaryIdentifier": ["/properties/DashboardName"]}
 
     def create(self, request: ResourceRequest[dict[str, Any]]) -> ProgressEvent[Any]:
         model = dict(request.desired_state)
