@@ -76,6 +76,13 @@ def deploy_blocks(readme: Path = REPO / "README.md") -> dict[str, str]:
     return found
 
 
+def append_overrides(block: str, parameters: Mapping[str, str]) -> str:
+    """``block`` with ``parameters`` added to the end of each ``sam deploy`` line (its overrides are last)."""
+    extra = " ".join(shlex.quote(f"{k}={v}") for k, v in parameters.items())
+    lines = block.splitlines()
+    return "\n".join(f"{ln} {extra}" if extra and ln.lstrip().startswith("sam deploy ") else ln for ln in lines)
+
+
 @dataclass(frozen=True)
 class Invocation:
     """One invoke of a deployed function: its response, whether it raised, and the log lines it printed."""
@@ -248,10 +255,7 @@ class Rehearsal(Service):
         """A README block as the operator pastes it into one shell (``set -e``), with their ``variables``;
         what it exports stays for the next block. The one change: ``parameters`` (the emulator's
         DNS, the scenario set's settings) are appended to each ``sam deploy`` line's overrides."""
-        extra = " ".join(shlex.quote(f"{k}={v}") for k, v in parameters.items())
-        lines = [
-            f"{ln} {extra}" if extra and ln.lstrip().startswith("sam deploy ") else ln for ln in block.splitlines()
-        ]
+        lines = append_overrides(block, parameters).splitlines()
         with tempfile.NamedTemporaryFile(prefix="rehearsal-env-") as exported:
             script = "set -euo pipefail\n" + "\n".join(lines) + f"\nenv -0 > {shlex.quote(exported.name)}\n"
             env = {**self.env(), **self.shell, **variables}
