@@ -98,8 +98,9 @@ $(LS_STAMP): tests/support/localstack_plugin/pyproject.toml
 	  'cryptography==43.0.3' 'pyopenssl==24.2.1' 'service_identity<25' -e tests/support/localstack_plugin
 	@touch $@
 
-# `sam deploy` rehearsed: the real SAM CLI builds and deploys template.yaml into LocalStack on this
-# host (private dockerd, the offline Lambda image), then the checks of README "Deploy rehearsal":
+# `sam deploy` rehearsed, as root: README "Deploy"'s blocks (the real SAM CLI) deploy template.yaml into
+# LocalStack on this host (private dockerd, the offline Lambda image), then the checks of README "Try
+# it locally" (make deploy-rehearsal):
 # every event of $(SCENARIOS) on the deployed gate, a tenant toggled with `ipv6gate tenants --stack`,
 # a bounce through the deployed queue and bouncer, an update in place, `sam delete`.
 deploy-rehearsal: venv knot local-deps localstack-deps
