@@ -134,6 +134,8 @@ def rehearse(rehearsal: Rehearsal) -> dict[str, list[str]]:
     variables = rehearsal.function_configuration(gate)["Environment"]["Variables"]
     cache = variables.get("TENANT_CACHE_SECONDS")
     check(cache == "0", f"TENANT_CACHE_SECONDS is {cache} after the update")
+    for setting, value in chosen.environment.items():  # the set's settings.json, deployed as parameters
+        check(variables.get(setting) == value, f"{setting} is {variables.get(setting)} on the gate, not {value}")
     check_rule_set(rehearsal, [rule, *before], "after the update")
     print(f"   {status}: same physical names, TENANT_CACHE_SECONDS=0 on the deployed gate")
 
