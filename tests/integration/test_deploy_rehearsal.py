@@ -47,6 +47,7 @@ def test_deploy_invoke_toggle_delete(rehearsal: Rehearsal) -> None:
     # TenantCacheSeconds=0: the toggle below is seen by the next invocation of the warm function.
     assert rehearsal.deploy({"TenantCacheSeconds": "0"}) == "CREATE_COMPLETE"
     assert rehearsal.localstack is not None and rehearsal.localstack.faked_resources() == []
+    assert rehearsal.localstack.listening() and rehearsal.localstack.unexpected_listeners() == []
     outputs = rehearsal.outputs()
     assert rehearsal.active_rule_set() == OPERATOR_RULE_SET
     assert rehearsal.rule_order(OPERATOR_RULE_SET) == [outputs["ReceiptRuleName"], *before]

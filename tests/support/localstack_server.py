@@ -5,7 +5,9 @@
 the rehearsal's plugin, ``tests/support/localstack_plugin``, is installed next to it) with:
 
 - ``OVERRIDE_IN_DOCKER=0`` and the gateway on loopback plus the docker bridge's gateway address
-  (function containers call LocalStack back there), nothing on other interfaces;
+  (function containers call LocalStack back there), nothing on other interfaces: the hypercorn
+  gateway (twisted, the default, binds every IPv4 address whatever ``GATEWAY_LISTEN`` says), checked
+  at start from ``/proc`` (``unexpected_listeners``);
 - state under ``.local-lambda/localstack`` (``FILESYSTEM_ROOT``), no TLS certificate download, no
   analytics events;
 - Lambda on the project's private dockerd (``DOCKER_HOST``), in the project's runtime image
@@ -20,6 +22,7 @@ It is stopped by the pid it started; its containers go with the engine (``Docker
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -111,6 +114,8 @@ class LocalStackServer(Service):
         env.update(
             {
                 "OVERRIDE_IN_DOCKER": "0",
+                # Twisted, the default, binds every IPv4 interface whatever GATEWAY_LISTEN names.
+                "GATEWAY_SERVER": "hypercorn",
                 "GATEWAY_LISTEN": f"{self.host}:{self.port},{self.bridge_ip}:{self.port}",
                 "FILESYSTEM_ROOT": str(self.state_dir / "fs"),
                 "SKIP_SSL_CERT_DOWNLOAD": "1",
@@ -140,6 +145,8 @@ class LocalStackServer(Service):
         )
         try:
             self._wait_ready()
+            if unexpected := self.unexpected_listeners():
+                raise EngineError(f"LocalStack listens beyond loopback and the docker bridge: {unexpected}")
         except BaseException:
             self.stop()
             raise
@@ -172,6 +179,34 @@ class LocalStackServer(Service):
             time.sleep(0.5)
         raise EngineError(f"LocalStack did not answer on {self.endpoint_url} within {self.startup_timeout:.0f} s")
 
+    def listening(self) -> list[str]:
+        """``address:port`` of every TCP socket LocalStack (its process group) listens on (IPv4 and IPv6)."""
+        if self.pid is None:
+            return []
+        inodes: set[str] = set()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(proc.name)) != self.pid:
+                    continue
+                links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+            except OSError:
+                continue
+            inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+        found = []
+        for table in ("tcp", "tcp6"):
+            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    address, port = fields[1].split(":")
+                    found.append(f"{_address(address)}:{int(port, 16)}")
+        return sorted(found)
+
+    def unexpected_listeners(self) -> list[str]:
+        """Listening sockets on any address but loopback and the bridge's (none, when all is well)."""
+        return [a for a in self.listening() if a.rpartition(":")[0] not in (self.host, self.bridge_ip)]
+
     def faked_resources(self) -> list[str]:
         """Resource types LocalStack "deployed as a fallback" (it cannot model them; nothing was created).
 
@@ -203,3 +238,9 @@ class LocalStackServer(Service):
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _address(hex_address: str) -> str:
+    """An address of /proc/net/tcp{,6}: 32-bit words in host (little-endian) byte order."""
+    raw = bytes.fromhex(hex_address)
+    return str(ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))))

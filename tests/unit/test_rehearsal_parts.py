@@ -61,3 +61,11 @@ def test_fallback_deployments_are_read_from_the_log(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert server.faked_resources() == ["AWS::Foo::Bar", "Custom::Thing"]
+
+
+def test_proc_net_addresses_are_decoded() -> None:
+    from tests.support.localstack_server import _address
+
+    assert _address("0100007F") == "127.0.0.1"
+    assert _address("010011AC") == "172.17.0.1"
+    assert _address("00000000000000000000000001000000") == "::1"
