@@ -137,6 +137,11 @@ def _tenant_commands(commands: _Commands) -> None:
     for p in sub.choices.values():
         p.add_argument("--by", help="who makes the change (default: the AWS caller identity)")
         p.add_argument("--json", action="store_true", help="print JSON lines")
+        p.add_argument(
+            "--stack",
+            metavar="NAME",
+            help="the deployed stack: its TenantsTableName output is the table (instead of TENANTS_TABLE)",
+        )
 
 
 def _trace_command(commands: _Commands) -> None:

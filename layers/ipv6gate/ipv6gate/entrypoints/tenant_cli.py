@@ -22,12 +22,23 @@ def run_tenants(args: argparse.Namespace, settings: Settings, *, region: str, lo
     except (DomainError, ValueError) as exc:
         return fail(str(exc), Exit.INPUT)
     table = settings.tenants_table
+    if getattr(args, "stack", None):
+        from ipv6gate.aws.stack import StackOutputError
+        from ipv6gate.wiring import stack_output_of
+
+        try:
+            table = stack_output_of(args.stack, "TenantsTableName", region)
+        except StackOutputError as exc:
+            return fail(str(exc), Exit.USAGE if exc.missing else Exit.AWS)
     if not table:
-        return fail("configuration: TENANTS_TABLE: not set (the DynamoDB table of tenant domains)", Exit.USAGE)
+        return fail(
+            "configuration: TENANTS_TABLE: not set (the DynamoDB table of tenant domains; or name the stack: --stack)",
+            Exit.USAGE,
+        )
 
     from ipv6gate.wiring import build_tenant_admin
 
-    admin = build_tenant_admin(settings, region)
+    admin = build_tenant_admin(settings, region, table=table)
     try:
         return _dispatch(args, admin, domain, prefix, lambda: args.by or _caller(local_user, region))
     except TenantLookupError as exc:
