@@ -3,7 +3,10 @@ the host-network container options, and judging the bouncer's answers. No Docker
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -141,3 +144,47 @@ def test_bouncer_cases_are_judged_on_failures_logs_and_metrics() -> None:
     assert local_lambda.judge_bouncer(expired, none_failed) == ["batchItemFailures [] != expected ['sqs-malformed-1']"]
     body = json.loads(expired.bodies["sqs-expired-1"])
     assert body["reporting_mta"] == "dns; inbound-smtp.us-east-1.amazonaws.com"
+
+
+def _fake_rootfs(path: Path) -> Path:
+    """A few members as ``mmdebstrap --variant=extract`` writes them: unpacked, nothing configured."""
+    files = {
+        "./usr/lib/python3.13/json/__init__.py": b"VALUE = 1\n",
+        "./usr/share/ca-certificates/mozilla/A.crt": b"-----A-----",
+        "./usr/share/ca-certificates/mozilla/B.crt": b"-----B-----\n",
+        "./var/runtime/stale": b"the runtime's folder comes from the wheels, not the packages",
+    }
+    with tarfile.open(path, "w") as out:
+        for name, payload in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(payload), 1_700_000_000
+            out.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def test_base_image_layer_is_assembled_without_running_the_packages(tmp_path: Path) -> None:
+    runtime, lang = tmp_path / "runtime", tmp_path / "lang"
+    (runtime / "awslambdaric").mkdir(parents=True)
+    (runtime / "bootstrap").write_text(str(lambda_image.RECIPE["bootstrap"]))
+    (lang / "boto3").mkdir(parents=True)
+    layer = lambda_image.assemble_layer(_fake_rootfs(tmp_path / "rootfs.tar"), runtime, lang, tmp_path / "work")
+    with tarfile.open(layer) as tar:
+        members = {m.name: m for m in tar}
+        assert {n: members[f"./{n}"].linkname for n in ("bin", "lib", "sbin")} == {
+            "bin": "usr/bin",
+            "lib": "usr/lib",
+            "sbin": "usr/sbin",
+        }
+        bundle = tar.extractfile("./etc/ssl/certs/ca-certificates.crt")
+        assert bundle is not None and bundle.read() == b"-----A-----\n-----B-----\n"
+        passwd = tar.extractfile("./etc/passwd")
+        assert passwd is not None and passwd.read().startswith(b"root:x:0:0:")
+        # The standard library's byte code, valid for the source as the image has it (its mtime).
+        pyc = tar.extractfile("./usr/lib/python3.13/json/__pycache__/__init__.cpython-313.pyc")
+        assert pyc is not None
+        header = pyc.read(16)
+        assert header[:4] == importlib.util.MAGIC_NUMBER
+        assert int.from_bytes(header[8:12], "little") == 1_700_000_000
+        assert members["./usr/lib/python3.13/json/__pycache__/__init__.cpython-313.pyc"].uid == 0
+        assert "./var/runtime/stale" not in members and "./var/runtime/bootstrap" in members
+        assert "./var/lang/lib/python3.13/site-packages/boto3" in members
