@@ -4,10 +4,11 @@
 with ``--skip-pull-image``) when it is missing or was built from another recipe. Nothing in the build
 executes code of the target architecture (no emulation: about half a minute, not 7-9 minutes):
 
-1. ``mmdebstrap --variant=extract --arch=<arch> --include=python3,ca-certificates,dash trixie``
-   (Debian trixie's python3 is 3.13, with its dependencies) from the apt mirror this machine is
-   configured with, read at run time from ``/etc/apt/sources.list.d/*.sources`` or
-   ``/etc/apt/sources.list``: the packages are unpacked, none of their maintainer scripts run;
+1. ``mmdebstrap --variant=extract --arch=<arch> --include=python3,ca-certificates,dash,
+   coreutils,libstdc++6 trixie`` (Debian trixie's python3 is 3.13, with its dependencies) from the
+   apt mirror this machine is configured with, read at run time from ``/etc/apt/sources.list.d/
+   *.sources`` or ``/etc/apt/sources.list``: the packages are unpacked, none of their maintainer
+   scripts run;
 2. what those scripts would have made, made here: the merged-/usr links (``/bin``, ``/lib``,
    ``/sbin``), ``/etc/passwd`` and ``/etc/group`` for root, the CA bundle ``ca-certificates.crt``
    (the concatenated Mozilla certificates) and the standard library's byte code, compiled by this
@@ -61,7 +62,9 @@ RECIPE: dict[str, Any] = {
     "suite": SUITE,
     # extract: unpack the packages and their dependencies, run nothing (see the module docstring).
     "variant": "extract",
-    "packages": ["python3", "ca-certificates", "dash"],
+    # dash: /bin/sh for the bootstrap; coreutils: SAM CLI's RIE image build runs mv and chmod in it;
+    # libstdc++6: awslambdaric's native runtime client links it (minbase had it only through apt).
+    "packages": ["python3", "ca-certificates", "dash", "coreutils", "libstdc++6"],
     "links": {"bin": "usr/bin", "lib": "usr/lib", "sbin": "usr/sbin"},
     "files": {
         "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",

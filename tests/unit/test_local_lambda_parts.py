@@ -9,9 +9,10 @@ import json
 import tarfile
 from pathlib import Path
 
+import dns.zone
 import pytest
 
-from tests.support import lambda_image, local_lambda, sam_cli
+from tests.support import lambda_image, local_lambda, sam_cli, scenarios, start_lambda
 from tests.support.docker_engine import EngineError
 
 REPORT = (
@@ -188,3 +189,26 @@ def test_base_image_layer_is_assembled_without_running_the_packages(tmp_path: Pa
         assert members["./usr/lib/python3.13/json/__pycache__/__init__.cpython-313.pyc"].uid == 0
         assert "./var/runtime/stale" not in members and "./var/runtime/bootstrap" in members
         assert "./var/lang/lib/python3.13/site-packages/boto3" in members
+
+
+def test_bouncer_cases_bring_their_own_zone(tmp_path: Path) -> None:
+    (tmp_path / "set" / "zones").mkdir(parents=True)
+    (tmp_path / "set" / "zones" / "store.example.zone").write_text("; the set's\n")
+    chosen = scenarios.ScenarioSet(tmp_path / "set", [], {})
+    served = local_lambda.zones_with(chosen, local_lambda.BOUNCER_ZONES, tmp_path / "served")
+    assert sorted(p.name for p in served.iterdir()) == ["bounce-sender.test.zone", "store.example.zone"]
+    zone = dns.zone.from_text((served / "bounce-sender.test.zone").read_text(), check_origin=True)
+    sender = json.loads(local_lambda.bouncer_cases("eu-west-1")[2].bodies["sqs-deferred-1"])["mail_from"]
+    assert sender.endswith("@" + zone.origin.to_text(omit_final_dot=True))
+    [spf] = [r.to_text() for r in zone.find_rdataset("@", "TXT")]
+    assert "-all" in spf and "2001:db8:bad::" not in spf  # a definite fail for the queued bounce's client
+    (tmp_path / "set" / "zones" / "bounce-sender.test.zone").write_text("; the set's own\n")
+    with pytest.raises(scenarios.ScenarioError, match=r"bounce-sender\.test\.zone is the bouncer's"):
+        local_lambda.zones_with(chosen, local_lambda.BOUNCER_ZONES, tmp_path / "again")
+
+
+def test_one_invocations_output_ends_with_its_report_line() -> None:
+    output = "START RequestId: a\n{}\nEND RequestId: a\n" + REPORT + "START RequestId: b\n"
+    assert output[: start_lambda._report_end(output)].endswith("Max Memory Used: 88 MB\t\n")
+    assert start_lambda._report_end("START RequestId: a\nREPORT RequestId: a\tDuration: 1") == -1
+    assert start_lambda._report_end("START RequestId: a\n") == -1
