@@ -41,7 +41,6 @@ from typing import Any, Self
 from tests.support import lambda_image, sam_local, sam_template
 from tests.support.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
 from tests.support.json_lines import json_records, log_records
-from tests.support.sam_cli import free_port
 from tests.support.scenarios import Outcome, ScenarioError, ScenarioSet, stored_messages
 from tests.support.service import Service
 from tests.support.start_lambda import StartLambda
@@ -393,49 +392,26 @@ class LocalLambda(Service):
         return result
 
     def warm_reports(self, function: str, event: Mapping[str, Any], count: int = 4) -> list[Report]:
-        """``count`` invokes of one warm container (``sam local start-lambda --warm-containers LAZY``):
+        """``count`` invokes of a container of its own (``sam local start-lambda --warm-containers LAZY``):
         the first REPORT has the Init Duration, the others are warm invokes."""
-        import boto3
-        from botocore.config import Config
-
-        options = self._common_options([function])
-        port = free_port()
-        cmd = [sys.executable, "-m", "tests.support.sam_cli", "local", "start-lambda", "--port", str(port)]
-        cmd += [*options, "--warm-containers", "LAZY"]
         assert self._tmp is not None
-        log_path = Path(self._tmp.name) / "start-lambda.log"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=self._sam_env(), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            client = boto3.client(
-                "lambda",
-                endpoint_url=f"http://127.0.0.1:{port}",
-                region_name=self.scenarios.region,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-                config=Config(read_timeout=300, retries={"max_attempts": 0}),
-            )
-            deadline = time.monotonic() + 120
-            while "Running on" not in log_path.read_text(errors="replace"):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise EngineError(f"sam local start-lambda did not start: {_tail(log_path.read_text())}")
-                time.sleep(0.5)
-            for _ in range(count):
-                answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
-                if "FunctionError" in answer:
-                    raise EngineError(f"{function} failed in start-lambda: {answer['Payload'].read()[:500]!r}")
-            time.sleep(1)  # the container's last log lines
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        text = log_path.read_text(errors="replace")
-        reports = reports_in(text)
-        if len(reports) != count:
-            raise EngineError(f"expected {count} REPORT lines from start-lambda, got {len(reports)}: {_tail(text)}")
+        server = StartLambda(
+            [sys.executable, "-m", "tests.support.sam_cli"],
+            self._common_options([function]),
+            cwd=REPO,
+            env=self._sam_env(),
+            log_path=Path(self._tmp.name) / "measure.log",
+            region=self.scenarios.region,
+            warm="LAZY",
+        )
+        reports: list[Report] = []
+        with server:
+            for index in range(count):
+                payload, output, seconds = server.invoke(function, event)
+                result = LocalInvoke(f"measure {index + 1}", 0, payload, output, seconds)
+                if result.error or result.report is None:
+                    raise EngineError(f"{function} failed in start-lambda: {result.error or _tail(output)}")
+                reports.append(result.report)
         return reports
 
 
