@@ -176,6 +176,8 @@ class LocalLambda(Service):
 
     def start(self) -> Self:
         try:
+            self._tmp = tempfile.TemporaryDirectory(prefix="local-lambda-")
+            self.stack.zone_dir = zones_with(self.scenarios, BOUNCER_ZONES, Path(self._tmp.name) / "zones")
             self._timed("engine", self.engine.start)
             self.log(f"dockerd pid {self.engine.pid} on {self.engine.socket} (data root {self.engine.data_root})")
             if self.arch == "arm64":
@@ -185,8 +187,6 @@ class LocalLambda(Service):
                 self._timed("sam_build", self.sam_build)
             self._timed("byte_compile", self.byte_compile)
             self.timeout_scale = self.scale_timeouts()
-            self._tmp = tempfile.TemporaryDirectory(prefix="local-lambda-")
-            self.stack.zone_dir = zones_with(self.scenarios, BOUNCER_ZONES, Path(self._tmp.name) / "zones")
             self._timed("stack", self.stack.start)
             self.seed()
             self.image = self._timed("endpoint_image", self._endpoint_image)
