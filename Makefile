@@ -9,8 +9,8 @@ SCENARIOS ?= events
 .PHONY: test lint typecheck unit demo sandbox local local-deps bench knot venv clean smtp-deps smtp-demo dist \
 	localstack-deps deploy-rehearsal
 
-# What CI runs (.ci/run): lint, types, and every test, including a real `sam local invoke` of each
-# function in the offline arm64 Lambda container (tests/integration/test_local_lambda.py) and the
+# What CI runs (.ci/run): lint, types, and every test, including both built functions in SAM CLI's
+# local Lambda, in offline arm64 containers (tests/integration/test_local_lambda.py), and the
 # reduced deploy rehearsal into LocalStack (tests/integration/test_deploy_rehearsal.py).
 test: venv knot local-deps smtp-deps localstack-deps lint typecheck
 	$(PY) -m pytest -q
@@ -64,9 +64,10 @@ sandbox: venv
 	$(PY) -m scripts.sandbox --scenarios $(SCENARIOS)
 
 # The built artifact: as root, a private dockerd (state in .local-lambda/), the offline arm64 Lambda
-# base image (built once per machine, ~3 min, cached), sam build, moto + Knot on loopback, then
-# `sam local invoke GateFunction` per event of $(SCENARIOS) and `sam local invoke BouncerFunction`
-# for its SendBounce-free paths; table like make demo; exit 1 on a mismatch or a handler error.
+# base image (assembled without emulation once per machine, under a minute, cached), sam build, moto
+# + Knot on loopback, `sam local start-lambda` with a warm container per function, then GateFunction
+# with each event of $(SCENARIOS) and BouncerFunction with its SendBounce-free paths (their DNS
+# comes with them); table like make demo; exit 1 on a mismatch or a handler error. About 2 minutes.
 local: venv knot local-deps
 	$(PY) -m scripts.local --scenarios $(SCENARIOS)
 
