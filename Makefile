@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed
 # A scenario set: a folder laid out like events/ (README "Try it locally"); for demo and local.
 SCENARIOS ?= events
 
-.PHONY: test lint typecheck unit demo sandbox local local-deps bench knot venv clean smtp-deps smtp-demo dist
+.PHONY: test lint typecheck unit demo sandbox local local-deps bench knot venv clean smtp-deps smtp-demo dist \
+	localstack-deps deploy-rehearsal
 
-# What CI runs (.ci/run): lint, types, and every test, including a real `sam local invoke` of each
-# function in the offline arm64 Lambda container (tests/integration/test_local_lambda.py).
-test: venv knot local-deps smtp-deps lint typecheck
+# What CI runs (.ci/run): lint, types, and every test, including both built functions in SAM CLI's
+# local Lambda, in offline arm64 containers (tests/integration/test_local_lambda.py), and the
+# reduced deploy rehearsal into LocalStack (tests/integration/test_deploy_rehearsal.py).
+test: venv knot local-deps smtp-deps localstack-deps lint typecheck
 	$(PY) -m pytest -q
 
 lint: venv
@@ -47,7 +49,7 @@ knot:
 	  fi
 
 clean:
-	rm -rf $(VENV) .venv-security .aws-sam .pytest_cache .mypy_cache .ruff_cache dist build
+	rm -rf $(VENV) .venv-security .venv-localstack .aws-sam .pytest_cache .mypy_cache .ruff_cache dist build
 
 # The demo: moto server + Knot (serving $(SCENARIOS)/zones), the template's table and bucket, then every
 # event of the scenario set through the SAM function's handler in this Python; compared with its
@@ -62,9 +64,10 @@ sandbox: venv
 	$(PY) -m scripts.sandbox --scenarios $(SCENARIOS)
 
 # The built artifact: as root, a private dockerd (state in .local-lambda/), the offline arm64 Lambda
-# base image (built once per machine, ~3 min, cached), sam build, moto + Knot on loopback, then
-# `sam local invoke GateFunction` per event of $(SCENARIOS) and `sam local invoke BouncerFunction`
-# for its SendBounce-free paths; table like make demo; exit 1 on a mismatch or a handler error.
+# base image (assembled without emulation once per machine, under a minute, cached), sam build, moto
+# + Knot on loopback, `sam local start-lambda` with a warm container per function, then GateFunction
+# with each event of $(SCENARIOS) and BouncerFunction with its SendBounce-free paths (their DNS
+# comes with them); table like make demo; exit 1 on a mismatch or a handler error. About 2 minutes.
 local: venv knot local-deps
 	$(PY) -m scripts.local --scenarios $(SCENARIOS)
 
@@ -80,6 +83,29 @@ local-deps:
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$pkgs >/dev/null; \
 	  fi
+
+# The deploy rehearsal's AWS emulator: localstack-core in a venv of its own (it pins cryptography and
+# pyopenssl apart from the dev venv's; the pins below are what it runs with on Python 3.13), plus the
+# rehearsal's LocalStack plugin (tests/support/localstack_plugin: the offline stand-ins).
+LS_VENV := .venv-localstack
+LS_STAMP := $(LS_VENV)/.installed
+localstack-deps: $(LS_STAMP)
+
+$(LS_STAMP): tests/support/localstack_plugin/pyproject.toml
+	@py313="$$(scripts/find-python313.sh)" || exit 1; \
+	  [ -x $(LS_VENV)/bin/python ] || "$$py313" -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet 'localstack-core[runtime]==2026.3.0' 'cbor2<6' \
+	  'cryptography==43.0.3' 'pyopenssl==24.2.1' 'service_identity<25' -e tests/support/localstack_plugin
+	@touch $@
+
+# `sam deploy` rehearsed, as root: README "Deploy"'s blocks (the real SAM CLI) deploy template.yaml into
+# LocalStack on this host (private dockerd, the offline Lambda image), then the checks of README "Try
+# it locally" (make deploy-rehearsal):
+# every event of $(SCENARIOS) on the deployed gate, a tenant toggled with `ipv6gate tenants --stack`,
+# a bounce through the deployed queue and bouncer, an update in place, `sam delete`.
+deploy-rehearsal: venv knot local-deps localstack-deps
+	$(PY) -m scripts.deploy_rehearsal --scenarios $(SCENARIOS)
 
 .PHONY: security load load-milter
 

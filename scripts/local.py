@@ -1,11 +1,13 @@
-"""``make local``: every scenario through the built arm64 artifact with ``sam local invoke``, offline.
+"""``make local``: every scenario through the built arm64 artifact in SAM CLI's local Lambda, offline.
 
 The engine (``tests/support/local_lambda.py``): a private dockerd, the offline Lambda base image
 (built once per machine, cached), ``sam build`` of ``template.yaml`` as deployed, moto server and Knot
-on loopback. Then ``sam local invoke GateFunction`` per event of the scenario set (``--scenarios``,
-``make local SCENARIOS=<dir>``, default ``events/``), judged against its ``expected.json`` with the
-same table as ``make demo``; then ``sam local invoke BouncerFunction`` with SQS events for the
-bouncer's paths that need no SendBounce (expired, malformed, duplicate, sender not proven).
+on loopback, ``sam local start-lambda`` with one warm container per function. Then GateFunction with
+each event of the scenario set (``--scenarios``, ``make local SCENARIOS=<dir>``, default ``events/``),
+judged against its ``expected.json`` with the same table as ``make demo``; then BouncerFunction with
+SQS events for the bouncer's paths that need no SendBounce (expired, malformed, duplicate, sender not
+proven; their DNS comes with them, whatever the set's zones). ``--cold``: ``sam local invoke`` per
+event instead (a fresh container each, minutes longer under emulation).
 
 Exit status 0 when everything matches, 1 on a mismatch or a handler error, 2 when the scenario set
 is unusable or the engine could not run (one line on stderr saying why).
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", choices=["arm64", "x86_64"], default="arm64", help="as deployed: arm64")
     parser.add_argument("--no-bouncer", action="store_true", help="only the gate's scenarios")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every log line of each invoke")
+    parser.add_argument("--cold", action="store_true", help="sam local invoke per event (a fresh container each)")
     parser.add_argument(
         "--measure",
         metavar="EVENT",
@@ -58,19 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     failed: dict[str, list[str]] = {}
     try:
         build = {"build_dir": args.prebuilt.resolve(), "build": False} if args.prebuilt else {}
-        with local_lambda.LocalLambda(chosen, arch=args.arch, log=lambda t: print(f"  {t}"), **build) as local:
+        with local_lambda.LocalLambda(
+            chosen, arch=args.arch, log=lambda t: print(f"  {t}"), warm=not args.cold, **build
+        ) as local:
             print(
                 f"  ready in {time.monotonic() - started:.0f} s: "
                 + ", ".join(f"{k} {v:.1f} s" for k, v in local.timings.items())
             )
-            print(f"  sam local invoke GateFunction per event (image {local.image}, arch {args.arch})\n")
+            how = "sam local invoke per event" if args.cold else "its warm container (start-lambda)"
+            print(f"  GateFunction with each event: {how} (image {local.image}, arch {args.arch})\n")
             results = []
             for name in chosen.events:
                 result = local.invoke(local_lambda.GATE, name, chosen.event(name))
                 results.append(result)
             problems = scenarios.print_table([r.outcome() for r in results], chosen.expected, verbose=args.verbose)
             failed.update({n: p for n, p in problems.items() if p})
-            _print_reports(results)
+            _print_reports(results, cold=args.cold)
             if not args.no_bouncer:
                 failed.update(_bouncer(local))
             if args.measure:
@@ -78,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; everything started was stopped", file=sys.stderr)
         return 130
+    except scenarios.ScenarioError as exc:
+        print(f"local: {exc}", file=sys.stderr)
+        return 2
     except (EngineError, RuntimeError, OSError) as exc:
         print(f"local: the local Lambda engine failed: {exc}", file=sys.stderr)
         return 2
@@ -91,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print_reports(results: list[local_lambda.LocalInvoke]) -> None:
+def _print_reports(results: list[local_lambda.LocalInvoke], *, cold: bool) -> None:
     inits = [r.report.init_ms for r in results if r.report and r.report.init_ms is not None]
     durations = [r.report.duration_ms for r in results if r.report]
     walls = [r.seconds for r in results]
@@ -101,7 +110,8 @@ def _print_reports(results: list[local_lambda.LocalInvoke]) -> None:
     print(
         f"\n{len(results)} invokes: wall {statistics.median(walls):.1f} s each (median), "
         f"Init Duration median {statistics.median(inits) if inits else 0:.0f} ms, "
-        f"Duration median {statistics.median(durations):.0f} ms (each invoke is a fresh container)"
+        f"Duration median {statistics.median(durations):.0f} ms "
+        + ("(each invoke is a fresh container)" if cold else f"({len(inits)} cold start, the rest warm)")
     )
 
 
@@ -123,7 +133,7 @@ def _measure(local: local_lambda.LocalLambda, name: str) -> None:
 def _bouncer(local: local_lambda.LocalLambda) -> dict[str, list[str]]:
     from tests.support import local_lambda
 
-    print("\nsam local invoke BouncerFunction (SQS events; paths without SendBounce)")
+    print("\nBouncerFunction (SQS events; paths without SendBounce)")
     failed: dict[str, list[str]] = {}
     for case in local_lambda.bouncer_cases(local.scenarios.region):
         event = local_lambda.sqs_event(case.bodies, local.scenarios.region)

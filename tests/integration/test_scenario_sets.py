@@ -7,7 +7,7 @@ them in us-east-1 (its ``Received`` header names ``inbound-smtp.us-east-1.amazon
 (no client address: accepted), so a pass shows the set's region reached the function.
 
 Bad sets fail before anything starts: one line on stderr naming the problem, exit 2, no traceback,
-for both ``scripts/demo.py`` and ``scripts/local.py``.
+for ``scripts/demo.py``, ``scripts/local.py`` and ``scripts/deploy_rehearsal.py``.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _bad_sets(tmp_path: Path) -> list[tuple[Path, str]]:
     return cases
 
 
-@pytest.mark.parametrize("script", ["demo.py", "local.py"])
+@pytest.mark.parametrize("script", ["demo.py", "local.py", "deploy_rehearsal.py"])
 def test_a_bad_set_is_one_line_and_exit_2(tmp_path: Path, script: str) -> None:
     for scenarios, message in _bad_sets(tmp_path / script):
         proc = _run(script, scenarios, timeout=60)

@@ -128,3 +128,42 @@ def test_a_hand_written_item_the_gate_cannot_use_is_shown_as_invalid(env: dict[s
     } in listed
     fixed = cli(env, "enable", "byhand.example")  # enabling writes a Boolean: the item is usable again
     assert fixed.returncode == 0 and "INVALID" not in fixed.stdout
+
+
+# --stack NAME: the table is the stack's TenantsTableName output (CloudFormation DescribeStacks).
+STACK_TEMPLATE = {
+    "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+    "Outputs": {"TenantsTableName": {"Value": TABLE}},
+}
+
+
+@pytest.fixture(scope="module")
+def stack_env(env: dict[str, str], moto: MotoServer) -> dict[str, str]:
+    cloudformation = moto.client("cloudformation")
+    cloudformation.create_stack(StackName="gate-stack", TemplateBody=json.dumps(STACK_TEMPLATE))
+    other = {"Resources": STACK_TEMPLATE["Resources"], "Outputs": {"Other": {"Value": "x"}}}
+    cloudformation.create_stack(StackName="not-a-gate", TemplateBody=json.dumps(other))
+    return {k: v for k, v in env.items() if k != "TENANTS_TABLE"}
+
+
+def test_stack_names_the_deployed_table(stack_env: dict[str, str], env: dict[str, str]) -> None:
+    out = cli(stack_env, "enable", "stack.example", "--stack", "gate-stack")
+    assert out.returncode == 0, out.stderr
+    assert item(env, "stack.example")["ipv6_inbound"] is True  # written to the output's table
+    assert cli(stack_env, "disable", "stack.example", "--stack", "gate-stack").returncode == 0
+    assert item(env, "stack.example")["ipv6_inbound"] is False
+
+
+@pytest.mark.parametrize(
+    ("stack", "message"),
+    [
+        ("no-such-stack", "stack no-such-stack: no such stack in this account and region"),
+        ("not-a-gate", "stack not-a-gate: has no output TenantsTableName"),
+    ],
+)
+def test_stack_without_the_table_is_one_line(stack_env: dict[str, str], stack: str, message: str) -> None:
+    out = cli(stack_env, "enable", "nothing.example", "--stack", stack)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(f"ipv6gate tenants enable: configuration: {message}")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr

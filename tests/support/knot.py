@@ -102,7 +102,10 @@ class KnotServer(Service):
         *,
         startup_timeout: float = 10.0,
         knotd: str | None = None,
+        also_listen: tuple[str, ...] = (),
     ) -> None:
+        # Further IPv4 addresses of this host to answer on (the deploy rehearsal's docker bridge).
+        self.also_listen = also_listen
         self.zone_dir = Path(zone_dir).resolve()
         self.startup_timeout = startup_timeout
         self._knotd = knotd or find_knotd()
@@ -184,7 +187,7 @@ class KnotServer(Service):
             # No `user:` on purpose (the packaged /etc/knot/knot.conf has
             # knot:knot): without it knotd keeps the invoking uid/gid, as
             # root or not.  `user:` would also need names, not numeric ids.
-            f"    listen: [ 127.0.0.1@{self.port}, ::1@{self.port} ]",
+            f"    listen: [ {', '.join(f'{a}@{self.port}' for a in ('127.0.0.1', '::1', *self.also_listen))} ]",
             "    udp-workers: 1",
             "    tcp-workers: 1",
             "    background-workers: 1",

@@ -1,19 +1,27 @@
 """The Lambda base image for ``sam local invoke``, built offline (no container registry is reachable).
 
 ``ensure_base_image`` builds ``public.ecr.aws/lambda/python:3.13-<arch>`` (the name SAM CLI looks for
-with ``--skip-pull-image``) when it is missing or was built from another recipe:
+with ``--skip-pull-image``) when it is missing or was built from another recipe. Nothing in the build
+executes code of the target architecture (no emulation: about half a minute, not 7-9 minutes):
 
-1. ``mmdebstrap --variant=minbase --arch=<arch> --include=python3,ca-certificates trixie`` (Debian
-   trixie's python3 is 3.13) from the apt mirror this machine is configured with, read at run time
-   from ``/etc/apt/sources.list.d/*.sources`` or ``/etc/apt/sources.list``;
-2. PyPI wheels for the target platform (``pip install --only-binary=:all: --platform ... --target``):
+1. ``mmdebstrap --variant=extract --arch=<arch> --include=python3,ca-certificates,dash,
+   coreutils,libstdc++6 trixie`` (Debian trixie's python3 is 3.13, with its dependencies) from the
+   apt mirror this machine is configured with, read at run time from ``/etc/apt/sources.list.d/
+   *.sources`` or ``/etc/apt/sources.list``: the packages are unpacked, none of their maintainer
+   scripts run;
+2. what those scripts would have made, made here: the merged-/usr links (``/bin``, ``/lib``,
+   ``/sbin``), ``/etc/passwd`` and ``/etc/group`` for root, the CA bundle ``ca-certificates.crt``
+   (the concatenated Mozilla certificates) and the standard library's byte code, compiled by this
+   host's Python 3.13 (byte code does not depend on the CPU, and without it every cold start under
+   emulation compiles the standard library again);
+3. PyPI wheels for the target platform (``pip install --only-binary=:all: --platform ... --target``):
    ``awslambdaric`` into ``/var/runtime`` and boto3/botocore into ``/var/lang/lib/python3.13/
    site-packages``, as the real python3.13 runtime provides them; ``/var/runtime/bootstrap`` runs
    ``python3.13 -m awslambdaric "$_HANDLER"``; the runtime's documented environment variables;
-3. all of it as one layer, loaded (``docker load``) with an image config that names the architecture.
+4. all of it as one layer, loaded (``docker load``) with an image config that names the architecture.
 
 The image carries the recipe's content hash as a label: a changed recipe rebuilds, an unchanged one
-is reused (the build takes minutes under arm64 emulation, a reuse nothing).
+is reused.
 
 ``endpoint_image`` derives a throw-away, local-only image from the base that only adds
 ``AWS_ENDPOINT_URL`` (botocore sends every AWS call there: moto server), for ``--invoke-image``.
@@ -52,8 +60,18 @@ PYTHONPATH = ":".join(
 )
 RECIPE: dict[str, Any] = {
     "suite": SUITE,
-    "variant": "minbase",
-    "packages": ["python3", "ca-certificates"],
+    # extract: unpack the packages and their dependencies, run nothing (see the module docstring).
+    "variant": "extract",
+    # dash: /bin/sh for the bootstrap; coreutils: SAM CLI's RIE image build runs mv and chmod in it;
+    # libstdc++6: awslambdaric's native runtime client links it (minbase had it only through apt).
+    "packages": ["python3", "ca-certificates", "dash", "coreutils", "libstdc++6"],
+    "links": {"bin": "usr/bin", "lib": "usr/lib", "sbin": "usr/sbin"},
+    "files": {
+        "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        "etc/group": "root:x:0:\nnogroup:x:65534:\n",
+    },
+    "ca_bundle": "etc/ssl/certs/ca-certificates.crt",
+    "byte_compile": [f"usr/lib/python{PYTHON}", "usr/lib/python3/dist-packages"],
     # /var/runtime: the runtime interface client; /var/lang/...: what the python3.13 runtime ships.
     "runtime_wheels": ["awslambdaric==4.2.2"],
     "sdk_wheels": ["boto3==1.43.108", "botocore==1.43.127"],
@@ -193,7 +211,7 @@ def ensure_base_image(engine: DockerEngine, arch: str = "arm64", log: Callable[[
         return 0.0
     require_tools("mmdebstrap")
     started = time.monotonic()
-    log(f"building base image {name} (recipe {digest}): mmdebstrap {SUITE} {arch}, a few minutes once")
+    log(f"building base image {name} (recipe {digest}): mmdebstrap --variant=extract {SUITE} {arch}, once")
     mirror = apt_mirror()
     with tempfile.TemporaryDirectory(prefix="lambda-image-") as tmp:
         ctx = Path(tmp)
@@ -211,15 +229,58 @@ def ensure_base_image(engine: DockerEngine, arch: str = "arm64", log: Callable[[
             ],
             f"mmdebstrap {SUITE} ({arch})",
         )
-        log(f"  root file system: {rootfs.stat().st_size / 1e6:.0f} MB after {time.monotonic() - started:.0f} s")
+        log(f"  packages unpacked: {rootfs.stat().st_size / 1e6:.0f} MB after {time.monotonic() - started:.0f} s")
         build_from_rootfs(engine, rootfs, arch)
     spent = time.monotonic() - started
     log(f"  base image built in {spent:.0f} s")
     return spent
 
 
+def _entry(name: str, kind: bytes, mode: int, *, target: str = "", size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime, info.size, info.linkname = kind, mode, int(time.time()), size, target
+    return info
+
+
+def _add_text(layer: tarfile.TarFile, name: str, payload: bytes, mode: int = 0o644) -> None:
+    layer.addfile(_entry(name, tarfile.REGTYPE, mode, size=len(payload)), io.BytesIO(payload))
+
+
+def compile_python_tree(rootfs: Path, into: Path) -> list[Path]:
+    """The byte code of ``RECIPE['byte_compile']``'s trees of ``rootfs``, compiled by this Python.
+
+    The sources are unpacked under ``into`` with their modification times (a timestamp pyc records
+    its source's mtime and size, which the image keeps); returns the ``__pycache__`` folders made.
+    """
+    import compileall
+    import py_compile
+
+    if sys.version_info[:2] != tuple(int(n) for n in PYTHON.split(".")):
+        raise EngineError(f"the base image's byte code needs Python {PYTHON} on the host, not {sys.version.split()[0]}")
+    trees = [str(t) for t in RECIPE["byte_compile"]]
+    with tarfile.open(rootfs) as source:
+        members = [
+            m
+            for m in source
+            if m.isfile()
+            and m.name.endswith(".py")
+            and any(m.name.removeprefix("./").startswith(t + "/") for t in trees)
+        ]
+        source.extractall(into, members=members, filter="data")
+    for tree in trees:
+        if (into / tree).is_dir():
+            compileall.compile_dir(
+                into / tree,
+                ddir=f"/{tree}",
+                quiet=2,
+                workers=0,
+                invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP,
+            )
+    return sorted(p for p in into.rglob("__pycache__") if p.is_dir())
+
+
 def build_from_rootfs(engine: DockerEngine, rootfs: Path, arch: str) -> None:
-    """Steps 2-3 of the recipe: the root file system plus the runtime, loaded as the base image.
+    """Steps 2-4 of the recipe: the unpacked packages made runnable, plus the runtime, loaded as the base image.
 
     dockerd 20.10's ``docker import`` marks every image with the host's architecture (an arm64 root
     would be an "amd64" image, which SAM CLI's ``--platform linux/arm64`` build refuses), so the
@@ -233,21 +294,49 @@ def build_from_rootfs(engine: DockerEngine, rootfs: Path, arch: str) -> None:
         bootstrap = ctx / "runtime" / "bootstrap"
         bootstrap.write_text(str(RECIPE["bootstrap"]), encoding="utf-8")
         bootstrap.chmod(0o755)
-        layer_path = ctx / "layer.tar"
-        ours = ("var/runtime", "var/lang")
-        with tarfile.open(rootfs) as source, tarfile.open(layer_path, "w") as layer:
-            for member in source:  # the root file system, less what the runtime provides
-                path = member.name.removeprefix("./")
-                if any(path == p or path.startswith(p + "/") for p in ours):
-                    continue
-                layer.addfile(member, source.extractfile(member) if member.isfile() else None)
-            for directory in ("./var/lang", "./var/lang/lib", f"./var/lang/lib/python{PYTHON}"):
-                info = tarfile.TarInfo(directory)
-                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
-                layer.addfile(info)
-            layer.add(ctx / "runtime", arcname="./var/runtime")
-            layer.add(ctx / "lang", arcname=f"./var/lang/lib/python{PYTHON}/site-packages")
+        layer_path = assemble_layer(rootfs, ctx / "runtime", ctx / "lang", ctx)
         _load(engine, layer_path, base_image_name(arch), arch, {RECIPE_LABEL: recipe_hash(arch)}, ctx)
+
+
+def assemble_layer(rootfs: Path, runtime: Path, lang: Path, work: Path) -> Path:
+    """The image's one layer (``work/layer.tar``): the unpacked packages made runnable (step 2), ``runtime``
+    as ``/var/runtime`` and ``lang`` as the runtime's site-packages (step 3)."""
+    caches = compile_python_tree(rootfs, work / "rootfs")
+    layer_path = work / "layer.tar"
+
+    made = {f"./{name}" for name in (*RECIPE["links"], *RECIPE["files"], RECIPE["ca_bundle"])}
+    ours = ("var/runtime", "var/lang")
+    certificates: list[bytes] = []
+    with tarfile.open(rootfs) as source, tarfile.open(layer_path, "w") as layer:
+        for member in source:  # the unpacked packages, less what the runtime provides
+            path = member.name.removeprefix("./")
+            if any(path == p or path.startswith(p + "/") for p in ours) or f"./{path}" in made:
+                continue
+            data = source.extractfile(member) if member.isfile() else None
+            payload = data.read() if data is not None else b""
+            if path.startswith("usr/share/ca-certificates/") and path.endswith(".crt"):
+                certificates.append(payload if payload.endswith(b"\n") else payload + b"\n")
+            layer.addfile(member, io.BytesIO(payload) if data is not None else None)
+        for link, target in RECIPE["links"].items():  # merged /usr, as base-files' postinst would leave it
+            layer.addfile(_entry(f"./{link}", tarfile.SYMTYPE, 0o777, target=target))
+        for name, text in RECIPE["files"].items():
+            _add_text(layer, f"./{name}", str(text).encode())
+        if not certificates:
+            raise EngineError("the unpacked ca-certificates package has no certificates")
+        _add_text(layer, f"./{RECIPE['ca_bundle']}", b"".join(certificates))  # update-ca-certificates' result
+        for cache in caches:  # owned by root in the image, whoever compiled it
+            layer.add(cache, arcname=f"./{cache.relative_to(work / 'rootfs')}", filter=_as_root)
+        for directory in ("./var/lang", "./var/lang/lib", f"./var/lang/lib/python{PYTHON}"):
+            layer.addfile(_entry(directory, tarfile.DIRTYPE, 0o755))
+        layer.add(runtime, arcname="./var/runtime", filter=_as_root)
+        layer.add(lang, arcname=f"./var/lang/lib/python{PYTHON}/site-packages", filter=_as_root)
+    return layer_path
+
+
+def _as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
 
 
 def _sha256(path: Path) -> str:

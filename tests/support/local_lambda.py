@@ -1,19 +1,24 @@
-"""The built artifact in the local Lambda container: ``sam build``, then ``sam local invoke`` per event.
+"""The built artifact in the local Lambda container: ``sam build``, then each event through warm containers.
 
 ``LocalLambda`` is what ``make local`` and its CI test share. ``start()``:
 
 1. starts a private dockerd (``docker_engine.DockerEngine``), registers arm64 emulation if needed;
 2. builds the offline Lambda base image unless cached (``lambda_image.ensure_base_image``);
 3. ``sam build``s ``template.yaml`` as it is deployed (arm64, the layer from PyPI wheels);
-4. starts moto server and Knot (the scenario set's ``zones/``) on loopback, creates the template's
-   tables, bucket and queues there, and seeds the tenants and raw messages (``sam_local.LocalStack``);
-5. derives a local-only image from the base that adds ``AWS_ENDPOINT_URL`` (moto).
+4. starts moto server and Knot on loopback (the scenario set's ``zones/`` plus the zones the
+   bouncer's cases need, ``BOUNCER_ZONES``), creates the template's tables, bucket and queues there,
+   and seeds the tenants and raw messages (``sam_local.LocalStack``);
+5. derives a local-only image from the base that adds ``AWS_ENDPOINT_URL`` (moto);
+6. (``warm=True``, the default) starts ``sam local start-lambda --warm-containers EAGER`` on the
+   built template (``start_lambda.StartLambda``): one container per function for the whole run.
 
-``invoke()`` runs ``sam local invoke <function> -e <event> --env-vars <file> --region <region>
---skip-pull-image --invoke-image <that image> --docker-network host`` against the *built* template,
-and returns the response, the function's log lines and the ``REPORT`` line. ``template.yaml`` is not
-changed: the env-vars file sets only variables the template declares (``DNS_SERVERS``, the local
-table, bucket and queue names); the AWS endpoint comes from the image. ``stop()`` stops all of it.
+``invoke()`` calls the function through that endpoint (boto3's ``lambda`` client), or with
+``warm=False`` runs ``sam local invoke <function> -e <event>`` (a fresh container per event), with
+``--env-vars <file> --region <region> --skip-pull-image --invoke-image <that image> --docker-network
+host`` either way, and returns the response, the function's log lines and the ``REPORT`` line.
+``template.yaml`` is not changed: the env-vars file sets only variables the template declares
+(``DNS_SERVERS``, the local table, bucket and queue names); the AWS endpoint comes from the image.
+``stop()`` stops all of it.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,9 +41,9 @@ from typing import Any, Self
 from tests.support import lambda_image, sam_local, sam_template
 from tests.support.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
 from tests.support.json_lines import json_records, log_records
-from tests.support.sam_cli import free_port
-from tests.support.scenarios import Outcome, ScenarioSet, stored_messages
+from tests.support.scenarios import Outcome, ScenarioError, ScenarioSet, stored_messages
 from tests.support.service import Service
+from tests.support.start_lambda import StartLambda
 
 REPO = sam_template.REPO
 GATE, BOUNCER = "GateFunction", "BouncerFunction"
@@ -149,6 +155,7 @@ class LocalLambda(Service):
         arch: str = "arm64",
         log: Callable[[str], None] = print,
         build: bool = True,
+        warm: bool = True,
     ) -> None:
         self.scenarios = scenarios
         self.build_dir = build_dir
@@ -161,12 +168,16 @@ class LocalLambda(Service):
         self.image = ""
         self.timings: dict[str, float] = {}
         self.timeout_scale = 1
+        self.warm = warm  # one start-lambda container per function; False: sam local invoke per event
+        self._server: StartLambda | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     def start(self) -> Self:
         try:
+            self._tmp = tempfile.TemporaryDirectory(prefix="local-lambda-")
+            self.stack.zone_dir = zones_with(self.scenarios, BOUNCER_ZONES, Path(self._tmp.name) / "zones")
             self._timed("engine", self.engine.start)
             self.log(f"dockerd pid {self.engine.pid} on {self.engine.socket} (data root {self.engine.data_root})")
             if self.arch == "arm64":
@@ -177,9 +188,10 @@ class LocalLambda(Service):
             self._timed("byte_compile", self.byte_compile)
             self.timeout_scale = self.scale_timeouts()
             self._timed("stack", self.stack.start)
-            self._tmp = tempfile.TemporaryDirectory(prefix="local-lambda-")
             self.seed()
             self.image = self._timed("endpoint_image", self._endpoint_image)
+            if self.warm:
+                self._timed("start_lambda", self._start_server)
         except BaseException:
             self.stop()
             raise
@@ -194,7 +206,27 @@ class LocalLambda(Service):
         self.timings[what] = time.monotonic() - started
         return result
 
+    def _start_server(self) -> None:
+        assert self._tmp is not None
+        self._server = StartLambda(
+            [sys.executable, "-m", "tests.support.sam_cli"],
+            self._common_options([GATE, BOUNCER]),
+            cwd=REPO,
+            env=self._sam_env(),
+            log_path=Path(self._tmp.name) / "start-lambda.log",
+            region=self.scenarios.region,
+        ).start()
+        self.log(f"sam local start-lambda on {self._server.endpoint_url}, warm containers (EAGER)")
+
     def stop(self) -> None:
+        server, self._server = self._server, None
+        try:
+            if server is not None:
+                server.stop()
+        finally:
+            self._stop_rest()
+
+    def _stop_rest(self) -> None:
         try:
             self.stack.stop()
         finally:
@@ -307,11 +339,11 @@ class LocalLambda(Service):
 
     # -- invoking ---------------------------------------------------------------------------------------------
 
-    def _common_options(self, function: str) -> list[str]:
+    def _common_options(self, functions: Sequence[str]) -> list[str]:
         if self._tmp is None:
             raise EngineError("LocalLambda is not started")
-        env_path = Path(self._tmp.name) / f"{function}-env.json"
-        env_path.write_text(json.dumps({function: self.environment(function)}), encoding="utf-8")
+        env_path = Path(self._tmp.name) / f"{'-'.join(functions)}-env.json"
+        env_path.write_text(json.dumps({f: self.environment(f) for f in functions}), encoding="utf-8")
         return [
             "--template",
             str(self.build_dir / "template.yaml"),
@@ -329,8 +361,15 @@ class LocalLambda(Service):
         ]
 
     def invoke(self, function: str, name: str, event: Mapping[str, Any], *, timeout: float = 300.0) -> LocalInvoke:
-        """``sam local invoke`` of the built function with one event (a fresh container: a cold start)."""
-        options = self._common_options(function)
+        """The built function with one event: in its warm container, or (``warm=False``) by ``sam local
+        invoke`` in a fresh one (a cold start each time)."""
+        if self._server is not None:
+            payload, output, seconds = self._server.invoke(function, event)
+            result = LocalInvoke(name, 0, payload, output, seconds)
+            if result.response is None:  # e.g. the function timed out
+                raise EngineError(f"{function} ({name}) gave no response in start-lambda: {_tail(output, 3)}")
+            return result
+        options = self._common_options([function])
         assert self._tmp is not None
         event_path = Path(self._tmp.name) / f"{function}-event.json"
         event_path.write_text(json.dumps(event), encoding="utf-8")
@@ -353,49 +392,26 @@ class LocalLambda(Service):
         return result
 
     def warm_reports(self, function: str, event: Mapping[str, Any], count: int = 4) -> list[Report]:
-        """``count`` invokes of one warm container (``sam local start-lambda --warm-containers LAZY``):
+        """``count`` invokes of a container of its own (``sam local start-lambda --warm-containers LAZY``):
         the first REPORT has the Init Duration, the others are warm invokes."""
-        import boto3
-        from botocore.config import Config
-
-        options = self._common_options(function)
-        port = free_port()
-        cmd = [sys.executable, "-m", "tests.support.sam_cli", "local", "start-lambda", "--port", str(port)]
-        cmd += [*options, "--warm-containers", "LAZY"]
         assert self._tmp is not None
-        log_path = Path(self._tmp.name) / "start-lambda.log"
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(cmd, cwd=REPO, env=self._sam_env(), stdout=log, stderr=subprocess.STDOUT)
-        try:
-            client = boto3.client(
-                "lambda",
-                endpoint_url=f"http://127.0.0.1:{port}",
-                region_name=self.scenarios.region,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-                config=Config(read_timeout=300, retries={"max_attempts": 0}),
-            )
-            deadline = time.monotonic() + 120
-            while "Running on" not in log_path.read_text(errors="replace"):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise EngineError(f"sam local start-lambda did not start: {_tail(log_path.read_text())}")
-                time.sleep(0.5)
-            for _ in range(count):
-                answer = client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
-                if "FunctionError" in answer:
-                    raise EngineError(f"{function} failed in start-lambda: {answer['Payload'].read()[:500]!r}")
-            time.sleep(1)  # the container's last log lines
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        text = log_path.read_text(errors="replace")
-        reports = reports_in(text)
-        if len(reports) != count:
-            raise EngineError(f"expected {count} REPORT lines from start-lambda, got {len(reports)}: {_tail(text)}")
+        server = StartLambda(
+            [sys.executable, "-m", "tests.support.sam_cli"],
+            self._common_options([function]),
+            cwd=REPO,
+            env=self._sam_env(),
+            log_path=Path(self._tmp.name) / "measure.log",
+            region=self.scenarios.region,
+            warm="LAZY",
+        )
+        reports: list[Report] = []
+        with server:
+            for index in range(count):
+                payload, output, seconds = server.invoke(function, event)
+                result = LocalInvoke(f"measure {index + 1}", 0, payload, output, seconds)
+                if result.error or result.report is None:
+                    raise EngineError(f"{function} failed in start-lambda: {result.error or _tail(output)}")
+                reports.append(result.report)
         return reports
 
 
@@ -429,6 +445,39 @@ def reports_in(text: str) -> list[Report]:
 
 
 # -- the bouncer's events ---------------------------------------------------------------------------------------
+
+# The bouncer's cases bring their own DNS, whatever scenario set runs: their sender's domain is served
+# by the same Knot as the set's zones/. Its SPF lists another prefix, so the queued bounce's client
+# (2001:db8:bad::25) fails SPF for it: a definite "not proven", never a DNS error.
+BOUNCE_SENDER_DOMAIN = "bounce-sender.test"
+BOUNCER_ZONES = {
+    BOUNCE_SENDER_DOMAIN: "\n".join(
+        [
+            f"$ORIGIN {BOUNCE_SENDER_DOMAIN}.",
+            "$TTL 300",
+            "@    IN SOA ns1 hostmaster 2026120801 3600 600 86400 300",
+            "@    IN NS  ns1",
+            "ns1  IN A   192.0.2.53",
+            '@    IN TXT "v=spf1 ip6:2001:db8:25::/48 -all"',
+            "",
+        ]
+    )
+}
+
+
+def zones_with(scenarios: ScenarioSet, extra: Mapping[str, str], into: Path) -> Path:
+    """A zone folder for Knot: the scenario set's ``zones/*.zone`` plus ``extra`` (origin -> zone text)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for zone in sorted(scenarios.zones.glob("*.zone")):
+        shutil.copyfile(zone, into / zone.name)
+    for origin, text in extra.items():
+        target = into / f"{origin}.zone"
+        if target.exists():
+            raise ScenarioError(
+                f"scenario set {scenarios.directory}: zones/{target.name} is the bouncer's (make local)"
+            )
+        target.write_text(text, encoding="utf-8")
+    return into
 
 
 def sqs_event(bodies: Mapping[str, str], region: str) -> dict[str, Any]:
@@ -468,7 +517,7 @@ def bounce_body(message_id: str, *, received: datetime, region: str, authenticat
     )
     return BounceRequest(
         message_id=message_id,
-        mail_from="billing@shop.example",
+        mail_from=f"billing@{BOUNCE_SENDER_DOMAIN}",
         client_ip="2001:db8:bad::25",
         arrival=received.astimezone(UTC).isoformat(),
         reporting_mta=f"dns; inbound-smtp.{region}.amazonaws.com",

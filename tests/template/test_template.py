@@ -852,3 +852,16 @@ def test_bounce_outputs_and_parameters(tpl):
     params = tpl["Parameters"]
     for name in ("BounceSender", "BounceSenderArn", "BounceMode", "TraceTtlDays", "AlarmTopicArn"):
         assert name in params, name
+
+
+def test_every_function_logs_to_a_group_with_the_retention_parameter(resources):
+    """Lambda's own /aws/lambda/<name> group never expires: each function names a group of the stack,
+    kept LogRetentionDays (the deploy rehearsal's emulator ignores retention; this is its check)."""
+    functions = {n: r for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions
+    for name, res in functions.items():
+        group = res["Properties"]["LoggingConfig"]["LogGroup"]
+        assert isinstance(group, dict) and set(group) == {"Ref"}, name
+        target = resources[group["Ref"]]
+        assert target["Type"] == "AWS::Logs::LogGroup", name
+        assert target["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name

@@ -3,12 +3,16 @@ the host-network container options, and judging the bouncer's answers. No Docker
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
+import tarfile
 from pathlib import Path
 
+import dns.zone
 import pytest
 
-from tests.support import lambda_image, local_lambda, sam_cli
+from tests.support import lambda_image, local_lambda, sam_cli, scenarios, start_lambda
 from tests.support.docker_engine import EngineError
 
 REPORT = (
@@ -141,3 +145,70 @@ def test_bouncer_cases_are_judged_on_failures_logs_and_metrics() -> None:
     assert local_lambda.judge_bouncer(expired, none_failed) == ["batchItemFailures [] != expected ['sqs-malformed-1']"]
     body = json.loads(expired.bodies["sqs-expired-1"])
     assert body["reporting_mta"] == "dns; inbound-smtp.us-east-1.amazonaws.com"
+
+
+def _fake_rootfs(path: Path) -> Path:
+    """A few members as ``mmdebstrap --variant=extract`` writes them: unpacked, nothing configured."""
+    files = {
+        "./usr/lib/python3.13/json/__init__.py": b"VALUE = 1\n",
+        "./usr/share/ca-certificates/mozilla/A.crt": b"-----A-----",
+        "./usr/share/ca-certificates/mozilla/B.crt": b"-----B-----\n",
+        "./var/runtime/stale": b"the runtime's folder comes from the wheels, not the packages",
+    }
+    with tarfile.open(path, "w") as out:
+        for name, payload in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(payload), 1_700_000_000
+            out.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def test_base_image_layer_is_assembled_without_running_the_packages(tmp_path: Path) -> None:
+    runtime, lang = tmp_path / "runtime", tmp_path / "lang"
+    (runtime / "awslambdaric").mkdir(parents=True)
+    (runtime / "bootstrap").write_text(str(lambda_image.RECIPE["bootstrap"]))
+    (lang / "boto3").mkdir(parents=True)
+    layer = lambda_image.assemble_layer(_fake_rootfs(tmp_path / "rootfs.tar"), runtime, lang, tmp_path / "work")
+    with tarfile.open(layer) as tar:
+        members = {m.name: m for m in tar}
+        assert {n: members[f"./{n}"].linkname for n in ("bin", "lib", "sbin")} == {
+            "bin": "usr/bin",
+            "lib": "usr/lib",
+            "sbin": "usr/sbin",
+        }
+        bundle = tar.extractfile("./etc/ssl/certs/ca-certificates.crt")
+        assert bundle is not None and bundle.read() == b"-----A-----\n-----B-----\n"
+        passwd = tar.extractfile("./etc/passwd")
+        assert passwd is not None and passwd.read().startswith(b"root:x:0:0:")
+        # The standard library's byte code, valid for the source as the image has it (its mtime).
+        pyc = tar.extractfile("./usr/lib/python3.13/json/__pycache__/__init__.cpython-313.pyc")
+        assert pyc is not None
+        header = pyc.read(16)
+        assert header[:4] == importlib.util.MAGIC_NUMBER
+        assert int.from_bytes(header[8:12], "little") == 1_700_000_000
+        assert members["./usr/lib/python3.13/json/__pycache__/__init__.cpython-313.pyc"].uid == 0
+        assert "./var/runtime/stale" not in members and "./var/runtime/bootstrap" in members
+        assert "./var/lang/lib/python3.13/site-packages/boto3" in members
+
+
+def test_bouncer_cases_bring_their_own_zone(tmp_path: Path) -> None:
+    (tmp_path / "set" / "zones").mkdir(parents=True)
+    (tmp_path / "set" / "zones" / "store.example.zone").write_text("; the set's\n")
+    chosen = scenarios.ScenarioSet(tmp_path / "set", [], {})
+    served = local_lambda.zones_with(chosen, local_lambda.BOUNCER_ZONES, tmp_path / "served")
+    assert sorted(p.name for p in served.iterdir()) == ["bounce-sender.test.zone", "store.example.zone"]
+    zone = dns.zone.from_text((served / "bounce-sender.test.zone").read_text(), check_origin=True)
+    sender = json.loads(local_lambda.bouncer_cases("eu-west-1")[2].bodies["sqs-deferred-1"])["mail_from"]
+    assert zone.origin is not None and sender.endswith("@" + zone.origin.to_text(omit_final_dot=True))
+    [spf] = [r.to_text() for r in zone.find_rdataset("@", "TXT")]
+    assert "-all" in spf and "2001:db8:bad::" not in spf  # a definite fail for the queued bounce's client
+    (tmp_path / "set" / "zones" / "bounce-sender.test.zone").write_text("; the set's own\n")
+    with pytest.raises(scenarios.ScenarioError, match=r"bounce-sender\.test\.zone is the bouncer's"):
+        local_lambda.zones_with(chosen, local_lambda.BOUNCER_ZONES, tmp_path / "again")
+
+
+def test_one_invocations_output_ends_with_its_report_line() -> None:
+    output = "START RequestId: a\n{}\nEND RequestId: a\n" + REPORT + "START RequestId: b\n"
+    assert output[: start_lambda._report_end(output)].endswith("Max Memory Used: 88 MB\t\n")
+    assert start_lambda._report_end("START RequestId: a\nREPORT RequestId: a\tDuration: 1") == -1
+    assert start_lambda._report_end("START RequestId: a\n") == -1

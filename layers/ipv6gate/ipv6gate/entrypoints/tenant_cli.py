@@ -15,7 +15,7 @@ from ipv6gate.settings import Settings
 
 ACTIONS = ("enable", "disable", "remove", "status", "list", "add-partner", "remove-partner")
 FORMATS = ("text", "json")
-_ENV = ("TENANTS_TABLE", *AWS_ENV)
+_ENV = ("TENANTS_TABLE (or --stack NAME: CloudFormation DescribeStacks)", *AWS_ENV)
 _CHANGES = ("enable", "disable", "add-partner", "remove-partner")  # the actions that stamp updated_by
 
 
@@ -53,6 +53,11 @@ def add_tenant_commands(commands: Commands) -> None:
         if action in _CHANGES:
             p.add_argument("--by", help="who makes the change (default: the AWS caller identity)")
         p.add_argument("--format", choices=FORMATS, default="text", help="text (default) or json (JSON lines)")
+        p.add_argument(
+            "--stack",
+            metavar="NAME",
+            help="the deployed stack: its TenantsTableName output is the table (instead of TENANTS_TABLE)",
+        )
 
 
 def run_tenants(args: argparse.Namespace, settings: Settings, *, region: str, local_user: str) -> int:
@@ -67,12 +72,13 @@ def run_tenants(args: argparse.Namespace, settings: Settings, *, region: str, lo
         prefix = str(parse_prefix(args.prefix)) if getattr(args, "prefix", None) is not None else None
     except (DomainError, ValueError) as exc:
         return fail(name, str(exc), Exit.INPUT)
-    if not settings.tenants_table:
-        return fail(name, "configuration: TENANTS_TABLE: not set (the DynamoDB table of tenant domains)", Exit.USAGE)
+    table = _table(args, settings, region, name)
+    if isinstance(table, Exit):
+        return table
 
     from ipv6gate.wiring import build_tenant_admin
 
-    admin = build_tenant_admin(settings, region)
+    admin = build_tenant_admin(settings, region, table=table)
     as_json = args.format == "json"
     try:
         if args.action == "remove":
@@ -82,6 +88,25 @@ def run_tenants(args: argparse.Namespace, settings: Settings, *, region: str, lo
         return _dispatch(args, admin, domain, prefix, by)
     except TenantLookupError as exc:
         return fail(name, str(exc), Exit.AWS)
+
+
+def _table(args: argparse.Namespace, settings: Settings, region: str, name: str) -> str | Exit:
+    """TENANTS_TABLE, or the ``TenantsTableName`` output of ``--stack NAME``; an ``Exit`` once reported."""
+    stack: str | None = getattr(args, "stack", None)
+    if stack is None:
+        if not settings.tenants_table:
+            why = "TENANTS_TABLE: not set (the DynamoDB table of tenant domains; or name the stack: --stack)"
+            return fail(name, f"configuration: {why}", Exit.USAGE)
+        return settings.tenants_table
+    if not stack.strip():
+        return fail(name, "--stack: empty stack name", Exit.INPUT)
+    from ipv6gate.aws.stack import StackOutputError
+    from ipv6gate.wiring import stack_output_of
+
+    try:
+        return stack_output_of(stack, "TenantsTableName", region)
+    except StackOutputError as exc:  # no such stack or output: the setup is wrong; a failed read: AWS
+        return fail(name, f"configuration: {exc}" if exc.missing else str(exc), Exit.USAGE if exc.missing else Exit.AWS)
 
 
 def _domain(text: str, action: str) -> str:

@@ -20,6 +20,7 @@ from ipv6gate.wiring.adapters import (
     caller_identity,
     file_tenants,
     ses_bounce_client,
+    stack_output_of,
 )
 from ipv6gate.wiring.probes import probe_smtp_stack
 from ipv6gate.wiring.processes import (
@@ -54,4 +55,5 @@ __all__ = [
     "file_tenants",
     "probe_smtp_stack",
     "ses_bounce_client",
+    "stack_output_of",
 ]

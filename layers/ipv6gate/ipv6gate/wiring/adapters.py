@@ -151,11 +151,21 @@ def build_trace_reader(settings: Settings, region: str | None, clients: Clients 
     return DynamoTraceStore(client, settings.trace_table, ttl_days=settings.trace_ttl_days)
 
 
-def build_tenant_admin(settings: Settings, region: str | None, clients: Clients | None = None) -> TenantAdmin:
-    """The tenants table's items for ``ipv6gate tenants`` and ``ipv6gate report`` (TENANTS_TABLE must be set)."""
+def build_tenant_admin(
+    settings: Settings, region: str | None, clients: Clients | None = None, *, table: str | None = None
+) -> TenantAdmin:
+    """The tenants table's items for ``ipv6gate tenants`` and ``ipv6gate report``: ``table``, else
+    TENANTS_TABLE (one of them must be set)."""
     from ipv6gate.aws.dynamodb import TenantAdmin
 
-    return TenantAdmin((clients or Clients(region)).get("dynamodb"), settings.tenants_table)
+    return TenantAdmin((clients or Clients(region)).get("dynamodb"), table or settings.tenants_table)
+
+
+def stack_output_of(stack: str, key: str, region: str | None) -> str:
+    """One output of a deployed stack (``tenants --stack``); ``StackOutputError`` when it has none."""
+    from ipv6gate.aws.stack import stack_output
+
+    return stack_output(aws_client("cloudformation", region), stack, key)
 
 
 def caller_identity(region: str | None) -> str:
