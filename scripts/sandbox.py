@@ -47,14 +47,16 @@ def _shown(path: Path) -> str:
 def _examples(chosen: ScenarioSet) -> list[str]:
     events = _shown(chosen.directory)
     ipv6 = [n for n in chosen.events if ":" in str(chosen.expected.get(n, {}).get("client_ip"))]
+    # The venv's own command, so the lines work as printed in a shell that never activated the venv.
+    cli = _shown(Path(sys.executable).with_name("ipv6gate"))
     lines = [
-        "ipv6gate tenants list",
-        f"ipv6gate evaluate {events}/ipv*.json --record   # IPv6 decisions go to TRACE_TABLE",
-        "ipv6gate trace --domain example.com",
+        f"{cli} tenants list",
+        f"{cli} evaluate {events}/ipv*.json --record   # IPv6 decisions go to TRACE_TABLE",
+        f"{cli} trace --domain example.com",
     ]
     if ipv6:
-        lines.append(f"ipv6gate trace {chosen.event(ipv6[0])['Records'][0]['ses']['mail']['messageId']}")
-    return [*lines, "ipv6gate tenants enable example.com --monitor"]
+        lines.append(f"{cli} trace {chosen.event(ipv6[0])['Records'][0]['ses']['mail']['messageId']}")
+    return [*lines, f"{cli} tenants enable example.com --monitor"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -318,5 +318,7 @@ def test_cli_exits_3_when_a_decision_failed_open(moto: MotoServer, knot: KnotSer
     (line,) = proc.stdout.splitlines()
     assert json.loads(line)["faults"] == ["tenant_lookup"]
     (err,) = proc.stderr.splitlines()
-    assert err.startswith(f"ipv6gate: {event}: tenant_lookup failed: tenant lookup failed, every recipient accepted")
+    assert err.startswith(
+        f"ipv6gate evaluate: {event}: tenant_lookup failed: tenant lookup failed, every recipient accepted"
+    )
     assert "ResourceNotFoundException" in err

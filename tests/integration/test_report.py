@@ -338,10 +338,10 @@ def test_the_readme_commands(stack: LocalStack, written: dict[str, Decision]) ->
 @pytest.mark.parametrize(
     ("args", "extra", "code", "message"),
     [
-        (("--days", "0"), {}, 1, "--days: 0 is outside 1..3650"),
-        (("--days", "week"), {}, 1, "--days: 'week' is not a whole number"),
-        (("--format", "xml"), {}, 1, "--format 'xml' is not one of text, json, csv"),
-        (("--limit", "-1"), {}, 1, "--limit: -1 is outside"),
+        (("--days", "0"), {}, 1, "ipv6gate report: argument --days: 0 is outside 1..3650"),
+        (("--days", "week"), {}, 1, "argument --days: 'week' is not a whole number"),
+        (("--format", "xml"), {}, 1, "argument --format: invalid choice: 'xml'"),
+        (("--limit", "-1"), {}, 1, "argument --limit: -1 is outside"),
         (("--domain", "exa mple.test"), {}, 1, "not a host-style domain"),
         ((), {"TRACE_TABLE": ""}, 2, "TRACE_TABLE: not set"),
         ((), {"TENANTS_TABLE": ""}, 2, "TENANTS_TABLE: not set"),

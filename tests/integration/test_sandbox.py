@@ -120,6 +120,19 @@ def test_tenant_changes_reach_the_next_evaluation(sandbox: Sandbox) -> None:
     assert cli(sandbox, "tenants", "disable", "example.net").returncode == 0
 
 
+def test_the_example_commands_work_as_printed_without_the_venv_on_path(sandbox: Sandbox) -> None:
+    # Last but one: the examples end by switching example.com to monitor mode.
+    start = sandbox.seen.index("then, for example:")
+    examples = [line.strip() for line in sandbox.seen[start + 1 :] if line.startswith("  ")]
+    assert examples and all(line.startswith(".venv/bin/ipv6gate ") for line in examples), examples
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), **sandbox.exports()}
+    for line in examples:
+        out = subprocess.run(
+            ["sh", "-c", line], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert out.returncode == 0 and out.stderr == "", (line, out.stderr)
+
+
 def test_ctrl_c_stops_it(sandbox: Sandbox) -> None:
     sandbox.proc.send_signal(signal.SIGINT)
     assert sandbox.proc.wait(timeout=30) == 0

@@ -35,7 +35,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def item(env: dict[str, str], domain: str) -> dict[str, object]:
-    out = cli(env, "status", domain, "--json")
+    out = cli(env, "status", domain, "--format", "json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -85,11 +85,11 @@ def test_list_and_status_of_unknown(env: dict[str, str]) -> None:
     ],
 )
 def test_bad_input_is_refused_and_changes_nothing(env: dict[str, str], args: tuple[str, ...], message: str) -> None:
-    before = cli(env, "list", "--json").stdout
+    before = cli(env, "list", "--format", "json").stdout
     out = cli(env, *args)
     assert out.returncode == 1 and out.stdout == ""
     assert len(out.stderr.splitlines()) == 1 and message in out.stderr and "Traceback" not in out.stderr
-    assert cli(env, "list", "--json").stdout == before
+    assert cli(env, "list", "--format", "json").stdout == before
 
 
 def test_missing_table_is_a_clear_error(env: dict[str, str]) -> None:
@@ -107,11 +107,11 @@ def test_remove_deletes_the_record(env: dict[str, str]) -> None:
 
 
 def test_remove_of_a_domain_without_a_record_is_not_found(env: dict[str, str]) -> None:
-    before = cli(env, "list", "--json").stdout
+    before = cli(env, "list", "--format", "json").stdout
     out = cli(env, "remove", "never.example")
     assert out.returncode == 4 and out.stdout == ""
-    assert out.stderr == "ipv6gate: never.example: no tenant record to remove\n"
-    assert cli(env, "list", "--json").stdout == before
+    assert out.stderr == "ipv6gate tenants remove: 'never.example': no tenant record to remove\n"
+    assert cli(env, "list", "--format", "json").stdout == before
 
 
 def test_a_hand_written_item_the_gate_cannot_use_is_shown_as_invalid(env: dict[str, str], moto: MotoServer) -> None:
@@ -121,7 +121,7 @@ def test_a_hand_written_item_the_gate_cannot_use_is_shown_as_invalid(env: dict[s
     status = cli(env, "status", "byhand.example")
     assert status.returncode == 0
     assert "INVALID (tenant byhand.example: ipv6_inbound must be true or false, not 'yes')" in status.stdout
-    listed = [json.loads(line) for line in cli(env, "list", "--json").stdout.splitlines()]
+    listed = [json.loads(line) for line in cli(env, "list", "--format", "json").stdout.splitlines()]
     assert {
         "domain": "byhand.example",
         "invalid": "tenant byhand.example: ipv6_inbound must be true or false, not 'yes'",
@@ -164,5 +164,6 @@ def test_stack_names_the_deployed_table(stack_env: dict[str, str], env: dict[str
 def test_stack_without_the_table_is_one_line(stack_env: dict[str, str], stack: str, message: str) -> None:
     out = cli(stack_env, "enable", "nothing.example", "--stack", stack)
     assert out.returncode == 2, out.stderr
-    assert out.stderr.startswith(f"ipv6gate: {message}") and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith(f"ipv6gate tenants enable: configuration: {message}")
+    assert len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr

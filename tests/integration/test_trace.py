@@ -91,19 +91,19 @@ def test_decisions_are_recorded_and_queried_newest_first(
     [
         (("no-such-id",), 4, "no recorded decision"),
         (("--ip", "not-an-ip"), 1, "--ip 'not-an-ip'"),
-        ((), 2, "needs a MESSAGE_ID"),
+        ((), 2, "give a MESSAGE_ID"),
         (("m", "--ip", "2001:db8::1"), 2, "MESSAGE_ID and --ip are exclusive"),
         (("m", "--domain", "example.com"), 2, "MESSAGE_ID and --domain are exclusive"),
         (("--ip", "192.0.2.25"), 1, "IPv4 mail is never recorded"),
-        (("--ip", "::ffff:192.0.2.25"), 1, "--ip 192.0.2.25: IPv4 mail is never recorded"),
+        (("--ip", "::ffff:192.0.2.25"), 1, "': 192.0.2.25 is IPv4, and IPv4 mail is never recorded"),
         (("--ip", "2001:db8::1", "--domain", "x.test"), 2, "not allowed with argument"),
-        (("--limit", "0", "--ip", "2001:db8::1"), 1, "--limit 0 is outside 1..1000"),
+        (("--limit", "0", "--ip", "2001:db8::1"), 1, "argument --limit: 0 is outside 1..1000"),
     ],
 )
 def test_bad_trace_queries(stack: tuple[dict[str, str], Any], args: tuple[str, ...], code: int, message: str) -> None:
     out = cli(stack[0], *args)
     assert out.returncode == code and message in out.stderr and out.stdout == ""
-    assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith("ipv6gate: ")
+    assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith("ipv6gate trace: ")
 
 
 @pytest.mark.parametrize("args", [("--ip", "2001:db8::1"), ("some-id",)])
@@ -111,7 +111,7 @@ def test_no_aws_region_is_one_line(stack: tuple[dict[str, str], Any], args: tupl
     env = {k: v for k, v in stack[0].items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
     out = cli({**env, "AWS_CONFIG_FILE": "/nonexistent"}, *args)
     assert out.returncode == 2 and out.stdout == ""
-    assert out.stderr.startswith("ipv6gate: configuration: no AWS region: set AWS_REGION or AWS_DEFAULT_REGION")
+    assert out.stderr.startswith("ipv6gate trace: configuration: no AWS region: set AWS_REGION or AWS_DEFAULT_REGION")
     assert len(out.stderr.splitlines()) == 1
 
 

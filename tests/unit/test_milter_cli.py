@@ -30,10 +30,10 @@ def test_listen_forms(listen: str, spec: str) -> None:
 
 
 @pytest.mark.parametrize("listen", ["8894", "127.0.0.1", "[::1]", "[::zz]:25", "1.2.3.4:0", "1.2.3.4:70000", "unix:"])
-def test_bad_listen_is_one_line_exit_2(listen: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["milter", "--listen", listen]) == 2
+def test_bad_listen_is_bad_input_in_one_line(listen: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["milter", "--listen", listen]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("ipv6gate: configuration:") and err.count("\n") == 1
+    assert err.startswith("ipv6gate milter: ") and err.count("\n") == 1
 
 
 def test_bad_milter_setting_names_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,10 +63,10 @@ def test_no_region_fails_the_start_instead_of_accepting_every_message(
 
 def test_a_socket_it_cannot_open_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     tenants = tmp_path / "tenants.json"
-    tenants.write_text("[]")
+    tenants.write_text('[{"domain": "example.com", "ipv6_inbound": true}]')
     assert main(["milter", "--listen", f"unix:{tmp_path}/no/such/dir/milter.sock", "--tenants", str(tenants)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("ipv6gate: configuration: cannot listen on unix:") and err.count("\n") == 1
+    assert err.startswith("ipv6gate milter: configuration: cannot listen on unix:") and err.count("\n") == 1
 
 
 class _SlowStdout(io.StringIO):

@@ -123,7 +123,7 @@ def tenants_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     monkeypatch.setenv("DNS_QUERY_TIMEOUT_SECONDS", "0.2")
     path = tmp_path / "tenants.json"
-    path.write_text("[]")
+    path.write_text('[{"domain": "example.com", "ipv6_inbound": true}]')  # one tenant: "[]" is warned about
     return path
 
 
@@ -145,7 +145,7 @@ def test_a_dns_server_that_does_not_answer_stops_the_start(
             assert main(["milter", *command, "--tenants", str(tenants_file)]) == 2
             err = capsys.readouterr().err
             assert err.startswith(
-                "ipv6gate: start-time check failed: DNS_SERVERS: DNS server not answering: 127.0.0.1:"
+                "ipv6gate milter: start-time check failed: DNS_SERVERS: DNS server not answering: 127.0.0.1:"
             )
             assert server not in err and err.count("\n") == 1
     assert not (tmp_path / "milter.sock").exists()  # never bound

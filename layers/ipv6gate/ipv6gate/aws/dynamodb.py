@@ -52,7 +52,7 @@ class DynamoTenantDirectory:
             code = exc.response.get("Error", {}).get("Code", "ClientError")
             raise TenantLookupError(f"DynamoDB {self._table}: {code}") from None
         except BotoCoreError as exc:
-            raise TenantLookupError(f"DynamoDB {self._table}: {exc.__class__.__name__}") from None
+            raise TenantLookupError(f"DynamoDB {self._table}: {_said(exc)}") from None
         if malformed:
             # Only these domains fail (open, loudly); the others keep the tenants read for them.
             reasons = "; ".join(malformed.values())
@@ -196,3 +196,8 @@ def _plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         else:
             out[key] = sorted(value) if kind == "SS" else value
     return out
+
+
+def _said(exc: Exception) -> str:
+    """botocore's own sentence ("Could not connect to the endpoint URL: ..."), never its class name."""
+    return " ".join(str(exc).split()) or "AWS SDK error"

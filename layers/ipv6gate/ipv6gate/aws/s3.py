@@ -28,7 +28,7 @@ class S3MessageStore:
             missing = code in ("NoSuchKey", "404", "NotFound")
             raise MessageStoreError(f"{self.location(message_id)}: {code}", missing=missing) from None
         except BotoCoreError as exc:
-            raise MessageStoreError(f"{self.location(message_id)}: {exc.__class__.__name__}") from None
+            raise MessageStoreError(f"{self.location(message_id)}: {_said(exc)}") from None
         body: BinaryIO = response["Body"]
         size = int(response.get("ContentLength", 0))
         if size > max_bytes:
@@ -37,3 +37,8 @@ class S3MessageStore:
                 f"{self.location(message_id)} is {size} bytes, over the {max_bytes} limit", too_large=True
             )
         return body
+
+
+def _said(exc: Exception) -> str:
+    """botocore's own sentence ("Could not connect to the endpoint URL: ..."), never its class name."""
+    return " ".join(str(exc).split()) or "AWS SDK error"

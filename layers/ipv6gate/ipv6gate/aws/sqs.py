@@ -22,4 +22,9 @@ class SqsBounceQueue:
             code = exc.response.get("Error", {}).get("Code", "ClientError")
             raise BounceQueueError(f"SQS {self._queue_url}: {code}") from None
         except BotoCoreError as exc:
-            raise BounceQueueError(f"SQS {self._queue_url}: {exc.__class__.__name__}") from None
+            raise BounceQueueError(f"SQS {self._queue_url}: {_said(exc)}") from None
+
+
+def _said(exc: Exception) -> str:
+    """botocore's own sentence ("Could not connect to the endpoint URL: ..."), never its class name."""
+    return " ".join(str(exc).split()) or "AWS SDK error"

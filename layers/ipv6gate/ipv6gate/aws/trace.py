@@ -153,7 +153,7 @@ class DynamoTraceStore:
             error = exc.response.get("Error", {})
             raise TraceError(f"DynamoDB {self._table}: {error.get('Code')}: {error.get('Message', '')}") from None
         except BotoCoreError as exc:
-            raise TraceError(f"DynamoDB {self._table}: {exc.__class__.__name__}") from None
+            raise TraceError(f"DynamoDB {self._table}: {_said(exc)}") from None
 
 
 def decision_items(decision: Decision, decided_at: datetime, ttl: timedelta) -> Iterator[dict[str, Any]]:
@@ -204,3 +204,8 @@ def sender_key(mail_from: str) -> str:
 def ip_key(text: str) -> str:
     """The compressed form the trace is keyed by; ``ValueError`` for a non-address."""
     return str(client_address(text.strip().strip("[]")))
+
+
+def _said(exc: Exception) -> str:
+    """botocore's own sentence ("Could not connect to the endpoint URL: ..."), never its class name."""
+    return " ".join(str(exc).split()) or "AWS SDK error"

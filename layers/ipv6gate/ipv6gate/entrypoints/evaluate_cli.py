@@ -14,7 +14,11 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ipv6gate.entrypoints.exits import NO_REGION, Exit, fail
+from ipv6gate.checks.results import Result
+from ipv6gate.decision.rule import Verdict
+from ipv6gate.entrypoints.exits import NO_REGION, Exit, fail, reason, warn
+from ipv6gate.evaluation.record import Decision
+from ipv6gate.evaluation.stored_message import UNAVAILABLE
 from ipv6gate.mail.event import EventError, Mail, parse_event
 from ipv6gate.mail.source import stored_message_id
 from ipv6gate.ports import TenantDirectory
@@ -27,7 +31,9 @@ def run_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from ipv6gate.wiring import aws_region, build_gate
 
     if args.received_in is not None and not _REGION.fullmatch(args.received_in):
-        return fail(f"--received-in {args.received_in[:40]!r}: not an AWS region name like eu-west-1", Exit.INPUT)
+        return fail(
+            "evaluate", f"--received-in {args.received_in[:40]!r}: not an AWS region name like eu-west-1", Exit.INPUT
+        )
     try:
         # A saved event may come from any region: the trusted receiver is SES's there, not where
         # this shell's AWS_REGION points (see Settings.from_env).
@@ -41,20 +47,36 @@ def run_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         events, status = _read_events(args.events)
         raws = _match_messages(args.message, {mail.message_id for _, mail in events})
     except SettingsError as exc:
-        return fail(f"configuration: {exc}", Exit.USAGE)
+        return fail("evaluate", f"configuration: {exc}", Exit.USAGE)
     except _InputError as exc:
-        return fail(str(exc), Exit.INPUT)
+        return fail("evaluate", str(exc), Exit.INPUT)
 
     for path, mail in events:
         decision = gate.evaluate(mail, raw_message=raws.get(mail.message_id))
         if args.record:
             decision = gate.record(decision)  # the trace only: this gate queues no bounce
         print(json.dumps({"event": str(path), **decision.to_dict()}, ensure_ascii=False), flush=True)
-        if decision.faults:
-            status = max(
-                status, fail(f"{path}: {', '.join(decision.faults)} failed: {'; '.join(decision.notes)}", Exit.AWS)
-            )
+        failed = _failed_open(decision)
+        if failed:
+            status = max(status, fail("evaluate", f"{path}: {', '.join(failed)} failed: {_why(decision)}", Exit.AWS))
     return status
+
+
+def _failed_open(decision: Decision) -> list[str]:
+    """What failed for this decision: the recorded faults, and the raw message that S3 could not give
+    (its DKIM is then ``temperror``, and TEMPERROR_ACTION may have let the mail through unjudged)."""
+    failed = list(decision.faults)
+    dkim = decision.checks.dkim
+    accepted = any(v.verdict is Verdict.ACCEPT for v in decision.verdicts)
+    if dkim.result is Result.TEMPERROR and dkim.reason.startswith(UNAVAILABLE) and accepted:
+        failed.append("message_store")
+    return failed
+
+
+def _why(decision: Decision) -> str:
+    dkim = decision.checks.dkim
+    extra = [dkim.reason] if dkim.reason.startswith(UNAVAILABLE) else []
+    return "; ".join([*decision.notes, *extra]) or "see the decision"
 
 
 class _InputError(Exception):
@@ -65,9 +87,12 @@ def _tenants_file(path: Path) -> TenantDirectory:
     from ipv6gate.wiring import file_tenants
 
     try:
-        return file_tenants(path)
+        tenants = file_tenants(path)
     except (OSError, ValueError) as exc:
-        raise _InputError(f"{path}: {_reason(exc)}") from None
+        raise _InputError(f"--tenants {path}: {reason(exc)}") from None
+    if not getattr(tenants, "domains", True):
+        warn("evaluate", f"--tenants {path} lists no tenants: every IPv6 recipient gets 550 5.2.1")
+    return tenants
 
 
 def _read_events(paths: Sequence[Path]) -> tuple[list[tuple[Path, Mail]], Exit]:
@@ -78,11 +103,11 @@ def _read_events(paths: Sequence[Path]) -> tuple[list[tuple[Path, Mail]], Exit]:
         try:
             events.append((path, parse_event(json.loads(_read_bytes(path)))))
         except _InputError as exc:
-            status = fail(str(exc), Exit.INPUT)
+            status = fail("evaluate", str(exc), Exit.INPUT)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            status = fail(f"{path}: invalid JSON: {_reason(exc)}", Exit.INPUT)
+            status = fail("evaluate", f"{path}: invalid JSON: {reason(exc)}", Exit.INPUT)
         except EventError as exc:
-            status = fail(f"{path}: {exc} (give SES receipt event files only)", Exit.INPUT)
+            status = fail("evaluate", f"{path}: {exc} (give SES receipt event files only)", Exit.INPUT)
     return events, status
 
 
@@ -116,8 +141,4 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise _InputError(f"{path}: cannot read: {exc.strerror or exc.__class__.__name__}") from None
-
-
-def _reason(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or exc.__class__.__name__
+        raise _InputError(f"{path}: cannot read: {reason(exc)}") from None

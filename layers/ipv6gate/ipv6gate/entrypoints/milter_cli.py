@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ipv6gate.entrypoints.exits import NO_REGION, Exit, fail
+from ipv6gate.entrypoints.exits import FUNCTION_ENV, NO_REGION, Commands, Exit, command, fail, reason, warn
 from ipv6gate.entrypoints.milter_socket import (
     DEFAULT_MODE,
     SocketError,
@@ -30,7 +30,7 @@ from ipv6gate.entrypoints.milter_socket import (
     parse_mode,
     unix_path,
 )
-from ipv6gate.settings import MilterSettings, SettingsError
+from ipv6gate.settings import MilterSettings, SettingsError, env_names
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
@@ -39,8 +39,27 @@ if TYPE_CHECKING:
     from ipv6gate.evaluation.staged import SmtpGate
 
 
-def add_milter_command(commands: argparse._SubParsersAction[Any]) -> None:
-    milter = commands.add_parser("milter", help="apply the rule at SMTP time as a Postfix/Sendmail milter")
+class _BadInput(Exception):
+    """A value given on the command line is wrong (exit 1)."""
+
+
+class _Usage(ValueError):
+    """Options that do not go together (exit 2)."""
+
+
+def add_milter_command(commands: Commands) -> None:
+    milter = command(
+        commands,
+        "milter",
+        "apply the rule at SMTP time as a Postfix/Sendmail milter (decisions to TRACE_TABLE, metrics as EMF on stdout)",
+        (
+            *FUNCTION_ENV,
+            *(name for name in env_names(MilterSettings) if name.startswith("MILTER_")),
+            "POWERTOOLS_SERVICE_NAME",
+            "POWERTOOLS_METRICS_NAMESPACE",
+        ),
+        (Exit.OK, Exit.INPUT, Exit.USAGE),
+    )
     milter.add_argument(
         "--listen",
         metavar="HOST:PORT|unix:PATH",
@@ -85,7 +104,7 @@ def unix_socket(spec: str, mode: str | None, group: str | None) -> UnixSocket | 
     path = unix_path(spec)
     if path is None:
         if mode or group:
-            raise ValueError("--socket-mode and --socket-group apply to a unix: socket only")
+            raise _Usage("--socket-mode and --socket-group apply to a unix: socket only")
         return None
     return UnixSocket(
         Path(os.path.abspath(path)),
@@ -135,7 +154,9 @@ def _configure(args: argparse.Namespace) -> _Setup:
         try:
             tenants = file_tenants(args.tenants)
         except (OSError, ValueError) as exc:
-            raise SettingsError(f"--tenants {args.tenants}: {exc}") from None
+            raise _BadInput(f"--tenants {args.tenants}: {reason(exc)}") from None
+        if not getattr(tenants, "domains", True):
+            warn("milter", f"--tenants {args.tenants} lists no tenants: every IPv6 recipient gets 550 5.2.1")
     region = aws_region(os.environ)
     if region is None and (tenants is None or settings.checks.trace_table):
         raise SettingsError(f"{NO_REGION}; the tenants and trace tables are DynamoDB")
@@ -148,22 +169,32 @@ def _configure(args: argparse.Namespace) -> _Setup:
 def run_milter(args: argparse.Namespace) -> int:
     from ipv6gate.wiring import probe_smtp_stack
 
+    if not args.listen and not args.check:
+        return fail(
+            "milter", "give --listen HOST:PORT|unix:PATH (or --check) (see: ipv6gate milter --help)", Exit.USAGE
+        )
     try:
         setup = _configure(args)
-    except (SettingsError, ValueError) as exc:
-        return fail(f"configuration: {exc}", Exit.USAGE)
+    except SettingsError as exc:
+        return fail("milter", f"configuration: {exc}", Exit.USAGE)
+    except _Usage as exc:
+        return fail("milter", f"{exc} (see: ipv6gate milter --help)", Exit.USAGE)
+    except (_BadInput, ValueError) as exc:  # a value given on the command line
+        return fail("milter", str(exc), Exit.INPUT)
     except SocketError as exc:
-        return fail(f"configuration: cannot listen on {exc}", Exit.USAGE)
+        return fail("milter", f"configuration: cannot listen on {exc}", Exit.USAGE)
 
     # Before listening: what would otherwise fail only at the first message, and fail open there.
     problems = probe_smtp_stack(setup.settings, tenants_from_file=setup.tenants_from_file, region=setup.region)
     if args.check:
         if problems:
-            return fail(f"start-time check failed: {'; '.join(problems)}", Exit.USAGE)
+            return fail("milter", f"start-time check failed: {'; '.join(problems)}", Exit.USAGE)
         print("ipv6gate milter: start-time checks passed")
         return Exit.OK
     if problems and not args.degraded_start:
-        return fail(f"start-time check failed: {'; '.join(problems)} (--degraded-start to start anyway)", Exit.USAGE)
+        return fail(
+            "milter", f"start-time check failed: {'; '.join(problems)} (--degraded-start to start anyway)", Exit.USAGE
+        )
     return _serve(setup, problems)
 
 
@@ -237,6 +268,6 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
             ),
         )
     except ListenError as exc:
-        return fail(f"configuration: {exc}", Exit.USAGE)
+        return fail("milter", f"configuration: {exc}", Exit.USAGE)
     logger.info("milter stopped", extra={"sessions_cut_off": cut_off, "drain_seconds": settings.drain_seconds})
     return Exit.OK

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ipv6gate.mail.domains import DomainError, normalize_domain
+from ipv6gate.decision.tenants import tenant_domain
+from ipv6gate.entrypoints.exits import AWS_ENV, Commands, Exit, command, fail, whole
+from ipv6gate.mail.domains import DomainError
 from ipv6gate.ports import TenantLookupError, TraceError
-from ipv6gate.settings import Settings, integer
+from ipv6gate.settings import Settings
 
 if TYPE_CHECKING:
     from ipv6gate.aws.dynamodb import TenantAdmin
@@ -24,14 +26,23 @@ if TYPE_CHECKING:
 FORMATS = ("text", "json", "csv")
 
 
-def add_report_parser(commands: argparse._SubParsersAction[Any]) -> None:
-    report = commands.add_parser("report", help="per domain: decisions, replies, would-rejects and who gets them")
+def add_report_parser(commands: Commands) -> None:
+    report = command(
+        commands,
+        "report",
+        "per recipient domain over the last days: decisions, replies, would-rejects and who gets them "
+        "(TRACE_TABLE, and TENANTS_TABLE's tenants)",
+        ("TRACE_TABLE", "TENANTS_TABLE", *AWS_ENV),
+        (Exit.OK, Exit.INPUT, Exit.USAGE, Exit.AWS),
+    )
     report.add_argument(
         "--domain", help="one recipient domain (default: every tenant in TENANTS_TABLE and every domain decided for)"
     )
-    report.add_argument("--days", default="7", help="how many days back from now (default 7)")
-    report.add_argument("--format", default="text", help="text (a table, default), json or csv")
-    report.add_argument("--limit", default="10000", help="most index items to read (default 10000)")
+    report.add_argument("--days", type=whole(1, 3650), default=7, help="how many days back from now (default 7)")
+    report.add_argument("--format", choices=FORMATS, default="text", help="text (a table, default), json or csv")
+    report.add_argument(
+        "--limit", type=whole(1, 1_000_000), default=10000, help="most index items to read (default 10000)"
+    )
 
 
 def run_report(
@@ -42,18 +53,12 @@ def run_report(
     region: str | None = None,
 ) -> int:
     try:
-        days = _whole(args.days, "--days", 1, 3650)
-        limit = _whole(args.limit, "--limit", 1, 1_000_000)
-        if args.format not in FORMATS:
-            raise ValueError(f"--format {args.format[:20]!r} is not one of {', '.join(FORMATS)}")
-        domain = normalize_domain(args.domain) if args.domain is not None else None
-    except (ValueError, DomainError) as exc:
-        print(f"ipv6gate: {exc}", file=sys.stderr)
-        return 1
+        domain = tenant_domain(args.domain) if args.domain is not None else None  # not an IP address either
+    except DomainError as exc:
+        return fail("report", f"--domain: {exc}", Exit.INPUT)
     missing = _missing_configuration(settings, one_domain=domain is not None)
     if missing:
-        print(f"ipv6gate: configuration: {missing}", file=sys.stderr)
-        return 2
+        return fail("report", f"configuration: {missing}", Exit.USAGE)
     from botocore.exceptions import BotoCoreError
 
     from ipv6gate.evaluation.domain_report import build_report
@@ -65,30 +70,21 @@ def run_report(
         admin = build_tenant_admin(settings, region, clients) if settings.tenants_table else None
         domains = _domains(admin, domain)
         trace = build_trace_reader(settings, region, clients)
-        since = until - timedelta(days=days)
-        report = build_report(trace, domains, since, until, limit, every_decided=domain is None)
+        since = until - timedelta(days=args.days)
+        report = build_report(trace, domains, since, until, args.limit, every_decided=domain is None)
     except (TraceError, TenantLookupError) as exc:
-        print(f"ipv6gate: {exc}", file=sys.stderr)
-        return 3
+        return fail("report", str(exc), Exit.AWS)
     except BotoCoreError as exc:  # e.g. no region configured: raised when the client is made
-        print(f"ipv6gate: AWS: {exc}", file=sys.stderr)
-        return 2
+        return fail("report", f"configuration: AWS: {exc}", Exit.USAGE)
     from ipv6gate.entrypoints.report_render import csv_text, text
 
     render: dict[str, Callable[[Report], str]] = {"text": text, "csv": csv_text, "json": _json}
     sys.stdout.write(render[args.format](report))
-    return 0
+    return Exit.OK
 
 
 def _json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2) + "\n"
-
-
-def _whole(value: str, name: str, low: int, high: int) -> int:
-    try:
-        return integer(low, high)(value.strip())
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
 
 
 def _missing_configuration(settings: Settings, *, one_domain: bool) -> str | None:

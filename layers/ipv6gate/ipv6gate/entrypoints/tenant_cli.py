@@ -8,59 +8,130 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ipv6gate.decision.tenants import Mode, parse_prefix, tenant_domain, tenant_from_plain
-from ipv6gate.entrypoints.exits import Exit, fail
+from ipv6gate.entrypoints.exits import AWS_ENV, Commands, Exit, command, fail, warn
 from ipv6gate.mail.domains import DomainError
 from ipv6gate.ports import TenantLookupError
 from ipv6gate.settings import Settings
 
+ACTIONS = ("enable", "disable", "remove", "status", "list", "add-partner", "remove-partner")
+FORMATS = ("text", "json")
+_ENV = ("TENANTS_TABLE (or --stack NAME: CloudFormation DescribeStacks)", *AWS_ENV)
+_CHANGES = ("enable", "disable", "add-partner", "remove-partner")  # the actions that stamp updated_by
+
+
+def add_tenant_commands(commands: Commands) -> None:
+    tenants = command(commands, "tenants", "switch IPv6 on or off per recipient domain (TENANTS_TABLE)", _ENV)
+    sub = tenants.add_subparsers(dest="action", metavar="ACTION")  # none given: main says which there are
+    texts = {
+        "enable": "accept IPv6 mail for DOMAIN (like Enable-IPv6ForAcceptedDomain)",
+        "disable": "refuse IPv6 mail for DOMAIN with 550 5.2.1",
+        "remove": "delete DOMAIN's tenant record, as tenants list shows it (exit 4 if there is none)",
+        "status": "show one domain, or every tenant",
+        "list": "list tenant domains",
+        "add-partner": "mail from PREFIX to DOMAIN is not anonymous",
+        "remove-partner": "undo add-partner (a warning when DOMAIN has no such partner)",
+    }
+    never_not_found = (Exit.OK, Exit.INPUT, Exit.USAGE, Exit.AWS)  # only remove can find nothing (4)
+    for action in ACTIONS:
+        statuses = tuple(Exit) if action == "remove" else never_not_found
+        p = command(sub, action, texts[action], _ENV, statuses)
+        if action == "status":
+            p.add_argument("domain", nargs="?")
+        elif action != "list":
+            p.add_argument("domain")
+        if action == "remove":
+            p.add_argument(
+                "--exact",
+                action="store_true",
+                help="DOMAIN is a stored key exactly as tenants list shows it, even one that is not a domain "
+                "(an item written by hand)",
+            )
+        if action == "enable":
+            p.add_argument("--monitor", action="store_true", help="evaluate and log, but never reject")
+        if action.endswith("-partner"):
+            p.add_argument("prefix", help="an IPv6 prefix, e.g. 2001:db8:10::/48")
+        if action in _CHANGES:
+            p.add_argument("--by", help="who makes the change (default: the AWS caller identity)")
+        p.add_argument("--format", choices=FORMATS, default="text", help="text (default) or json (JSON lines)")
+        p.add_argument(
+            "--stack",
+            metavar="NAME",
+            help="the deployed stack: its TenantsTableName output is the table (instead of TENANTS_TABLE)",
+        )
+
 
 def run_tenants(args: argparse.Namespace, settings: Settings, *, region: str, local_user: str) -> int:
+    name = f"tenants {args.action}"
+    given: str | None = getattr(args, "domain", None)
     try:
         # The same canonical form (and refusals) as a stored tenant item and a recipient domain.
-        domain = tenant_domain(args.domain) if getattr(args, "domain", None) is not None else None
+        exact = getattr(args, "exact", False)
+        domain = _domain(given, args.action) if given is not None and not exact else None
+        if exact and not (given or "").strip():
+            raise DomainError("empty key")
         prefix = str(parse_prefix(args.prefix)) if getattr(args, "prefix", None) is not None else None
     except (DomainError, ValueError) as exc:
-        return fail(str(exc), Exit.INPUT)
-    table = settings.tenants_table
-    if getattr(args, "stack", None):
-        from ipv6gate.aws.stack import StackOutputError
-        from ipv6gate.wiring import stack_output_of
-
-        try:
-            table = stack_output_of(args.stack, "TenantsTableName", region)
-        except StackOutputError as exc:
-            return fail(str(exc), Exit.USAGE if exc.missing else Exit.AWS)
-    if not table:
-        return fail(
-            "configuration: TENANTS_TABLE: not set (the DynamoDB table of tenant domains; or name the stack: --stack)",
-            Exit.USAGE,
-        )
+        return fail(name, str(exc), Exit.INPUT)
+    table = _table(args, settings, region, name)
+    if isinstance(table, Exit):
+        return table
 
     from ipv6gate.wiring import build_tenant_admin
 
     admin = build_tenant_admin(settings, region, table=table)
+    as_json = args.format == "json"
     try:
-        return _dispatch(args, admin, domain, prefix, lambda: args.by or _caller(local_user, region))
+        if args.action == "remove":
+            assert given is not None  # argparse: remove requires DOMAIN
+            return _remove(admin, domain, given, as_json)
+        by = lambda: getattr(args, "by", None) or _caller(local_user, region)  # noqa: E731
+        return _dispatch(args, admin, domain, prefix, by)
     except TenantLookupError as exc:
-        return fail(str(exc), Exit.AWS)
+        return fail(name, str(exc), Exit.AWS)
+
+
+def _table(args: argparse.Namespace, settings: Settings, region: str, name: str) -> str | Exit:
+    """TENANTS_TABLE, or the ``TenantsTableName`` output of ``--stack NAME``; an ``Exit`` once reported."""
+    stack: str | None = getattr(args, "stack", None)
+    if stack is None:
+        if not settings.tenants_table:
+            why = "TENANTS_TABLE: not set (the DynamoDB table of tenant domains; or name the stack: --stack)"
+            return fail(name, f"configuration: {why}", Exit.USAGE)
+        return settings.tenants_table
+    if not stack.strip():
+        return fail(name, "--stack: empty stack name", Exit.INPUT)
+    from ipv6gate.aws.stack import StackOutputError
+    from ipv6gate.wiring import stack_output_of
+
+    try:
+        return stack_output_of(stack, "TenantsTableName", region)
+    except StackOutputError as exc:  # no such stack or output: the setup is wrong; a failed read: AWS
+        return fail(name, f"configuration: {exc}" if exc.missing else str(exc), Exit.USAGE if exc.missing else Exit.AWS)
+
+
+def _domain(text: str, action: str) -> str:
+    """The canonical domain; ``tenants remove --exact`` takes a stored key that is not one."""
+    try:
+        return tenant_domain(text)
+    except DomainError as exc:
+        if action != "remove" or not text.strip():
+            raise
+        raise DomainError(f"{exc} (a stored key that is not a domain: tenants remove --exact KEY)") from None
 
 
 def _dispatch(args: argparse.Namespace, admin: Any, domain: str | None, prefix: str | None, by: Any) -> int:
     action: str = args.action
+    as_json = args.format == "json"
     if action in ("status", "list"):
         items = [admin.get(domain)] if domain else admin.scan()
         if domain and items[0] is None:
             items = [{"domain": domain, "ipv6_inbound": False, "tenant": False}]
         for item in items:
-            _show(item, args.json, names_only=action == "list")
+            _show(item, as_json, names_only=action == "list")
+        if not domain and not items:
+            warn(f"tenants {action}", "TENANTS_TABLE has no tenants: every IPv6 recipient gets 550 5.2.1")
         return Exit.OK
     assert domain is not None  # every other action requires DOMAIN (argparse)
-    if action == "remove":
-        removed = admin.remove(domain)
-        if removed is None:
-            return fail(f"{domain}: no tenant record to remove", Exit.NOT_FOUND)
-        _show(removed | {"removed": True}, args.json, names_only=False)
-        return Exit.OK
     stamp = {"by": by(), "now": datetime.now(UTC).isoformat(timespec="seconds")}
     if action == "enable":
         item = admin.enable(domain, mode=Mode.MONITOR if args.monitor else Mode.ENFORCE, **stamp)
@@ -69,8 +140,27 @@ def _dispatch(args: argparse.Namespace, admin: Any, domain: str | None, prefix: 
     elif action == "add-partner":
         item = admin.add_partner(domain, prefix, **stamp)
     else:
+        before = admin.get(domain)
+        if before is None or prefix not in {_prefix(p) for p in before.get("partner_prefixes") or ()}:
+            # Not a failure (the prefix is not a partner, as asked), but nothing was changed: say so.
+            warn("tenants remove-partner", f"{domain} has no partner {prefix}: nothing to remove")
+            _show(before or {"domain": domain, "ipv6_inbound": False, "tenant": False}, as_json, names_only=False)
+            return Exit.OK
         item = admin.remove_partner(domain, prefix, **stamp)
-    _show(item, args.json, names_only=False)
+    _show(item, as_json, names_only=False)
+    return Exit.OK
+
+
+def _remove(admin: Any, domain: str | None, given: str, as_json: bool) -> int:
+    """Remove by the canonical domain, else by the key exactly as given: ``tenants list`` shows items
+    stored under a key that is not canonical (written by hand, or by an older version), and those
+    must be removable too."""
+    removed = admin.remove(domain) if domain else None
+    if removed is None and given != domain:
+        removed = admin.remove(given)
+    if removed is None:
+        return fail("tenants remove", f"{given[:80]!r}: no tenant record to remove", Exit.NOT_FOUND)
+    _show(removed | {"removed": True}, as_json, names_only=False)
     return Exit.OK
 
 
@@ -106,6 +196,13 @@ def _problem(item: dict[str, Any]) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def _prefix(stored: object) -> str:
+    try:
+        return str(parse_prefix(str(stored)))
+    except ValueError:
+        return str(stored)
 
 
 def _caller(local_user: str, region: str) -> str:

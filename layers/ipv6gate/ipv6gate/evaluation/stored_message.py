@@ -17,6 +17,9 @@ from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.dns import DnsSession
 from ipv6gate.ports import MessageStore, MessageStoreError
 
+# How a DKIM result begins when the raw message could not be read (the CLI counts it as a fault).
+UNAVAILABLE = "raw message unavailable"
+
 
 def check_stored_dkim(
     messages: MessageStore | None,
@@ -37,7 +40,7 @@ def check_stored_dkim(
         stream = messages.open(message_id, max_bytes)
     except MessageStoreError as exc:
         result = Result.PERMERROR if exc.too_large else Result.TEMPERROR
-        return CheckResult("dkim", result, f"raw message unavailable: {exc}")
+        return CheckResult("dkim", result, f"{UNAVAILABLE}: {exc}")
     try:
         return check_dkim_stream(session, wrap(stream), max_signatures=max_signatures)
     finally:

@@ -21,7 +21,13 @@ class FileTenants:
     @classmethod
     def from_json_file(cls, path: str | Path) -> FileTenants:
         """``OSError`` when the file cannot be read, ``ValueError`` (naming the entry) when it is not a tenants list."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        if not text.strip():
+            raise ValueError("the file is empty (give a JSON list of tenants, [] for none)")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:  # its message alone ("Expecting value") does not say it is JSON
+            raise ValueError(f"not valid JSON: {exc.msg.lower()} at line {exc.lineno} column {exc.colno}") from None
         if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
             raise ValueError("tenants file must be a JSON list of objects")
         tenants: dict[str, Tenant] = {}

@@ -22,7 +22,9 @@ def normalize_domain(text: str) -> str:
     try:
         name = dns.name.from_unicode(raw, origin=dns.name.root)
     except (dns.exception.DNSException, UnicodeError) as exc:
-        raise DomainError(f"{raw[:80]!r} is not a domain name ({exc.__class__.__name__})") from None
+        # The library's sentence ("A DNS label is empty."), never its class name.
+        why = str(exc).strip().rstrip(".") or "not encodable"
+        raise DomainError(f"{raw[:80]!r} is not a domain name: {why[:1].lower()}{why[1:]}") from None
     ascii_form = name.to_text(omit_final_dot=True).lower()
     labels = ascii_form.split(".")
     if len(labels) < 2 or not all(_LDH.match(label) for label in labels):
