@@ -539,7 +539,7 @@ def test_own_mode_creates_its_set_and_can_activate_it(tpl):
     assert cr["Properties"]["RuleSetName"] == {"Fn::GetAtt": ["RuleSetTarget", "RuleSetName"]}
     # Deleted before the rule (and the own set): the previous set is active again before SES is asked
     # to delete a set, which it refuses for the active one.
-    assert as_list(cr["DependsOn"]) == ["ReceiptRule"]
+    assert as_list(cr["DependsOn"]) == ["ReceiptRule", "ActivateRuleSetPolicy"]
     text = TEMPLATE.read_text(encoding="utf-8")
     assert "aws ses set-active-receipt-rule-set --rule-set-name" in text
     assert re.search(r"only one .*rule set.* active per account and region", text, re.I | re.S)
@@ -574,20 +574,32 @@ def test_every_custom_resource_is_served_by_the_setup_function(resources):
 
 def test_setup_function_permissions_least_privilege(resources):
     policies = as_list(resources["StackSetupFunction"]["Properties"]["Policies"])
-    plain = [st for pol in policies for st in as_list(pol["Statement"]) if "Fn::If" not in st]
-    conditional = [st for pol in policies for st in as_list(pol["Statement"]) if "Fn::If" in st]
-    by_action = {a: st["Resource"] for st in plain for a in as_list(st["Action"])}
+    statements = [st for pol in policies for st in as_list(pol["Statement"])]
+    assert all("Fn::If" not in st for st in statements)
+    by_action = {a: st["Resource"] for st in statements for a in as_list(st["Action"])}
     assert by_action == {
         "ses:DescribeActiveReceiptRuleSet": "*",
         "ses:DescribeReceiptRuleSet": "*",
         "ses:ListIdentities": "*",
         "dynamodb:PutItem": {"Fn::GetAtt": ["TenantsTable", "Arn"]},
     }
-    # Changing which set is active is granted only to a stack that activates.
-    [activation] = conditional
-    condition, granted, otherwise = activation["Fn::If"]
-    assert condition == "ActivateRuleSetCondition" and otherwise == {"Ref": "AWS::NoValue"}
-    assert as_list(granted["Action"]) == ["ses:SetActiveReceiptRuleSet"]
+    # Changing which set is active is granted only to a stack that activates, by a policy of its own
+    # on the function's role.
+    policy = resources["ActivateRuleSetPolicy"]
+    assert policy["Type"] == "AWS::IAM::RolePolicy" and policy["Condition"] == "ActivateRuleSetCondition"
+    assert policy["Properties"]["RoleName"] == {"Ref": "StackSetupFunctionRole"}
+    [granted] = as_list(policy["Properties"]["PolicyDocument"]["Statement"])
+    assert as_list(granted["Action"]) == ["ses:SetActiveReceiptRuleSet"] and granted["Resource"] == "*"
+
+
+def test_activation_outlives_nothing_it_needs(resources):
+    """Turning ActivateRuleSet off deletes ActiveReceiptRuleSet (whose delete restores the previously
+    active set) in the update's cleanup. It must depend on the policy that grants SetActiveReceiptRuleSet,
+    so CloudFormation deletes it first and the restore is still allowed; a conditional statement in the
+    function's role would already be gone then."""
+    depends = as_list(resources["ActiveReceiptRuleSet"]["DependsOn"])
+    assert "ActivateRuleSetPolicy" in depends and "ReceiptRule" in depends
+    assert resources["ActiveReceiptRuleSet"]["Condition"] == resources["ActivateRuleSetPolicy"]["Condition"]
 
 
 def test_outputs(tpl):
