@@ -114,6 +114,9 @@ CASES: list[tuple[str, tuple[str, ...], dict[str, str], Exit, str]] = [
         "'a..b' is not a domain name: a DNS label is empty",
     ),
     ("tenants add-partner", ("tenants", "add-partner", "x.test", "2001:zz::/48"), {}, Exit.INPUT, "2001:zz::/48"),
+    # A partner skips the checks: the whole IPv6 Internet as one partner would switch the rule off.
+    ("tenants add-partner", ("tenants", "add-partner", "x.test", "::/0"), {}, Exit.INPUT, "wider than /16"),
+    ("tenants add-partner", ("tenants", "add-partner", "x.test", "2000::/3"), {}, Exit.INPUT, "wider than /16"),
     ("tenants status", ("tenants", "status", "--json"), {}, Exit.USAGE, "unrecognized arguments: --json"),
     ("tenants status", ("tenants", "status", "--format", "xml"), {}, Exit.INPUT, "invalid choice: 'xml'"),
     ("tenants list", ("tenants", "list", "--by", "me"), {}, Exit.USAGE, "unrecognized arguments: --by me"),

@@ -124,3 +124,15 @@ def test_the_cache_keeps_what_it_already_knew_when_one_item_is_malformed() -> No
     with pytest.raises(TenantLookupError) as caught:
         cache.get_many(["tenant.test", "bad.test"])
     assert caught.value.domains == ("bad.test",) and set(caught.value.found) == {"tenant.test"}
+
+
+@pytest.mark.parametrize(("text", "ok"), [("2001::/16", True), ("2001:db8:10::/48", True), ("2000::/15", False)])
+def test_partner_prefix_width_boundary(text: str, ok: bool) -> None:
+    from ipv6gate.decision.tenants import check_partner_width, parse_prefix
+
+    network = parse_prefix(text)
+    if ok:
+        assert check_partner_width(network) == network
+    else:
+        with pytest.raises(ValueError, match="wider than /16"):
+            check_partner_width(network)

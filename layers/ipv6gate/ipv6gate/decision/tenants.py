@@ -40,6 +40,22 @@ def parse_prefix(text: str) -> ipaddress.IPv6Network:
     return network
 
 
+# The widest prefix an operator may add as a partner connector: a partner skips the checks, so
+# ``::/0`` (or ``2000::/3``, all global unicast) would switch the rule off for the tenant. RIRs give an
+# organisation /48 to /19; a /16 is wider than any of them.
+WIDEST_PARTNER_PREFIX = 16
+
+
+def check_partner_width(network: ipaddress.IPv6Network) -> ipaddress.IPv6Network:
+    """``network`` when it is no wider than ``WIDEST_PARTNER_PREFIX``; ``ValueError`` saying why otherwise."""
+    if network.prefixlen < WIDEST_PARTNER_PREFIX:
+        raise ValueError(
+            f"{network} is wider than /{WIDEST_PARTNER_PREFIX}: a partner prefix exempts its senders from the rule, "
+            "so this one would exempt far more than one organisation's network"
+        )
+    return network
+
+
 # What a stored tenant item may hold: the table's attributes (README "Tenant administration").
 FIELDS = ("domain", "ipv6_inbound", "mode", "partner_prefixes", "updated_at", "updated_by")
 

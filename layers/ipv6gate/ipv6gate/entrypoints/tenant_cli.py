@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ipv6gate.decision.tenants import Mode, parse_prefix, tenant_domain, tenant_from_plain
+from ipv6gate.decision.tenants import Mode, check_partner_width, parse_prefix, tenant_domain, tenant_from_plain
 from ipv6gate.entrypoints.exits import AWS_ENV, Commands, Exit, command, fail, warn
 from ipv6gate.mail.domains import DomainError
 from ipv6gate.ports import TenantLookupError
@@ -70,6 +70,8 @@ def run_tenants(args: argparse.Namespace, settings: Settings, *, region: str, lo
         if exact and not (given or "").strip():
             raise DomainError("empty key")
         prefix = str(parse_prefix(args.prefix)) if getattr(args, "prefix", None) is not None else None
+        if prefix is not None and args.action == "add-partner":
+            check_partner_width(parse_prefix(prefix))
     except (DomainError, ValueError) as exc:
         return fail(name, str(exc), Exit.INPUT)
     table = _table(args, settings, region, name)
