@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,17 @@ import pytest
 from tests.support import world
 from tests.support.knot import KnotServer
 from tests.support.postfix import MilterProcess, PostfixInstance
-from tests.support.smtp_sessions import TENANTS, Kind, Refused, kinds, never_data, slow_body, transaction
+from tests.support.smtp_sessions import (
+    TENANTS,
+    Kind,
+    Refused,
+    envelope,
+    kinds,
+    never_data,
+    open_session,
+    slow_body,
+    transaction,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -143,10 +154,19 @@ def test_past_the_session_ceiling_postfix_answers_421_and_then_serves_again(
         PostfixInstance(milter.postfix_address, extra=POSTFIX_LOAD) as postfix,
         cf.ThreadPoolExecutor(max_workers=3) as pool,
     ):
-        idle = [pool.submit(never_data, postfix.port, world.GOOD_IP, 4.0, True) for _ in range(3)]
-        time.sleep(1.5)
-        with pytest.raises(Refused):
-            transaction(postfix.port, world.GOOD_IP, "bob@tenant.test", world.message())
+        # Each held session connects to the milter twice (Postfix reconnects after XCLIENT) and libmilter
+        # may count the first connection until its next poll, so a held session can itself be refused
+        # while the others start: each retries until it is in. The fourth client is tried only once all
+        # three hold a session, and they are released only after it.
+        arrived, release = threading.Semaphore(0), threading.Event()
+        idle = [pool.submit(_held_session, postfix.port, arrived, release) for _ in range(3)]
+        try:
+            for _ in range(3):
+                assert arrived.acquire(timeout=60), "a held session never got past RCPT"
+            with pytest.raises(Refused):
+                transaction(postfix.port, world.GOOD_IP, "bob@tenant.test", world.message())
+        finally:
+            release.set()
         assert [f.result(timeout=30) for f in idle] == ["rcpt 250"] * 3
         assert "421 4.3.2 Service not available, too many SMTP sessions in progress" in postfix.maillog()
         [refusal, *_] = [r for r in milter.records() if r.get("message") == "refused at a ceiling"]
@@ -159,3 +179,20 @@ def test_past_the_session_ceiling_postfix_answers_421_and_then_serves_again(
             except Refused:
                 assert time.monotonic() < deadline, "still refused after the idle sessions ended"
                 time.sleep(1)
+
+
+def _held_session(port: int, arrived: threading.Semaphore, release: threading.Event) -> str:
+    """A session that gets past RCPT (retrying while refused at the ceiling), holds until released, quits."""
+    deadline = time.monotonic() + 45
+    while True:
+        try:
+            smtp = open_session(port, world.GOOD_IP)
+            break
+        except Refused:
+            assert time.monotonic() < deadline, "refused for 45 s"
+            time.sleep(0.5)
+    [rcpt] = envelope(smtp, "bob@tenant.test")
+    arrived.release()
+    release.wait(timeout=90)
+    smtp.quit()
+    return rcpt

@@ -30,7 +30,7 @@ class Refused(Exception):
     """Postfix answered 421 at connect or XCLIENT: the milter refused the session (its session ceiling)."""
 
 
-def _open(port: int, ip: str, helo: str = "mail.good.test") -> smtplib.SMTP:
+def open_session(port: int, ip: str, helo: str = "mail.good.test") -> smtplib.SMTP:
     try:
         smtp = smtplib.SMTP("127.0.0.1", port, timeout=120)
     except smtplib.SMTPConnectError as exc:
@@ -49,7 +49,7 @@ def _open(port: int, ip: str, helo: str = "mail.good.test") -> smtplib.SMTP:
     return smtp
 
 
-def _envelope(smtp: smtplib.SMTP, *recipients: str, sender: str = "alice@good.test") -> list[str]:
+def envelope(smtp: smtplib.SMTP, *recipients: str, sender: str = "alice@good.test") -> list[str]:
     mail = smtp.mail(sender)
     if mail[0] != 250:
         return [f"mail {_code(mail)}"]
@@ -58,8 +58,8 @@ def _envelope(smtp: smtplib.SMTP, *recipients: str, sender: str = "alice@good.te
 
 def transaction(port: int, ip: str, recipient: str, message: bytes) -> str:
     """One whole session: what the client heard at RCPT when refused there, else at the end of DATA."""
-    with _open(port, ip) as smtp:
-        [rcpt] = _envelope(smtp, recipient)
+    with open_session(port, ip) as smtp:
+        [rcpt] = envelope(smtp, recipient)
         if rcpt != "rcpt 250":
             return rcpt
         return f"data {_code(smtp.data(message))}"
@@ -67,8 +67,8 @@ def transaction(port: int, ip: str, recipient: str, message: bytes) -> str:
 
 def never_data(port: int, ip: str, hold: float, polite: bool) -> str:
     """MAIL and RCPT, then nothing for ``hold`` seconds; then QUIT, or (not ``polite``) the connection drops."""
-    smtp = _open(port, ip)
-    [rcpt] = _envelope(smtp, "bob@tenant.test")
+    smtp = open_session(port, ip)
+    [rcpt] = envelope(smtp, "bob@tenant.test")
     time.sleep(hold)
     if polite:
         smtp.quit()
@@ -79,8 +79,8 @@ def never_data(port: int, ip: str, hold: float, polite: bool) -> str:
 
 def vanish_in_body(port: int, ip: str, message: bytes) -> str:
     """DATA, half the message, then the connection drops (no end of data)."""
-    smtp = _open(port, ip)
-    [rcpt] = _envelope(smtp, "bob@tenant.test")
+    smtp = open_session(port, ip)
+    [rcpt] = envelope(smtp, "bob@tenant.test")
     if rcpt == "rcpt 250":
         assert smtp.docmd("DATA")[0] == 354
         smtp.sock.sendall(message[: len(message) // 2])  # type: ignore[union-attr]
@@ -90,8 +90,8 @@ def vanish_in_body(port: int, ip: str, message: bytes) -> str:
 
 def slow_body(port: int, ip: str, message: bytes, tail: int, seconds_per_byte: float) -> str:
     """The message with its last ``tail`` bytes sent one at a time, ``seconds_per_byte`` apart."""
-    with _open(port, ip) as smtp:
-        [rcpt] = _envelope(smtp, "bob@tenant.test")
+    with open_session(port, ip) as smtp:
+        [rcpt] = envelope(smtp, "bob@tenant.test")
         if rcpt != "rcpt 250":
             return rcpt
         assert smtp.docmd("DATA")[0] == 354
@@ -107,17 +107,17 @@ def slow_body(port: int, ip: str, message: bytes, tail: int, seconds_per_byte: f
 
 def rset_then_message(port: int, ip: str, message: bytes) -> str:
     """A transaction abandoned with RSET after RCPT, then a whole one on the same connection."""
-    with _open(port, ip) as smtp:
-        _envelope(smtp, "bob@tenant.test")
+    with open_session(port, ip) as smtp:
+        envelope(smtp, "bob@tenant.test")
         smtp.rset()
-        [rcpt] = _envelope(smtp, "bob@tenant.test")
+        [rcpt] = envelope(smtp, "bob@tenant.test")
         return rcpt if rcpt != "rcpt 250" else f"data {_code(smtp.data(message))}"
 
 
 def too_many_recipients(port: int, ip: str, message: bytes, count: int) -> str:
     """``count`` recipients in one message: past MILTER_MAX_RECIPIENTS (100) each gets 452 4.5.3."""
-    with _open(port, ip) as smtp:
-        replies = _envelope(smtp, *(f"r{i}@tenant.test" for i in range(count)))
+    with open_session(port, ip) as smtp:
+        replies = envelope(smtp, *(f"r{i}@tenant.test" for i in range(count)))
         refused = sorted(set(replies[100:]))
         return f"{replies[0]}; beyond 100: {', '.join(refused)}; data {_code(smtp.data(message))}"
 
