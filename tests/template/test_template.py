@@ -875,3 +875,30 @@ def test_every_function_logs_to_a_group_with_the_retention_parameter(resources):
         target = resources[group["Ref"]]
         assert target["Type"] == "AWS::Logs::LogGroup", name
         assert target["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+
+
+def test_numeric_parameters_admit_only_what_the_settings_accept(tpl, resources):
+    """A value the template accepts but the settings refuse deploys fine and then fails every cold start:
+    each parameter that feeds a numeric setting is a Number whose MinValue and MaxValue both parse."""
+    from dataclasses import fields
+
+    from ipv6gate.settings import Settings, SettingsError
+
+    numeric = {f.metadata["env"] for f in fields(Settings) if "env" in f.metadata and type(f.default) in (int, float)}
+    env = gate(resources)["Properties"]["Environment"]["Variables"]
+    fed = {var: ref["Ref"] for var, ref in env.items() if isinstance(ref, dict) and ref.get("Ref") in tpl["Parameters"]}
+    checked = set()
+    for var, name in fed.items():
+        if var not in numeric:
+            continue
+        spec = tpl["Parameters"][name]
+        assert spec["Type"] == "Number" and "MinValue" in spec and "MaxValue" in spec, name
+        for value in (spec["MinValue"], spec["MaxValue"], spec["Default"]):
+            # The smallest query timeout, so the budget's minimum is not refused for being below it.
+            base = {"AWS_REGION": "eu-west-1", "DNS_QUERY_TIMEOUT_SECONDS": "0.05"}
+            try:
+                Settings.from_env({**base, var: str(value)})
+            except SettingsError as exc:
+                pytest.fail(f"{name}={value} is accepted by the template but refused at cold start: {exc}")
+        checked.add(name)
+    assert {"DnsQueryLimit", "DkimMaxSignatures", "MessageMaxBytes", "DnsQueryTimeoutSeconds"} <= checked
