@@ -202,14 +202,14 @@ def test_clients_that_vanish(hostile: Hostile) -> None:
     hostile.run("vanish.lua")
     normally_judged(hostile, since)
     # The DKIM checks whose clients went away mid-body stopped reading and gave their readers back:
-    # the same abuse twice more needs (about) no new thread. Pools keep idle threads and may add one
-    # or two; five stuck readers a round would add ten.
+    # the same abuse twice more needs (about) no new thread. Pools keep idle threads and create them
+    # lazily up to their settings, so a few may be added; five stuck readers a round would add ten.
     time.sleep(1)
     after_first = hostile.threads()
     hostile.run("vanish.lua")
     hostile.run("vanish.lua")
     time.sleep(1)
-    assert hostile.threads() <= after_first + 4
+    assert hostile.threads() <= after_first + 8
 
 
 def test_past_the_limits(limited: Hostile) -> None:

@@ -135,7 +135,9 @@ def test_sessions_that_never_send_data(stack: Stack, session_kinds: list[Kind]) 
             time.sleep(0.2)
         assert len(idle_decisions) == 41
         counts.append(stack.threads())
-    assert counts[1] <= counts[0] + 2, counts
+    # The pools create threads lazily up to their settings, so a second round may add a few that the
+    # first did not need yet (31 -> 34 seen in CI); a leak would add one or more per session (40 a round).
+    assert counts[1] <= counts[0] + 10, counts
     stack.alive()
     assert transaction(stack.port, world.GOOD_IP, "bob@tenant.test", world.message()) == "data 250"
 
