@@ -86,17 +86,17 @@ local-deps:
 
 # The deploy rehearsal's AWS emulator: localstack-core in a venv of its own (it pins cryptography and
 # pyopenssl apart from the dev venv's; the pins below are what it runs with on Python 3.13), plus the
-# rehearsal's LocalStack plugin (tests/support/localstack_plugin: the offline stand-ins).
+# rehearsal's LocalStack plugin (devstack/localstack_plugin: the offline stand-ins).
 LS_VENV := .venv-localstack
 LS_STAMP := $(LS_VENV)/.installed
 localstack-deps: $(LS_STAMP)
 
-$(LS_STAMP): tests/support/localstack_plugin/pyproject.toml
+$(LS_STAMP): devstack/localstack_plugin/pyproject.toml
 	@py313="$$(scripts/find-python313.sh)" || exit 1; \
 	  [ -x $(LS_VENV)/bin/python ] || "$$py313" -m venv $(LS_VENV)
 	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LS_VENV)/bin/python -m pip install --quiet 'localstack-core[runtime]==2026.3.0' 'cbor2<6' \
-	  'cryptography==43.0.3' 'pyopenssl==24.2.1' 'service_identity<25' -e tests/support/localstack_plugin
+	  'cryptography==43.0.3' 'pyopenssl==24.2.1' 'service_identity<25' -e devstack/localstack_plugin
 	@touch $@
 
 # `sam deploy` rehearsed, as root: README "Deploy"'s blocks (the real SAM CLI) deploy template.yaml into

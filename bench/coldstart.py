@@ -1,7 +1,7 @@
 """Cold start: the gate's handler module imported in a fresh process, which then decides two events.
 
 The process gets the environment ``sam local invoke`` would give the function (``template.yaml``'s
-variables, resolved by ``tests/support/sam_template.py``) pointed at the local stack: moto server for
+variables, resolved by ``devstack/sam_template.py``) pointed at the local stack: moto server for
 the tenants table (and the trace table, bounce queue and bucket the template names) and Knot for DNS
 (directly: no injected delay, this measures imports and set-up, not DNS). Each run decides one IPv4
 event, then one IPv6 event (PTR + SPF through an include; unsigned, so no message is fetched).
@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.scenarios import COLD_START_SENDER, COLD_START_V4_SENDER
 from bench.world import TENANT, event, message
-from tests.support import sam_local, sam_template, world
+from devstack import sam_local, sam_template, world
 
 CHILD = Path(__file__).resolve().parent / "coldstart_child.py"
 REPO = Path(__file__).resolve().parents[1]

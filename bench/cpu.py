@@ -14,10 +14,10 @@ from typing import Any
 from bench.latency import gate_settings, make_case, make_gate, outcome_of, quiesce
 from bench.scenarios import CPU_SENDER, CPU_V4_SENDER
 from bench.stats import summarize
+from devstack import world
+from devstack.dns_proxy import DelayingDnsProxy
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryMessages
-from tests.support import world
-from tests.support.dns_proxy import DelayingDnsProxy
 
 MESSAGE_SIZE = 50_000
 

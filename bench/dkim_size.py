@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.scenarios import SIZE_SENDER
 from bench.world import TENANT, event, message
-from tests.support import world
+from devstack import world
 
 CHILD = Path(__file__).resolve().parent / "dkim_child.py"
 

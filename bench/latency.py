@@ -26,6 +26,8 @@ import dns.resolver
 from bench.scenarios import Scenario
 from bench.stats import Summary, summarize
 from bench.world import TENANT, Sender, event, message
+from devstack import world
+from devstack.dns_proxy import DelayingDnsProxy
 from ipv6gate.decision.tenants import Tenant
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.evaluation.record import Decision
@@ -33,8 +35,6 @@ from ipv6gate.mail.event import Mail, parse_event
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import build_gate
-from tests.support import world
-from tests.support.dns_proxy import DelayingDnsProxy
 
 _CLIENT = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
 SPF_QUERYTIME = 10.0

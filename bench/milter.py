@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import summarize
-from tests.support import world
-from tests.support.postfix import MilterProcess, PostfixInstance
+from devstack import world
+from devstack.postfix import MilterProcess, PostfixInstance
 
 TENANTS = '[{"domain": "tenant.test", "ipv6_inbound": true}]'
 
@@ -88,9 +88,9 @@ def _stack(servers_env: str, tenants: Path, *, unix: bool = False) -> tuple[Milt
 def measure_milter(
     keys: world.Keys, workdir: Path, *, iterations: int, delay_ms: float, sessions: int
 ) -> dict[str, Any]:
-    """Knot serving the test world's zones (tests/support/world.py), a delaying proxy, Postfix, the milter."""
-    from tests.support.dns_proxy import DelayingDnsProxy
-    from tests.support.knot import KnotServer
+    """Knot serving the test world's zones (devstack/world.py), a delaying proxy, Postfix, the milter."""
+    from devstack.dns_proxy import DelayingDnsProxy
+    from devstack.knot import KnotServer
 
     tenants = workdir / "milter-tenants.json"
     tenants.write_text(TENANTS)

@@ -166,10 +166,10 @@ def measure_latency(args: argparse.Namespace, proxy: Any, keys: Any, phases: Pha
 
 def measure(args: argparse.Namespace, byte_sizes: list[int], results: dict[str, Any], phases: Phases) -> None:
     """Start the servers, run every part not skipped, stop the servers (whatever happens)."""
-    from tests.support import world
-    from tests.support.dns_proxy import DelayingDnsProxy
-    from tests.support.knot import KnotServer
-    from tests.support.sam_local import LocalStack
+    from devstack import world
+    from devstack.dns_proxy import DelayingDnsProxy
+    from devstack.knot import KnotServer
+    from devstack.sam_local import LocalStack
 
     with tempfile.TemporaryDirectory(prefix="ipv6gate-bench-") as tmp, contextlib.ExitStack() as servers:
         workdir = Path(tmp)
@@ -284,7 +284,7 @@ def update_readme(path: Path, tables: str) -> str:
 
 
 def _cost(results: dict[str, Any], rru_price: float) -> dict[str, Any]:
-    from tests.support import sam_template
+    from devstack import sam_template
 
     memory = sam_template.function_spec(sam_template.load_template()).memory_mb
     prices = costs.Prices(per_million_rru=rru_price)

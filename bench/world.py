@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support import world
+from devstack import world
 
 ORIGIN = "bench.test"
 REVERSE_ORIGIN = "8.b.d.0.1.0.0.2.ip6.arpa"  # 2001:db8::/32

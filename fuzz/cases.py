@@ -17,8 +17,8 @@ from typing import Any
 
 import dkim
 
+from devstack import ses, world
 from tests.property.zones import BOOM_IP
-from tests.support import ses, world
 
 RECEIVER = world.RECEIVER
 # Trusted by every gate the soak runs (each gate's TRUSTED_RECEIVERS covers these).

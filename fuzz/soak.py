@@ -41,6 +41,7 @@ import dns.name
 import dns.rdatatype
 from aws_lambda_powertools import Logger, Metrics
 
+from devstack import world
 from fuzz.cases import LONG_DOMAIN, Case, CaseFactory, ses_event
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import Answer, Backend, DnsResolver
@@ -53,7 +54,6 @@ from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemor
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import assemble_gate
 from tests.property import invariants, zones
-from tests.support import world
 
 ROOT = Path(__file__).resolve().parent.parent
 

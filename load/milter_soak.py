@@ -1,9 +1,9 @@
 """Soak of the SMTP-time front door (``make load``): 20,000 SMTP sessions through a real Postfix to
 ``ipv6gate milter``, hostile ones among them, all on loopback.
 
-What runs, started here and stopped on exit: Knot DNS serving ``tests/support/world.py``'s zones, the
-milter on a unix socket with tenants from a file, a private Postfix (``tests/support/postfix.py``)
-allowed enough smtpd processes for the burst. The sessions are ``tests/support/smtp_sessions.py``'s
+What runs, started here and stopped on exit: Knot DNS serving ``devstack/world.py``'s zones, the
+milter on a unix socket with tenants from a file, a private Postfix (``devstack/postfix.py``)
+allowed enough smtpd processes for the burst. The sessions are ``devstack/smtp_sessions.py``'s
 kinds in turn: the six well-behaved ones (spf pass, no PTR, not opted in, neither SPF nor DKIM, DKIM
 pass, IPv4) and the hostile ones (sessions that never send DATA and QUIT or drop the connection,
 a connection dropped in the body, a slow body, RSET then a message, 101 recipients, garbage bytes).
@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support import world
-from tests.support.knot import KnotServer
-from tests.support.postfix import MilterProcess, PostfixInstance
-from tests.support.smtp_sessions import TENANTS, Kind, Refused, kinds
+from devstack import world
+from devstack.knot import KnotServer
+from devstack.postfix import MilterProcess, PostfixInstance
+from devstack.smtp_sessions import TENANTS, Kind, Refused, kinds
 
 THREAD_MARGIN = 20  # threads above the start's that the end may show (pools sized by settings, not load)
 RSS_MARGIN = 1.5  # the end's resident memory at most this times the start's

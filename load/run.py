@@ -2,10 +2,10 @@
 
 What runs, all started here and stopped on exit (also on an error, a Ctrl-C or the time limit):
 
-- moto server with the template's tables, bucket and queues (``tests/support/sam_local.LocalStack``),
+- moto server with the template's tables, bucket and queues (``devstack/sam_local.LocalStack``),
   seeded with the load test's tenants (``load/scenarios.py``) and, for the DKIM scenario, one raw
   message per event where SES's S3 action would have put it;
-- Knot DNS serving ``tests/support/world.py``'s zones, behind ``tests/support/dns_proxy.py``'s
+- Knot DNS serving ``devstack/world.py``'s zones, behind ``devstack/dns_proxy.py``'s
   ``DelayingDnsProxy``: every query is delayed a little (``--dns-delay``), the PTR of one client
   address is never answered (a timeout), one sender domain answers SERVFAIL;
 - ``--workers`` Lambda "containers": each is the handler that ``template.yaml`` names
@@ -48,10 +48,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from devstack import sam_local, sam_template, world
+from devstack.dns_proxy import DelayingDnsProxy
 from load import scenarios
 from load.scenarios import Item
-from tests.support import sam_local, sam_template, world
-from tests.support.dns_proxy import DelayingDnsProxy
 
 REPO = Path(__file__).resolve().parents[1]
 

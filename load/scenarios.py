@@ -1,6 +1,6 @@
 """The load test's world: who sends what to whom, and what the gate must answer.
 
-Built on ``tests/support/world.py`` (its zones, keys, addresses and SES events) plus a few names of
+Built on ``devstack/world.py`` (its zones, keys, addresses and SES events) plus a few names of
 its own: tenants with every setting (enforce, monitor, opted out, partner prefixes), a sender
 domain whose DNS answers SERVFAIL, and the PTR of ``PTR_TIMEOUT_IP``, which the DNS proxy drops so
 the query times out. Every scenario names the outcome the gate must reach (``outcome`` below); the
@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support import world
+from devstack import world
 
 ENFORCE = "tenant.test"
 MONITOR = "monitor.test"

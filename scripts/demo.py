@@ -1,7 +1,7 @@
 """The ipv6gate demo: every event of a scenario set through the SAM function, against moto and Knot.
 
 A scenario set is a folder laid out like ``events/`` (``--scenarios``, ``make demo SCENARIOS=<dir>``;
-``tests/support/scenarios.py`` reads it, judges the results and prints the table, shared with
+``devstack/scenarios.py`` reads it, judges the results and prints the table, shared with
 ``make local``):
 
 1. starts moto server and Knot DNS (serving the set's ``zones/``) on loopback;
@@ -28,16 +28,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.support.sam_local import Invocation, Run
-    from tests.support.sam_template import FunctionSpec
-    from tests.support.scenarios import Outcome, ScenarioSet
+    from devstack.sam_local import Invocation, Run
+    from devstack.sam_template import FunctionSpec
+    from devstack.scenarios import Outcome, ScenarioSet
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(spec: FunctionSpec, template: dict[str, Any], scenarios: ScenarioSet) -> Run:
     """Start the local stack, seed it, call the handler with every event; always stop the stack."""
-    from tests.support import sam_local, sam_template
+    from devstack import sam_local, sam_template
 
     stack = sam_local.LocalStack(scenarios.zones, template, region=scenarios.region, log=lambda t: print(f"  {t}"))
     with stack:
@@ -54,13 +54,13 @@ def _run(spec: FunctionSpec, template: dict[str, Any], scenarios: ScenarioSet) -
 
 
 def _outcome(inv: Invocation) -> Outcome:
-    from tests.support.scenarios import Outcome
+    from devstack.scenarios import Outcome
 
     return Outcome(inv.name, inv.result, inv.logs("decision"), inv.error, inv.records())
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support import sam_local, sam_template, scenarios
+    from devstack import sam_local, sam_template, scenarios
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--function", default=sam_template.GATE_FUNCTION, help="logical id in template.yaml")

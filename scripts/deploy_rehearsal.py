@@ -1,6 +1,6 @@
 """``make deploy-rehearsal``: ``sam build`` and ``sam deploy`` of template.yaml into LocalStack, then the checks.
 
-The engine (``tests/support/rehearsal.py``): the private dockerd and offline Lambda image of ``make
+The engine (``devstack/rehearsal.py``): the private dockerd and offline Lambda image of ``make
 local``, Knot with the scenario set's zones, LocalStack on this host. Then, as an operator would:
 
 1. an operator's rule set with a delivery rule, active, before anything of ipv6gate;
@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.support.rehearsal import Rehearsal
+    from devstack.rehearsal import Rehearsal
 
 
 def deploy_blocks() -> dict[str, str]:
-    from tests.support.rehearsal import deploy_blocks as blocks
+    from devstack.rehearsal import deploy_blocks as blocks
 
     return blocks()
 
@@ -53,9 +53,9 @@ def check(condition: bool, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support import sam_local, sam_template, scenarios
-    from tests.support.docker_engine import EngineError
-    from tests.support.rehearsal import Rehearsal
+    from devstack import sam_local, sam_template, scenarios
+    from devstack.docker_engine import EngineError
+    from devstack.rehearsal import Rehearsal
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def rehearse(rehearsal: Rehearsal) -> dict[str, list[str]]:
-    from tests.support import scenarios
-    from tests.support.rehearsal import OPERATOR_RULE_SET, STACK
+    from devstack import scenarios
+    from devstack.rehearsal import OPERATOR_RULE_SET, STACK
 
     chosen = rehearsal.scenarios
     before = rehearsal.operator_rule_set()
@@ -165,7 +165,7 @@ def check_nothing_faked(rehearsal: Rehearsal) -> None:
 
 
 def check_rule_set(rehearsal: Rehearsal, rules: list[str], when: str) -> None:
-    from tests.support.rehearsal import OPERATOR_RULE_SET
+    from devstack.rehearsal import OPERATOR_RULE_SET
 
     active, order = rehearsal.active_rule_set(), rehearsal.rule_order(OPERATOR_RULE_SET)
     check(active == OPERATOR_RULE_SET, f"{when}: the active rule set is {active}, not the operator's")
@@ -223,7 +223,7 @@ def _toggle_target(rehearsal: Rehearsal) -> tuple[str, str, str]:
     """An IPv6 event and one recipient domain of it whose tenant decides its reply (from expected.json)."""
     import json
 
-    from tests.support.scenarios import describe
+    from devstack.scenarios import describe
 
     tenants = json.loads((rehearsal.scenarios.directory / "tenants.json").read_text(encoding="utf-8"))
     switchable = {str(t["domain"]) for t in tenants if t.get("mode", "enforce") == "enforce"}
@@ -240,7 +240,7 @@ def _toggle_target(rehearsal: Rehearsal) -> tuple[str, str, str]:
 
 
 def _reply_for(outcome: Any, domain: str) -> str:
-    from tests.support.scenarios import describe
+    from devstack.scenarios import describe
 
     decision = outcome.decision or {}
     rows = [r for r in decision.get("recipients", []) if str(r["recipient"]).endswith("@" + domain)]
@@ -262,7 +262,7 @@ def bounce(rehearsal: Rehearsal, gate: str, outputs: dict[str, str]) -> None:
     if name is None:
         print("\n7. bounce: not exercised (the set has no event rejected with a 5xx to every recipient)")
         return
-    from tests.support.rehearsal import fresh_event
+    from devstack.rehearsal import fresh_event
 
     message_id = f"rehearsal-bounce-{int(time.time())}"
     print(f"\n7. bounce: {name} received now as {message_id}")

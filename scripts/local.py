@@ -1,6 +1,6 @@
 """``make local``: every scenario through the built arm64 artifact in SAM CLI's local Lambda, offline.
 
-The engine (``tests/support/local_lambda.py``): a private dockerd, the offline Lambda base image
+The engine (``devstack/local_lambda.py``): a private dockerd, the offline Lambda base image
 (built once per machine, cached), ``sam build`` of ``template.yaml`` as deployed, moto server and Knot
 on loopback, ``sam local start-lambda`` with one warm container per function. Then GateFunction with
 each event of the scenario set (``--scenarios``, ``make local SCENARIOS=<dir>``, default ``events/``),
@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tests.support import local_lambda
+    from devstack import local_lambda
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support import local_lambda, sam_local, sam_template, scenarios
-    from tests.support.docker_engine import EngineError
+    from devstack import local_lambda, sam_local, sam_template, scenarios
+    from devstack.docker_engine import EngineError
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -116,7 +116,7 @@ def _print_reports(results: list[local_lambda.LocalInvoke], *, cold: bool) -> No
 
 
 def _measure(local: local_lambda.LocalLambda, name: str) -> None:
-    from tests.support import local_lambda
+    from devstack import local_lambda
 
     reports = local.warm_reports(local_lambda.GATE, local.scenarios.event(name), count=6)
     cold, warm = reports[0], [r.duration_ms for r in reports[1:]]
@@ -131,7 +131,7 @@ def _measure(local: local_lambda.LocalLambda, name: str) -> None:
 
 
 def _bouncer(local: local_lambda.LocalLambda) -> dict[str, list[str]]:
-    from tests.support import local_lambda
+    from devstack import local_lambda
 
     print("\nBouncerFunction (SQS events; paths without SendBounce)")
     failed: dict[str, list[str]] = {}

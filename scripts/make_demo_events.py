@@ -28,7 +28,7 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support import ses
+from devstack import ses
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tests.support.scenarios import ScenarioSet
+    from devstack.scenarios import ScenarioSet
 
 # What the CLI needs from the function's environment; the rest (queues, settings) stays as deployed.
 EXPORTED = ("TENANTS_TABLE", "TRACE_TABLE", "MESSAGE_BUCKET", "MESSAGE_PREFIX")
@@ -60,7 +60,7 @@ def _examples(chosen: ScenarioSet) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support import sam_local, sam_template, scenarios
+    from devstack import sam_local, sam_template, scenarios
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scenarios", type=Path, default=sam_local.EVENTS_DIR, help="scenario set (like events/)")

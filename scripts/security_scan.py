@@ -155,7 +155,7 @@ def _run(cmd: list[str], what: str) -> None:
 
 
 def load(path: Path) -> dict[str, Any]:
-    from tests.support.sam_template import load_template
+    from devstack.sam_template import load_template
 
     return load_template(path)
 

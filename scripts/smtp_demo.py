@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.support.postfix import MilterProcess, SmtpResult
-    from tests.support.sam_template import FunctionSpec
-    from tests.support.scenarios import ScenarioSet
+    from devstack.postfix import MilterProcess, SmtpResult
+    from devstack.sam_template import FunctionSpec
+    from devstack.scenarios import ScenarioSet
 
 REPO = Path(__file__).resolve().parents[1]
 # SES's own headers: not part of the message the sender transmitted.
@@ -71,9 +71,9 @@ def replies_of(result: SmtpResult, decision: dict[str, Any] | None) -> list[dict
 
 
 def run(template: dict[str, Any], spec: FunctionSpec, scenarios: ScenarioSet, verbose: bool) -> int:
-    from tests.support import sam_local, sam_template
-    from tests.support.postfix import MilterProcess, PostfixInstance, send
-    from tests.support.scenarios import compare, describe
+    from devstack import sam_local, sam_template
+    from devstack.postfix import MilterProcess, PostfixInstance, send
+    from devstack.scenarios import compare, describe
 
     stack = sam_local.LocalStack(scenarios.zones, template, region=scenarios.region, log=lambda t: print(f"  {t}"))
     problems: dict[str, list[str]] = {}
@@ -142,7 +142,7 @@ def _decision(milter: MilterProcess, ip: str, before: int, timeout: float = 5.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tests.support import sam_local, sam_template, scenarios
+    from devstack import sam_local, sam_template, scenarios
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scenarios", type=Path, default=sam_local.EVENTS_DIR, help="scenario set (like events/)")

@@ -8,13 +8,13 @@ from collections.abc import Callable
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
+from devstack import world
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import assemble_gate
-from tests.support import world
 from tests.support.powertools import fresh_logger
 
 

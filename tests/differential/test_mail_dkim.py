@@ -26,14 +26,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from devstack import world
+from devstack.knot import KnotServer, find_knotd
 from ipv6gate.checks.dkim import check_dkim, check_dkim_stream
 from ipv6gate.checks.results import Result
 from ipv6gate.dns import Deadline, DnsResolver
 from ipv6gate.dns.model import DnsServer
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import build_dns
-from tests.support import dkim_signer, world
-from tests.support.knot import KnotServer, find_knotd
+from tests.support import dkim_signer
 
 pytestmark = pytest.mark.integration
 

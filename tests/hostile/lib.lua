@@ -11,7 +11,7 @@ function H.fail(text)
 end
 
 H.socket = "unix:" .. assert(os.getenv("MILTER_SOCKET"), "MILTER_SOCKET not set")
--- The test world's clients (tests/support/world.py)
+-- The test world's clients (devstack/world.py)
 H.GOOD_IP = "2001:db8:1::25"   -- PTR forward-confirmed, in good.test's SPF
 H.NO_PTR_IP = "2001:db8:2::25" -- no PTR: 450 4.7.25 at RCPT for an enforcing tenant
 H.OTHER_IP = "2001:db8:6::25"  -- PTR fine, in no SPF record: 450 4.7.26 unless DKIM passes

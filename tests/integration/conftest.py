@@ -11,14 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import world
-from tests.support.knot import KnotServer, find_knotd
-from tests.support.moto_server import MotoServer
+from devstack import world
+from devstack.knot import KnotServer, find_knotd
+from devstack.moto_server import MotoServer
 
 
 @pytest.fixture(scope="session")
 def knot(tmp_path_factory: pytest.TempPathFactory, keys: world.Keys) -> Iterator[KnotServer]:
-    """knotd serving every zone of ``tests/support/world.py`` on 127.0.0.1 and ::1."""
+    """knotd serving every zone of ``devstack/world.py`` on 127.0.0.1 and ::1."""
     if find_knotd() is None:
         pytest.fail(
             "knotd (Knot DNS) not found on PATH or in /usr/sbin: the integration tests need it "

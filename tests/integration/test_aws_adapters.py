@@ -14,6 +14,9 @@ from typing import Any
 import boto3
 import pytest
 
+from devstack import world
+from devstack.knot import KnotServer
+from devstack.moto_server import REGION, MotoServer, aws_env
 from ipv6gate.aws.dynamodb import DynamoTenantDirectory
 from ipv6gate.aws.s3 import S3MessageStore
 from ipv6gate.checks.results import Result
@@ -23,9 +26,6 @@ from ipv6gate.mail.event import parse_event
 from ipv6gate.ports import MessageStoreError, TenantLookupError
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import aws_client, build_gate
-from tests.support import world
-from tests.support.knot import KnotServer
-from tests.support.moto_server import REGION, MotoServer, aws_env
 
 pytestmark = pytest.mark.integration
 

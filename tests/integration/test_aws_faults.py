@@ -12,6 +12,8 @@ import pytest
 from botocore.config import Config
 from botocore.stub import Stubber
 
+from devstack import world
+from devstack.moto_server import MotoServer
 from ipv6gate.aws.dynamodb import DynamoTenantDirectory
 from ipv6gate.aws.s3 import S3MessageStore
 from ipv6gate.aws.sqs import SqsBounceQueue
@@ -19,8 +21,6 @@ from ipv6gate.aws.trace import DynamoTraceStore
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports import MessageStoreError, TenantLookupError
-from tests.support import world
-from tests.support.moto_server import MotoServer
 
 pytestmark = pytest.mark.integration
 MakeGate = Callable[..., Gate]

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
+from devstack import world
+from devstack.moto_server import REGION, MotoServer
 from ipv6gate.bounce.request import BouncedRecipient, BounceRequest
-from tests.support import world
 from tests.support.bounce_pipeline import drain_bounce_queue, load_bouncer_app, run_bouncer_on_queue
-from tests.support.moto_server import REGION, MotoServer
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from devstack import world
+from devstack.knot import KnotServer
 from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.iprev import PtrMode, check_iprev
 from ipv6gate.checks.results import Result
@@ -21,8 +23,6 @@ from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import build_gate
-from tests.support import world
-from tests.support.knot import KnotServer
 
 pytestmark = pytest.mark.integration
 

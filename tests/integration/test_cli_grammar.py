@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from devstack import world
+from devstack.moto_server import MotoServer, aws_env
 from ipv6gate.entrypoints.cli import main
 from ipv6gate.entrypoints.exits import MEANING, Exit
-from tests.support import world
-from tests.support.moto_server import MotoServer, aws_env
 
 pytestmark = pytest.mark.integration
 TENANTS, TRACE = "grammar-tenants", "grammar-trace"

@@ -1,6 +1,6 @@
 """``sam deploy`` rehearsed, reduced for CI: deploy, three invocations, a tenant toggle, delete.
 
-Through ``make deploy-rehearsal``'s code (``tests/support/rehearsal.py``): the private dockerd and the
+Through ``make deploy-rehearsal``'s code (``devstack/rehearsal.py``): the private dockerd and the
 offline arm64 image, Knot, LocalStack on this host; README "Deploy"'s deploy block (``sam build``,
 ``sam deploy`` with samconfig.toml as shipped) into the operator's active rule set; three events on
 the deployed gate by its physical name; ``ipv6gate tenants enable --stack`` changing the next verdict;
@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import sam_local, sam_template, scenarios
-from tests.support.docker_engine import EngineError
-from tests.support.rehearsal import OPERATOR_RULE_SET, Rehearsal
-from tests.support.scenarios import describe
+from devstack import sam_local, sam_template, scenarios
+from devstack.docker_engine import EngineError
+from devstack.rehearsal import OPERATOR_RULE_SET, Rehearsal
+from devstack.scenarios import describe
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from devstack.dns_proxy import DelayingDnsProxy
+from devstack.knot import KnotServer
 from ipv6gate.dns import Deadline, DnsResolver, Status
 from ipv6gate.dns.model import DnsServer
 from ipv6gate.dns.network import NetworkBackend
-from tests.support.dns_proxy import DelayingDnsProxy
-from tests.support.knot import KnotServer
 
 pytestmark = pytest.mark.integration
 TTL = 1  # seconds: the test waits this long once, it does not time anything

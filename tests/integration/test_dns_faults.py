@@ -10,6 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack import world
+from devstack.dns_proxy import DelayingDnsProxy
+from devstack.knot import KnotServer
 from ipv6gate.decision.tenants import Tenant
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.evaluation.record import Decision
@@ -17,9 +20,6 @@ from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import assemble_gate, build_dns
-from tests.support import world
-from tests.support.dns_proxy import DelayingDnsProxy
-from tests.support.knot import KnotServer
 
 pytestmark = pytest.mark.integration
 BUDGET = 1.5  # DECISION_BUDGET_SECONDS for these tests

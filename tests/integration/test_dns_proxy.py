@@ -17,11 +17,11 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from devstack.dns_proxy import DelayingDnsProxy
+from devstack.knot import KnotServer, find_knotd
 from ipv6gate.dns import Deadline, DnsResolver, DnsTempError, Status
 from ipv6gate.dns.network import NetworkBackend
 from ipv6gate.settings import parse_dns_servers
-from tests.support.dns_proxy import DelayingDnsProxy
-from tests.support.knot import KnotServer, find_knotd
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import sam_local, sam_template
-from tests.support.knot import find_knotd
+from devstack import sam_local, sam_template
+from devstack.knot import find_knotd
 
 pytestmark = pytest.mark.integration
 

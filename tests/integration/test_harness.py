@@ -18,8 +18,8 @@ import dns.resolver
 import dns.reversename
 import pytest
 
-from tests.support.knot import KnotServer, find_knotd
-from tests.support.moto_server import MotoServer, aws_env
+from devstack.knot import KnotServer, find_knotd
+from devstack.moto_server import MotoServer, aws_env
 
 ZONE = "example.test."
 REV_ZONE = "8.b.d.0.1.0.0.2.ip6.arpa."

@@ -1,6 +1,6 @@
 """The built artifact runs: the gate and the bouncer in SAM CLI's local Lambda, arm64, offline.
 
-Through the same code as ``make local`` (``tests/support/local_lambda.py``): a private dockerd, the
+Through the same code as ``make local`` (``devstack/local_lambda.py``): a private dockerd, the
 offline arm64 Lambda base image (built once per machine; later runs reuse it), ``sam build`` of
 ``template.yaml`` as deployed, moto server and Knot on loopback, and ``sam local start-lambda`` with
 one warm container per function, called with boto3's ``lambda`` client.
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import local_lambda, sam_local, sam_template, scenarios
-from tests.support.docker_engine import EngineError
+from devstack import local_lambda, sam_local, sam_template, scenarios
+from devstack.docker_engine import EngineError
 
 pytestmark = pytest.mark.integration
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
+from devstack import world
+from devstack.knot import KnotServer
+from devstack.postfix import MilterProcess
 from ipv6gate.dns import DnsResolver
-from tests.support import world
-from tests.support.knot import KnotServer
-from tests.support.postfix import MilterProcess
 
 pytestmark = pytest.mark.integration
 

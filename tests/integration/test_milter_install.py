@@ -16,7 +16,7 @@ nothing else): ``/opt/ipv6gate`` -> a temporary venv; ``python3.13`` -> this mac
 root`` and the commands run as root (no ``ipv6gate`` user is created here, and this machine's Python
 lives under /root); the environment file's values stay, plus moto's endpoint and test credentials
 and ``DNS_SERVERS`` pointing at Knot. The private Postfix adds its own ports, queue, logging, XCLIENT
-for the test client and relay-to-discard (``tests/support/postfix.py``), never a milter setting.
+for the test client and relay-to-discard (``devstack/postfix.py``), never a milter setting.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import IO, Any
 
 import pytest
 
-from tests.support import page, world
-from tests.support.json_lines import json_records
-from tests.support.postfix import PostfixInstance, send
-from tests.support.sam_local import LocalStack
+from devstack import page, world
+from devstack.json_lines import json_records
+from devstack.postfix import PostfixInstance, send
+from devstack.sam_local import LocalStack
 
 pytestmark = pytest.mark.integration
 

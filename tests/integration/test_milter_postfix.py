@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.support import world
-from tests.support.knot import KnotServer
-from tests.support.postfix import MilterProcess, PostfixInstance, SmtpResult, free_port, send
+from devstack import world
+from devstack.knot import KnotServer
+from devstack.postfix import MilterProcess, PostfixInstance, SmtpResult, free_port, send
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import world
-from tests.support.knot import KnotServer
-from tests.support.postfix import MilterProcess, PostfixInstance
-from tests.support.smtp_sessions import (
+from devstack import world
+from devstack.knot import KnotServer
+from devstack.postfix import MilterProcess, PostfixInstance
+from devstack.smtp_sessions import (
     TENANTS,
     Kind,
     Refused,

@@ -19,6 +19,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from devstack import world
+from devstack.knot import KnotServer
 from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.iprev import PtrMode, check_iprev
 from ipv6gate.checks.results import Result
@@ -32,8 +34,6 @@ from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryTenants
 from ipv6gate.settings import Settings, parse_dns_servers
 from ipv6gate.wiring import build_gate
-from tests.support import world
-from tests.support.knot import KnotServer
 
 pytestmark = pytest.mark.integration
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from devstack import world
+from devstack.sam_local import LocalStack
 from ipv6gate.aws.trace import DAYS, DynamoTraceStore
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import DnsResolver
@@ -29,8 +31,6 @@ from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import assemble_gate, assemble_smtp_gate
-from tests.support import world
-from tests.support.sam_local import LocalStack
 
 pytestmark = pytest.mark.integration
 CLI = str(Path(sys.executable).with_name("ipv6gate"))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import sam_local, sam_template
+from devstack import sam_local, sam_template
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.moto_server import MotoServer, aws_env
+from devstack.moto_server import MotoServer, aws_env
 
 pytestmark = pytest.mark.integration
 TABLE = "tenants-cli-test"

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from devstack import world
+from devstack.moto_server import MotoServer, aws_env
 from ipv6gate.aws.trace import DynamoTraceStore
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.mail.event import parse_event
-from tests.support import world
-from tests.support.moto_server import MotoServer, aws_env
 
 pytestmark = pytest.mark.integration
 TABLE = "trace-test"

@@ -8,8 +8,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from devstack import ses, world
 from tests.property.zones import BOOM_IP
-from tests.support import ses, world
 
 RECEIVER = world.RECEIVER
 TRUSTED = (RECEIVER,)
@@ -196,7 +196,7 @@ recipient_lists = st.lists(recipient_addresses, min_size=0, max_size=6)
 
 
 # An SES receipt event (RequestResponse) with exactly the given header list (keyword arguments of
-# tests.support.ses.ses_event: headers, mail_from, recipients, message_id, truncated).
+# devstack.ses.ses_event: headers, mail_from, recipients, message_id, truncated).
 ses_event = functools.partial(
     ses.ses_event, processing_ms=None, verdicts={"spf": "PASS", "dkim": "PASS"}, action=ses.lambda_action("arn:x")
 )

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devstack import world
 from ipv6gate.aws.s3 import S3MessageStore
 from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.results import Result
@@ -25,7 +26,6 @@ from ipv6gate.ports.memory import InMemoryMessages
 from tests.property import invariants
 from tests.property import strategies as s
 from tests.property.conftest import PropWorld
-from tests.support import world
 
 VALID_TAGS = "v=1; a=rsa-sha256; c=relaxed/relaxed; h=from:to; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA"
 signature_lines = st.one_of(

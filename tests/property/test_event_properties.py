@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devstack import world
 from ipv6gate.mail.event import EventError, Mail, parse_event
 from tests.property import strategies as s
-from tests.support import world
 
 VALID = world.ses_event()
 

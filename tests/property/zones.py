@@ -1,6 +1,6 @@
 """Zone data for the property tests and the soak: the test world plus hostile sender domains.
 
-``tests/support/world.py`` serves the well-behaved senders; this adds what a hostile sender can
+``devstack/world.py`` serves the well-behaved senders; this adds what a hostile sender can
 publish in its own zones: SPF record graphs built to make a decision ask as much DNS as RFC 7208
 allows (and more), include loops, CNAME loops, a client address with many PTR names, and DKIM key
 records that are malformed, revoked, oversized or looping.
@@ -13,9 +13,9 @@ import ipaddress
 import dns.name
 import dns.zone
 
+from devstack import world
 from ipv6gate.dns import DnsResolver
 from ipv6gate.dns.zones import ZoneBackend
-from tests.support import world
 
 BOOM_IP = "2001:db8:7::25"  # 15 PTR names, each resolving back; in no SPF record
 SLOW_SELECTOR = "slow._domainkey.dk.test."

@@ -20,14 +20,14 @@ import pytest
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics.provider import cold_start
 
+from devstack import world
+from devstack.sam_template import load_template
 from ipv6gate import metric_names
 from ipv6gate.decision import replies
 from ipv6gate.entrypoints.lambda_gate import handle_ses_event
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.ports.memory import InMemoryTrace
-from tests.support import world
 from tests.support.powertools import fresh_logger
-from tests.support.sam_template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 LEFT_OFF = {

@@ -22,7 +22,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.support.sam_template import load_template
+from devstack.sam_template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.sam_template import load_template
+from devstack.sam_template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "security_scan.py"

@@ -1,6 +1,6 @@
 """Static checks of template.yaml (SAM) without AWS access.
 
-The template is read with cfn-lint's decoder (``tests/support/sam_template.load_template``: short-form
+The template is read with cfn-lint's decoder (``devstack/sam_template.load_template``: short-form
 tags such as !Ref and !Sub become their long forms), and additionally expanded with the SAM translator
 (offline) so that the IAM roles SAM generates are checked too.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.sam_template import load_template
+from devstack.sam_template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack import world
 from ipv6gate.entrypoints.cli import main
-from tests.support import world
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import ipaddress
 
 import pytest
 
+from devstack import sam_local
 from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.iprev import check_iprev
 from ipv6gate.checks.spf import check_spf
@@ -18,7 +19,6 @@ from ipv6gate.mail.source import Source, find_source
 from ipv6gate.ports.memory import InMemoryMessages
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import assemble_gate, build_dns
-from tests.support import sam_local
 
 EVENTS = sam_local.event_files()
 SETTINGS = Settings.from_env({"AWS_REGION": "eu-west-1", "DNS_ZONE_DIR": str(sam_local.EVENTS_DIR / "zones")})

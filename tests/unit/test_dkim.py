@@ -16,12 +16,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devstack import world
 from ipv6gate.checks.dkim import check_dkim, check_dkim_stream
 from ipv6gate.checks.dkim_body import CHUNK_SIZE
 from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
 from ipv6gate.dns.zones import ZoneBackend
-from tests.support import world
 
 Check = Callable[..., CheckResult]
 

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from dkim.canonicalization import CanonicalizationPolicy
 
+from devstack import world
 from ipv6gate.aws.s3 import S3MessageStore
 from ipv6gate.checks.dkim import check_dkim, check_dkim_stream
 from ipv6gate.checks.dkim_body import CHUNK_SIZE, BodyKey, body_digests
@@ -23,7 +24,6 @@ from ipv6gate.dns import Deadline, DnsResolver, DnsSession
 from ipv6gate.dns.zones import ZoneBackend
 from ipv6gate.ports import MessageStoreError
 from ipv6gate.ports.memory import InMemoryMessages
-from tests.support import world
 
 TINY_CHUNKS = (1, 2, 3, 7)
 CANONICALIZATIONS = [(h, b) for h in (b"simple", b"relaxed") for b in (b"simple", b"relaxed")]

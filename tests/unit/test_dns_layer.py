@@ -5,9 +5,9 @@ import dns.name
 import dns.zone
 import pytest
 
+from devstack import world
 from ipv6gate.dns import Deadline, DnsNameError, DnsResolver, DnsSession, DnsTempError, Status
 from ipv6gate.dns.zones import ZoneBackend
-from tests.support import world
 
 
 def zone(text: str, origin: str = "z.test.") -> dns.zone.Zone:

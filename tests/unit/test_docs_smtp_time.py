@@ -13,9 +13,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from devstack import page
 from ipv6gate.entrypoints import cli
 from ipv6gate.settings import ENV_NAMES, MilterSettings, env_names  # the table itself: test_settings.py
-from tests.support import page
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = page.blocks()

@@ -2,8 +2,8 @@ from typing import Any
 
 import pytest
 
+from devstack import world
 from ipv6gate.mail.event import EventError, parse_event
-from tests.support import world
 
 
 def test_reads_the_fields_the_gate_needs() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from devstack import world
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import parse_event
-from tests.support import world
 
 MakeGate = Callable[..., Gate]
 NO_PTR_REPLY = "450 4.7.25 Service unavailable, sending IPv6 address [2001:db8:2::25] must have reverse DNS record."

@@ -4,13 +4,13 @@ from collections.abc import Callable
 
 import pytest
 
+from devstack import world
 from ipv6gate.decision.tenants import Tenant
 from ipv6gate.dns import Deadline, DnsResolver
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports import TenantLookupError
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
-from tests.support import world
 
 MakeGate = Callable[..., Gate]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from devstack import world
 from ipv6gate.bounce.request import BounceRequest
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryTrace
-from tests.support import world
 
 MakeGate = Callable[..., Gate]
 NOW = datetime(2026, 11, 27, 12, 0, 5, tzinfo=UTC)

@@ -3,10 +3,10 @@ import ipaddress
 import dns.name
 import pytest
 
+from devstack import world
 from ipv6gate.checks.iprev import PtrMode, check_iprev, is_host_name
 from ipv6gate.checks.results import Result
 from ipv6gate.dns import DnsSession
-from tests.support import world
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
+from devstack import world
 from ipv6gate.entrypoints.lambda_gate import handle_ses_event
 from ipv6gate.evaluation.gate import Gate
-from tests.support import world
 from tests.support.powertools import emf, fresh_logger, lines
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import dns.zone
 import pytest
 
-from tests.support import lambda_image, local_lambda, sam_cli, scenarios, start_lambda
-from tests.support.docker_engine import EngineError
+from devstack import lambda_image, local_lambda, sam_cli, scenarios, start_lambda
+from devstack.docker_engine import EngineError
 
 REPORT = (
     "END RequestId: 3f1c\n"

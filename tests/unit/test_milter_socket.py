@@ -12,10 +12,10 @@ from pathlib import Path
 import dns.message
 import pytest
 
+from devstack.postfix import free_port
 from ipv6gate.entrypoints import milter_cli
 from ipv6gate.entrypoints.cli import main
 from ipv6gate.entrypoints.milter_socket import SocketError, check_free, parse_group, parse_mode, umask_for
-from tests.support.postfix import free_port
 
 
 def test_socket_mode_is_octal_with_the_owner_able_to_use_it() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import sam_template
-from tests.support.docker_engine import EngineError
-from tests.support.localstack_server import LocalStackServer
-from tests.support.rehearsal import append_overrides, deploy_blocks, setting_parameters
+from devstack import sam_template
+from devstack.docker_engine import EngineError
+from devstack.localstack_server import LocalStackServer
+from devstack.rehearsal import append_overrides, deploy_blocks, setting_parameters
 
 
 def test_readme_deploy_has_every_block_the_rehearsal_runs() -> None:
@@ -64,7 +64,7 @@ def test_fallback_deployments_are_read_from_the_log(tmp_path: Path) -> None:
 
 
 def test_proc_net_addresses_are_decoded() -> None:
-    from tests.support.localstack_server import _address
+    from devstack.localstack_server import _address
 
     assert _address("0100007F") == "127.0.0.1"
     assert _address("010011AC") == "172.17.0.1"

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devstack import world
 from ipv6gate.bounce.backscatter import BounceAction, BounceDecision
 from ipv6gate.bounce.request import BouncedRecipient, BounceRequest
 from ipv6gate.dns import DnsResolver
@@ -15,7 +16,6 @@ from ipv6gate.evaluation.runner import CheckRunner
 from ipv6gate.evaluation.sender_proof import authenticate_sender
 from ipv6gate.ports.memory import InMemoryMessages
 from ipv6gate.settings import Settings
-from tests.support import world
 
 SETTINGS = Settings.from_env({})
 

@@ -3,11 +3,11 @@ import ipaddress
 import dns.zone
 import pytest
 
+from devstack import world
 from ipv6gate.checks.results import Result
 from ipv6gate.checks.spf import check_spf
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
 from ipv6gate.dns.zones import ZoneBackend
-from tests.support import world
 
 GOOD = ipaddress.ip_address(world.GOOD_IP)
 

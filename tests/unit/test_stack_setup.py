@@ -421,11 +421,11 @@ def test_deployed_handler_answers_cloudformation_end_to_end(aws, cfn_endpoint):
 def test_first_deploy_rejects_nothing_for_a_seeded_domain(aws, setup, resolver, messages, powertools, seeded):
     """The gate reading the table the seed wrote: a covered domain that was no tenant is monitored, not refused."""
 
+    from devstack import world
     from ipv6gate.aws.dynamodb import DynamoTenantDirectory
     from ipv6gate.entrypoints.lambda_gate import handle_ses_event
     from ipv6gate.settings import Settings
     from ipv6gate.wiring import assemble_gate
-    from tests.support import world
 
     _, ddb = aws
     if seeded:

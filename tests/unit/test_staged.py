@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from devstack import world
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import DnsResolver
 from ipv6gate.evaluation.staged import Limits, Outcome, SmtpGate, SmtpSession
@@ -15,7 +16,6 @@ from ipv6gate.mail.event import parse_event
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants, InMemoryTrace
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import assemble_gate, assemble_smtp_gate
-from tests.support import world
 
 MakeSmtp = Callable[..., SmtpGate]
 PARTNER = "2001:db8:6::/48"  # OTHER_IP's range

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack import world
 from ipv6gate.aws.cached import CachedTenantDirectory
 from ipv6gate.decision.tenants import Mode, Tenant, tenant_domain, tenant_from_plain
 from ipv6gate.evaluation.evaluator import recipients_of
@@ -18,7 +19,6 @@ from ipv6gate.mail.domains import DomainError
 from ipv6gate.mail.event import parse_event
 from ipv6gate.mail.source import find_source
 from ipv6gate.ports import TenantLookupError
-from tests.support import world
 
 
 def test_a_complete_item() -> None:

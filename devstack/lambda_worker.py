@@ -1,6 +1,6 @@
 """The fresh process ``sam_local.invoke`` starts: one Lambda container's life, in this Python.
 
-``python -c "from tests.support.lambda_worker import main; ..." REQUEST.json RESULT.json`` puts the
+``python -c "from devstack.lambda_worker import main; ..." REQUEST.json RESULT.json`` puts the
 function's code and layer directories first on ``sys.path`` (and takes the repository off it),
 imports the handler (the init), then calls it once per event (a cold start, then warm calls),
 capturing what each call printed on file descriptors 1 and 2.

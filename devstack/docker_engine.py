@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import IO, Any, Self
 
-from tests.support.service import Service
+from devstack.service import Service
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 STATE_DIR = REPO / ".local-lambda"
 # Machine-wide: the docker data root with the cached base image. Override with IPV6GATE_LOCAL_CACHE.
 DEFAULT_CACHE = Path("/var/cache/ipv6gate-local-lambda")

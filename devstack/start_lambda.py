@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from tests.support.docker_engine import EngineError
-from tests.support.sam_cli import free_port
-from tests.support.service import Service
+from devstack.docker_engine import EngineError
+from devstack.sam_cli import free_port
+from devstack.service import Service
 
 REPORT_LINE = "REPORT RequestId:"
 

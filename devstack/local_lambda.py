@@ -38,12 +38,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
-from tests.support import lambda_image, sam_local, sam_template
-from tests.support.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
-from tests.support.json_lines import json_records, log_records
-from tests.support.scenarios import Outcome, ScenarioError, ScenarioSet, stored_messages
-from tests.support.service import Service
-from tests.support.start_lambda import StartLambda
+from devstack import lambda_image, sam_local, sam_template
+from devstack.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
+from devstack.json_lines import json_records, log_records
+from devstack.scenarios import Outcome, ScenarioError, ScenarioSet, stored_messages
+from devstack.service import Service
+from devstack.start_lambda import StartLambda
 
 REPO = sam_template.REPO
 GATE, BOUNCER = "GateFunction", "BouncerFunction"
@@ -209,7 +209,7 @@ class LocalLambda(Service):
     def _start_server(self) -> None:
         assert self._tmp is not None
         self._server = StartLambda(
-            [sys.executable, "-m", "tests.support.sam_cli"],
+            [sys.executable, "-m", "devstack.sam_cli"],
             self._common_options([GATE, BOUNCER]),
             cwd=REPO,
             env=self._sam_env(),
@@ -263,7 +263,7 @@ class LocalLambda(Service):
         cmd = [
             sys.executable,
             "-m",
-            "tests.support.sam_cli",
+            "devstack.sam_cli",
             "build",
             "--template-file",
             str(REPO / "template.yaml"),
@@ -373,7 +373,7 @@ class LocalLambda(Service):
         assert self._tmp is not None
         event_path = Path(self._tmp.name) / f"{function}-event.json"
         event_path.write_text(json.dumps(event), encoding="utf-8")
-        cmd = [sys.executable, "-m", "tests.support.sam_cli", "local", "invoke", function, "--event", str(event_path)]
+        cmd = [sys.executable, "-m", "devstack.sam_cli", "local", "invoke", function, "--event", str(event_path)]
         cmd += options
         started = time.monotonic()
         try:
@@ -396,7 +396,7 @@ class LocalLambda(Service):
         the first REPORT has the Init Duration, the others are warm invokes."""
         assert self._tmp is not None
         server = StartLambda(
-            [sys.executable, "-m", "tests.support.sam_cli"],
+            [sys.executable, "-m", "devstack.sam_cli"],
             self._common_options([function]),
             cwd=REPO,
             env=self._sam_env(),

@@ -2,7 +2,7 @@
 
 ``LocalStackServer`` runs ``python -m localstack.runtime.main`` from its own venv (``.venv-localstack``,
 ``make localstack-deps``: localstack-core pins cryptography/pyopenssl the dev venv cannot share, and
-the rehearsal's plugin, ``tests/support/localstack_plugin``, is installed next to it) with:
+the rehearsal's plugin, ``devstack/localstack_plugin``, is installed next to it) with:
 
 - ``OVERRIDE_IN_DOCKER=0`` and the gateway on loopback plus the docker bridge's gateway address
   (function containers call LocalStack back there), nothing on other interfaces: the hypercorn
@@ -35,10 +35,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Self
 
-from tests.support.docker_engine import STATE_DIR, EngineError
-from tests.support.service import Service
+from devstack.docker_engine import STATE_DIR, EngineError
+from devstack.service import Service
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".venv-localstack"
 PLUGIN_DIR = Path(__file__).resolve().parent / "localstack_plugin"
 # LocalStack's default init release: its install folder is where LocalStack looks for /var/rapid/init.

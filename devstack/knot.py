@@ -26,7 +26,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
-from tests.support.service import Service
+from devstack.service import Service
 
 __all__ = ["KnotServer", "find_knotc", "find_knotd"]
 

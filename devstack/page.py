@@ -12,7 +12,7 @@ import re
 import shlex
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SMTP_TIME = ROOT / "docs" / "smtp-time.md"
 
 _FENCE = re.compile(r"^```(\S+)[ \t]+(\S+)[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

@@ -34,14 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from tests.support import lambda_image, sam_template
-from tests.support.docker_engine import DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
-from tests.support.json_lines import json_records, log_records
-from tests.support.knot import KnotServer
-from tests.support.local_lambda import python313_dir
-from tests.support.localstack_server import LocalStackServer
-from tests.support.scenarios import Outcome, ScenarioSet, stored_messages
-from tests.support.service import Service
+from devstack import lambda_image, sam_template
+from devstack.docker_engine import DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
+from devstack.json_lines import json_records, log_records
+from devstack.knot import KnotServer
+from devstack.local_lambda import python313_dir
+from devstack.localstack_server import LocalStackServer
+from devstack.scenarios import Outcome, ScenarioSet, stored_messages
+from devstack.service import Service
 
 REPO = sam_template.REPO
 STACK = "ipv6gate"  # samconfig.toml's stack_name

@@ -3,7 +3,7 @@
 SAM CLI 1.170 accepts ``--docker-network host`` for ``sam local invoke`` but only *skips* connecting
 the container to a network named ``host``: the container stays on Docker's default bridge, where
 ``127.0.0.1`` is the container itself, so the function cannot reach moto server and Knot on the
-host's loopback. Run as ``python -m tests.support.sam_cli local invoke ... --docker-network host``,
+host's loopback. Run as ``python -m devstack.sam_cli local invoke ... --docker-network host``,
 this starts the unchanged SAM CLI with one adjustment to the container it creates (only when
 ``--docker-network host`` was given): ``network_mode="host"``, no published ports, and the runtime
 interface emulator told to listen on the loopback port SAM CLI picked for it (and to serve the

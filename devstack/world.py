@@ -22,8 +22,8 @@ import dns.zone
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from devstack import ses
 from ipv6gate.dns.zones import ZoneBackend
-from tests.support import ses
 
 RECEIVER = ses.RECEIVER
 GOOD_IP = "2001:db8:1::25"  # PTR mail.good.test, forward-confirmed; in good.test's SPF
@@ -168,7 +168,7 @@ def message(
 def sign(raw: bytes, keys: Keys, *, domain: str = "good.test", selector: str = "rsa", algorithm: str = "rsa") -> bytes:
     """Prepend a DKIM-Signature made with one of the generated keys."""
     if algorithm == "ed25519":
-        sig = dkim.sign(
+        sig: bytes = dkim.sign(
             raw,
             selector.encode(),
             domain.encode(),

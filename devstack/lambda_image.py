@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.support.docker_engine import DockerEngine, EngineError, require_tools
+from devstack.docker_engine import DockerEngine, EngineError, require_tools
 
 SUITE = "trixie"
 PYTHON = "3.13"
@@ -361,7 +361,7 @@ def _load(engine: DockerEngine, layer: Path, name: str, arch: str, labels: dict[
             "Labels": labels,
         },
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
-        "history": [{"created_by": f"ipv6gate tests/support/lambda_image.py recipe {labels.get(RECIPE_LABEL)}"}],
+        "history": [{"created_by": f"ipv6gate devstack/lambda_image.py recipe {labels.get(RECIPE_LABEL)}"}],
     }
     config_text = json.dumps(config).encode()
     config_name = f"{hashlib.sha256(config_text).hexdigest()}.json"
@@ -432,9 +432,9 @@ def remove_endpoint_images(engine: DockerEngine) -> None:
         client.close()
 
 
-if __name__ == "__main__":  # build (or confirm) the image on its own: python -m tests.support.lambda_image
+if __name__ == "__main__":  # build (or confirm) the image on its own: python -m devstack.lambda_image
     with DockerEngine() as _engine:
-        from tests.support.docker_engine import ensure_arm64_emulation
+        from devstack.docker_engine import ensure_arm64_emulation
 
         print(ensure_arm64_emulation())
         ensure_base_image(_engine)

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any, Self
 
-from tests.support.service import Service
+from devstack.service import Service
 
 __all__ = ["MotoServer", "aws_env"]
 

@@ -1,12 +1,12 @@
 """Run a function of template.yaml the way ``sam local invoke`` does, against moto server and Knot.
 
 Used by ``make demo`` (``scripts/demo.py``), the handler tests, the load test and the benchmarks;
-``tests/support/sam_template.py`` says what the function is and which environment it gets.
+``devstack/sam_template.py`` says what the function is and which environment it gets.
 
 - ``LocalStack`` starts moto server and Knot (serving a zone directory) and creates the template's
   DynamoDB tables (with their key schemas), S3 buckets and SQS queues, under their local names.
 - ``seed_demo`` puts a scenario set's tenants and stored messages where the function will look.
-- ``invoke`` runs the handler in a fresh Python process (``tests/support/lambda_worker.py``) with the
+- ``invoke`` runs the handler in a fresh Python process (``devstack/lambda_worker.py``) with the
   code and layer directories first on ``sys.path`` and the environment SAM would give the container,
   and calls it once per event (a cold start, then warm invocations), capturing what each call
   printed: Powertools' JSON log lines and EMF metric blobs.
@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from tests.support import sam_template
-from tests.support.json_lines import json_records, log_records
-from tests.support.sam_template import ACCOUNT_ID, NAME_PROPERTY, REGION, REPO, FunctionSpec, TemplateError
-from tests.support.scenarios import NOT_EVENTS
-from tests.support.service import Service
+from devstack import sam_template
+from devstack.json_lines import json_records, log_records
+from devstack.sam_template import ACCOUNT_ID, NAME_PROPERTY, REGION, REPO, FunctionSpec, TemplateError
+from devstack.scenarios import NOT_EVENTS
+from devstack.service import Service
 
 if TYPE_CHECKING:
-    from tests.support.knot import KnotServer
-    from tests.support.moto_server import MotoServer
+    from devstack.knot import KnotServer
+    from devstack.moto_server import MotoServer
 
 EVENTS_DIR = REPO / "events"
 ZONES_DIR = EVENTS_DIR / "zones"
@@ -92,8 +92,8 @@ class LocalStack(Service):
         return self._knot
 
     def start(self) -> Self:
-        from tests.support.knot import KnotServer
-        from tests.support.moto_server import MotoServer
+        from devstack.knot import KnotServer
+        from devstack.moto_server import MotoServer
 
         try:
             self._moto = MotoServer().start()
@@ -120,7 +120,7 @@ class LocalStack(Service):
 
     def overrides(self) -> dict[str, str]:
         """What replaces the template's values in a local run: the local endpoints."""
-        from tests.support.moto_server import aws_env
+        from devstack.moto_server import aws_env
 
         env = aws_env(self.moto.endpoint_url)
         env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.region
@@ -325,7 +325,7 @@ def invoke(
             [
                 sys.executable,
                 "-c",
-                "import sys; from tests.support.lambda_worker import main; sys.exit(main(sys.argv[1:]))",
+                "import sys; from devstack.lambda_worker import main; sys.exit(main(sys.argv[1:]))",
                 str(request_path),
                 str(result_path),
             ],

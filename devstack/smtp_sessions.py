@@ -1,8 +1,8 @@
 """SMTP sessions of every kind, well-behaved and hostile, through Postfix to ``ipv6gate milter``.
 
-Each kind runs one session against a private Postfix (``tests.support.postfix``) on loopback and
+Each kind runs one session against a private Postfix (``devstack.postfix``) on loopback and
 returns what the client heard, in a short form such as ``"rcpt 450 4.7.25"`` or ``"data 250"``;
-``expected`` is what it must hear from the test world (``tests/support/world.py``) with the tenants
+``expected`` is what it must hear from the test world (``devstack/world.py``) with the tenants
 ``TENANTS``. Used by ``tests/integration/test_milter_postfix_hostile.py`` and the soak
 (``load/milter_soak.py``).
 """
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.support import world
+from devstack import world
 
 TENANTS = '[{"domain": "tenant.test", "ipv6_inbound": true}, {"domain": "optout.test", "ipv6_inbound": false}]'
 

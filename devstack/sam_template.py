@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.support.scenarios import ScenarioSet
+    from devstack.scenarios import ScenarioSet
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "template.yaml"
 GATE_FUNCTION = "GateFunction"
 STACK_NAME = "ipv6gate-local"
@@ -252,7 +252,7 @@ def function_and_scenarios(
     Shared by ``make demo``, ``make smtp-demo`` and ``make sandbox``; raises ``TemplateError`` or
     ``ScenarioError`` (one line each).
     """
-    from tests.support.scenarios import load_scenarios
+    from devstack.scenarios import load_scenarios
 
     template = load_template()
     chosen = load_scenarios(directory, sorted(function_spec(template, function).environment))

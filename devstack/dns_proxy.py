@@ -44,7 +44,7 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from tests.support.service import Service
+from devstack.service import Service
 
 __all__ = ["DelayingDnsProxy", "Fault", "QueryRecord"]
 

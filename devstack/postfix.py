@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Self
 
-from tests.support.json_lines import json_records
-from tests.support.page import main_cf
-from tests.support.service import Service
+from devstack.json_lines import json_records
+from devstack.page import main_cf
+from devstack.service import Service
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 
 _SERVICES = """\
