@@ -170,7 +170,8 @@ def test_a_stale_pyc_is_found(tmp_path):
 
     source = tmp_path / "mod.py"
     source.write_text("x = 1\n", encoding="utf-8")
-    assert _stale_or_missing_pycs(tmp_path) == ["mod.py: no " + Path(importlib.util.cache_from_source(str(source))).name]
+    pyc_name = Path(importlib.util.cache_from_source(str(source))).name
+    assert _stale_or_missing_pycs(tmp_path) == [f"mod.py: no {pyc_name}"]
     py_compile.compile(str(source), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
     assert _stale_or_missing_pycs(tmp_path) == []
     source.write_text("x = 2\n", encoding="utf-8")
