@@ -178,3 +178,30 @@ def test_a_stale_pyc_is_found(tmp_path):
     assert _stale_or_missing_pycs(tmp_path) == ["mod.py: hash does not match the source"]
     py_compile.compile(str(source), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
     assert _stale_or_missing_pycs(tmp_path) == ["mod.py: flags 0b0, not unchecked-hash"]
+
+
+@pytest.mark.parametrize("folder,target", [("layers/ipv6gate", "IPv6GateLayer"), ("functions/gate", "GateFunction")])
+def test_build_with_another_python_is_one_line_and_builds_nothing(tmp_path: Path, folder: str, target: str) -> None:
+    """The .pyc files only serve the Python that wrote them: a build by another version stops first."""
+    fake = tmp_path / "bin" / "python3"  # a Python that says it is 3.12
+    fake.parent.mkdir()
+    pretend = "import sys; sys.version_info = (3, 12, 9, 'final', 0); sys.version = '3.12.9'; exec(sys.argv[1])"
+    fake.write_text(f'#!/bin/sh\nexec {sys.executable} -c "{pretend}" "$2"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    res = subprocess.run(
+        ["make", "--no-print-directory", "-f", "Makefile", f"build-{target}", f"PYTHON={fake}"],
+        cwd=REPO / folder,
+        env={**os.environ, "ARTIFACTS_DIR": str(artifacts)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode != 0
+    what = "layer" if target.endswith("Layer") else "function"
+    assert res.stderr.splitlines()[0] == (  # it names the interpreter's own executable
+        f"sam build: {sys.executable} is Python 3.12.9, the {what} is for python3.13: put a Python 3.13 first on PATH"
+    )
+    assert list(artifacts.iterdir()) == []
