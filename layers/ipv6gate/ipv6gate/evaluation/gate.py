@@ -1,8 +1,9 @@
 """The SES door into the evaluation: a whole message at once (the receipt event, and for the CLI its raw copy).
 
 The Lambda handler and ``ipv6gate evaluate`` both call ``Gate.evaluate``, so what the CLI prints is
-what the function decides. Every check starts at once; the ``Evaluator`` waits until the policy
-says the verdicts are certain, then builds the final decision (its bounce queued). ``record``
+what the function decides. Every check starts at once (the PTR lookup in the calling thread, which
+would only wait for it; with tenants still to be fetched, PTR and SPF before that); the ``Evaluator``
+waits until the policy says the verdicts are certain, then builds the final decision (its bounce queued). ``record``
 writes it to the trace. Faults in DNS or AWS never reject silently: they become ``temperror``
 results or notes, and the decision says what happened.
 """
