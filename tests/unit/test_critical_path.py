@@ -44,7 +44,7 @@ class Watched:
         self.asked.append((name.to_text(), rdtype.name, threading.current_thread().name))
         self.first.set()
         self.release.wait(5.0)
-        return self.inner.lookup(name, rdtype, timeout)  # type: ignore[no-any-return]
+        return self.inner.lookup(name, rdtype, timeout)
 
 
 class RemoteTenants(InMemoryTenants):
@@ -73,7 +73,7 @@ def watched(keys: world.Keys) -> Watched:
 
 
 def gate_with(watched: Watched, tenants: TenantDirectory, messages: InMemoryMessages | None = None) -> Gate:
-    resolver = DnsResolver(watched, query_timeout=1.0, query_limit=60)  # type: ignore[arg-type]
+    resolver = DnsResolver(watched, query_timeout=1.0, query_limit=60)
     return assemble_gate(Settings.from_env({"AWS_REGION": "eu-west-1"}), resolver, tenants, messages)
 
 
