@@ -18,7 +18,7 @@ from ipv6gate.dns import DnsResolver, DnsSession
 from ipv6gate.evaluation.evaluator import ALREADY_CERTAIN, Draft, Evaluator, tenants_at_hand
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.evaluation.recorder import Recorder
-from ipv6gate.evaluation.runner import Running, until_cancelled
+from ipv6gate.evaluation.runner import Running, run_here, until_cancelled
 from ipv6gate.evaluation.stored_message import check_stored_dkim
 from ipv6gate.mail.event import Mail
 from ipv6gate.mail.source import Source, find_source
@@ -86,7 +86,14 @@ class Gate:
         assert isinstance(source, Source)  # needs_checks: an IPv6 client
         if not early:
             started.append(ev.start_spf(source, mail.mail_from, deadline))
-        started.append(ev.start_dkim(lambda session: self._dkim(mail, session, raw_message), deadline))
+
+        def dkim(session: DnsSession) -> CheckResult:
+            return self._dkim(mail, session, raw_message)
+
+        # Unsigned (as far as SES's headers show): DKIM's "none" needs neither the message nor DNS, so it is
+        # not worth a pool thread waking up next to the PTR lookup.
+        unsigned = raw_message is None and not mail.may_be_dkim_signed
+        started.append(run_here(ev.runner.dns, "dkim", dkim, deadline) if unsigned else ev.start_dkim(dkim, deadline))
         if not early:
             # No verdict can do without the PTR, so this thread asks it itself while the pool runs SPF and
             # DKIM: its query goes out and its answer is read without a hand-off between threads.
