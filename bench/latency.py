@@ -65,6 +65,7 @@ class EngineRun:
     lead_ms: list[float] = field(default_factory=list)  # from the call to the first query reaching the proxy
     tail_ms: list[float] = field(default_factory=list)  # from the last answer (before returning) to the return
     decided_ms: list[float] = field(default_factory=list)  # from the deciding answer to the return
+    held_ms: list[float] = field(default_factory=list)  # the deciding query at the proxy: received to answered
     undecided: int = 0  # decisions that returned before the deciding answer was sent (or never got one)
     outcomes: Counter[str] = field(default_factory=Counter)
     skipped: str = ""  # why this engine has no numbers for the scenario
@@ -85,6 +86,7 @@ class EngineRun:
             "tail_ms_median": round(summarize(self.tail_ms).median, 3) if self.tail_ms else None,
             "lead_ms": _spread(self.lead_ms),
             "decided_ms": _spread(self.decided_ms),
+            "held_ms": _spread(self.held_ms),
             "undecided": self.undecided,
             "outcomes": dict(self.outcomes),
         }
@@ -343,10 +345,13 @@ def _measure(
         if answers:
             run.tail_ms.append((ended - max(answers)) * 1000)
     if deciding:
-        decisive = [r.answered for r in mine if (r.qname, r.qtype) in deciding and r.answered is not None]
+        decisive = [r for r in mine if (r.qname, r.qtype) in deciding and r.answered is not None]
         if len({(r.qname, r.qtype) for r in mine if (r.qname, r.qtype) in deciding}) == len(deciding) and decisive:
-            if max(decisive) <= ended:
-                run.decided_ms.append((ended - max(decisive)) * 1000)
+            last = max(decisive, key=lambda r: r.answered or 0.0)
+            assert last.answered is not None
+            if last.answered <= ended:
+                run.decided_ms.append((ended - last.answered) * 1000)
+                run.held_ms.append((last.answered - last.received) * 1000)
             else:  # returned before the verdict could be known: a bug or a fault, counted apart
                 run.undecided += 1
         else:
