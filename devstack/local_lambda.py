@@ -7,7 +7,7 @@
 3. ``sam build``s ``template.yaml`` as it is deployed (arm64, the layer from PyPI wheels);
 4. starts moto server and Knot on loopback (the scenario set's ``zones/`` plus the zones the
    bouncer's cases need, ``BOUNCER_ZONES``), creates the template's tables, bucket and queues there,
-   and seeds the tenants and raw messages (``sam_local.LocalStack``);
+   and seeds the tenants and raw messages (``moto_stack.MotoStack``);
 5. derives a local-only image from the base that adds ``AWS_ENDPOINT_URL`` (moto);
 6. (``warm=True``, the default) starts ``sam local start-lambda --warm-containers EAGER`` on the
    built template (``start_lambda.StartLambda``): one container per function for the whole run.
@@ -38,10 +38,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
-from devstack import lambda_image, sam_local, sam_template
+from devstack import lambda_image, sam_template
 from devstack.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
-from devstack.json_lines import json_records, log_records
-from devstack.scenarios import Outcome, ScenarioError, ScenarioSet, stored_messages
+from devstack.json_lines import json_records, log_records, metric_totals
+from devstack.moto_stack import MotoStack
+from devstack.scenarios import Outcome, ScenarioError, ScenarioSet
 from devstack.service import Service
 from devstack.start_lambda import StartLambda
 
@@ -98,14 +99,7 @@ class LocalInvoke:
         return log_records(self.records(), message, prefix=True)
 
     def metrics(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for blob in (r for r in self.records() if isinstance(r.get("_aws"), dict)):
-            for directive in blob["_aws"].get("CloudWatchMetrics", []):
-                for metric in directive.get("Metrics", []):
-                    raw = blob.get(metric["Name"], 0)
-                    value = float(sum(raw) if isinstance(raw, list) else raw)
-                    totals[metric["Name"]] = totals.get(metric["Name"], 0.0) + value
-        return totals
+        return metric_totals(self.records())
 
     @property
     def report(self) -> Report | None:
@@ -164,7 +158,7 @@ class LocalLambda(Service):
         self.log = log
         self.engine = DockerEngine()
         self.template = sam_template.load_template()
-        self.stack = sam_local.LocalStack(scenarios.zones, self.template, region=scenarios.region, log=log)
+        self.stack = MotoStack(scenarios.zones, self.template, region=scenarios.region, log=log)
         self.image = ""
         self.timings: dict[str, float] = {}
         self.timeout_scale = 1
@@ -319,12 +313,8 @@ class LocalLambda(Service):
         return scale
 
     def seed(self) -> None:
-        env = self.environment(GATE)
-        tenants = json.loads((self.scenarios.directory / "tenants.json").read_text(encoding="utf-8"))
-        self.stack.put_items(env["TENANTS_TABLE"], tenants)
-        for message_id, raw in stored_messages(self.scenarios).items():
-            self.stack.put_object(env["MESSAGE_BUCKET"], f"{env['MESSAGE_PREFIX']}{message_id}", raw)
-        self.log(f"seeded {len(tenants)} tenants and the stored messages into moto")
+        done = self.stack.seed(self.environment(GATE), self.scenarios.directory)
+        self.log(f"seeded moto: {done[0]}, {len(done) - 1} stored messages")
 
     def environment(self, function: str) -> dict[str, str]:
         """The function's declared variables as a local run sets them (what the env-vars file holds)."""

@@ -42,11 +42,10 @@ def _free_tcp_port(host: str) -> int:
 
 
 class MotoServer(Service):
-    """Context manager running `python -m moto.server` on a free local port."""
+    """Context manager running `python -m moto.server` on a free port of ``host`` (loopback unless told)."""
 
-    host = "127.0.0.1"
-
-    def __init__(self, *, startup_timeout: float = 20.0) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", startup_timeout: float = 20.0) -> None:
+        self.host = host
         self.startup_timeout = startup_timeout
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None

@@ -350,7 +350,7 @@ class Rehearsal(Service):
             item = {k: serializer.serialize(v) for k, v in tenant.items()}
             table.put_item(TableName=outputs["TenantsTableName"], Item=item)
         s3 = self.client("s3")
-        for message_id, raw in stored_messages(self.scenarios).items():
+        for message_id, raw in stored_messages(self.scenarios.directory).items():
             s3.put_object(Bucket=outputs["MessageBucketName"], Key=f"{prefix}{message_id}", Body=raw)
         return len(tenants)
 
