@@ -5,17 +5,19 @@
 1. starts a private dockerd (``docker_engine.DockerEngine``), registers arm64 emulation if needed;
 2. builds the offline Lambda base image unless cached (``lambda_image.ensure_base_image``);
 3. ``sam build``s ``template.yaml`` as it is deployed (arm64, the layer from PyPI wheels);
-4. starts moto server and Knot on loopback (the scenario set's ``zones/`` plus the zones the
-   bouncer's cases need, ``BOUNCER_ZONES``), creates the template's tables, bucket and queues there,
-   and seeds the tenants and raw messages (``moto_stack.MotoStack``);
+4. starts moto server and Knot on the docker bridge's gateway, where the function containers reach
+   this host (Knot also on loopback; the scenario set's ``zones/`` plus the zones the bouncer's cases
+   need, ``BOUNCER_ZONES``), creates the template's tables, bucket and queues there, and seeds the
+   tenants and raw messages (``moto_stack.MotoStack``);
 5. derives a local-only image from the base that adds ``AWS_ENDPOINT_URL`` (moto);
 6. (``warm=True``, the default) starts ``sam local start-lambda --warm-containers EAGER`` on the
    built template (``start_lambda.StartLambda``): one container per function for the whole run.
 
 ``invoke()`` calls the function through that endpoint (boto3's ``lambda`` client), or with
 ``warm=False`` runs ``sam local invoke <function> -e <event>`` (a fresh container per event), with
-``--env-vars <file> --region <region> --skip-pull-image --invoke-image <that image> --docker-network
-host`` either way, and returns the response, the function's log lines and the ``REPORT`` line.
+``--env-vars <file> --region <region> --skip-pull-image --invoke-image <that image>`` either way (SAM
+CLI as released: its containers on the default bridge, their emulator port published on loopback),
+and returns the response, the function's log lines and the ``REPORT`` line.
 ``template.yaml`` is not changed: the env-vars file sets only variables the template declares
 (``DNS_SERVERS``, the local table, bucket and queue names); the AWS endpoint comes from the image.
 ``stop()`` stops all of it.
@@ -48,6 +50,7 @@ from devstack.start_lambda import StartLambda
 
 REPO = sam_template.REPO
 GATE, BOUNCER = "GateFunction", "BouncerFunction"
+SAM_CLI = [sys.executable, "-m", "samcli"]  # the venv's SAM CLI, unchanged
 DEFAULT_BUILD_DIR = STATE_DIR / "build"  # not .aws-sam/build: the byte code added below stays local
 # Parameters without a default in template.yaml (sam local invoke needs a value for each).
 PARAMETERS = {"BounceSender": "mailer-daemon@bounces.example", "Recipients": "example.com"}
@@ -181,6 +184,7 @@ class LocalLambda(Service):
                 self._timed("sam_build", self.sam_build)
             self._timed("byte_compile", self.byte_compile)
             self.timeout_scale = self.scale_timeouts()
+            self.stack.bind = self.engine.bridge_ip()
             self._timed("stack", self.stack.start)
             self.seed()
             self.image = self._timed("endpoint_image", self._endpoint_image)
@@ -203,7 +207,7 @@ class LocalLambda(Service):
     def _start_server(self) -> None:
         assert self._tmp is not None
         self._server = StartLambda(
-            [sys.executable, "-m", "devstack.sam_cli"],
+            SAM_CLI,
             self._common_options([GATE, BOUNCER]),
             cwd=REPO,
             env=self._sam_env(),
@@ -255,9 +259,7 @@ class LocalLambda(Service):
 
     def sam_build(self) -> None:
         cmd = [
-            sys.executable,
-            "-m",
-            "devstack.sam_cli",
+            *SAM_CLI,
             "build",
             "--template-file",
             str(REPO / "template.yaml"),
@@ -322,7 +324,7 @@ class LocalLambda(Service):
         spec = sam_template.function_spec(
             self.template, function, parameters=parameters, region=self.scenarios.region, names=self.stack.names
         )
-        values = {**spec.environment, "DNS_SERVERS": self.stack.knot.servers_env}
+        values = {**spec.environment, "DNS_SERVERS": self.stack.dns_servers}
         if function == GATE:
             values.update(self.scenarios.environment)
         return {k: v for k, v in values.items() if k in spec.environment}
@@ -346,8 +348,6 @@ class LocalLambda(Service):
             "--skip-pull-image",
             "--invoke-image",
             self.image,
-            "--docker-network",
-            "host",
         ]
 
     def invoke(self, function: str, name: str, event: Mapping[str, Any], *, timeout: float = 300.0) -> LocalInvoke:
@@ -363,7 +363,7 @@ class LocalLambda(Service):
         assert self._tmp is not None
         event_path = Path(self._tmp.name) / f"{function}-event.json"
         event_path.write_text(json.dumps(event), encoding="utf-8")
-        cmd = [sys.executable, "-m", "devstack.sam_cli", "local", "invoke", function, "--event", str(event_path)]
+        cmd = [*SAM_CLI, "local", "invoke", function, "--event", str(event_path)]
         cmd += options
         started = time.monotonic()
         try:
@@ -386,7 +386,7 @@ class LocalLambda(Service):
         the first REPORT has the Init Duration, the others are warm invokes."""
         assert self._tmp is not None
         server = StartLambda(
-            [sys.executable, "-m", "devstack.sam_cli"],
+            SAM_CLI,
             self._common_options([function]),
             cwd=REPO,
             env=self._sam_env(),

@@ -140,7 +140,7 @@ class Rehearsal(Service):
             if self.arch == "arm64":
                 self.log(ensure_arm64_emulation())
             self.timings["base_image"] = lambda_image.ensure_base_image(self.engine, self.arch, self.log)
-            bridge = self.bridge_ip()
+            bridge = self.engine.bridge_ip()
             self.knot = KnotServer(self.scenarios.zones, also_listen=(bridge,)).start()
             self.localstack = LocalStackServer(
                 docker_host=self.engine.host,
@@ -184,18 +184,6 @@ class Rehearsal(Service):
         result = fn()
         self.timings[what] = round(time.monotonic() - started, 1)
         return result
-
-    def bridge_ip(self) -> str:
-        """The docker bridge's gateway: the host as the function containers reach it."""
-        client = self.engine.client()
-        try:
-            config = client.networks.get("bridge").attrs["IPAM"]["Config"]
-        finally:
-            client.close()
-        gateway = next((c.get("Gateway") for c in config if c.get("Gateway")), None)
-        if not gateway:
-            raise EngineError("the docker bridge network has no gateway address")
-        return str(gateway)
 
     # -- AWS, as the operator's tools reach it ------------------------------------------------------------
 

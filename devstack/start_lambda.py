@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from devstack.docker_engine import EngineError
-from devstack.sam_cli import free_port
-from devstack.service import Service
+from devstack.service import Service, free_port
 
 REPORT_LINE = "REPORT RequestId:"
 
