@@ -385,13 +385,6 @@ class Rehearsal(Service):
             return False
         return any(s["StackStatus"] != "DELETE_COMPLETE" for s in stacks)
 
-    def function_containers(self) -> list[str]:
-        client = self.engine.client()
-        try:
-            return [c.name for c in client.containers.list(all=True)]
-        finally:
-            client.close()
-
 
 def fresh_event(event: Mapping[str, Any], message_id: str) -> dict[str, Any]:
     """``event`` received now under another message id (a bounce is sent only within 24 h of receipt)."""
