@@ -46,7 +46,7 @@ from devstack.json_lines import json_records, log_records, metric_totals
 from devstack.moto_stack import MotoStack
 from devstack.scenarios import Outcome, ScenarioError, ScenarioSet
 from devstack.service import Service
-from devstack.start_lambda import StartLambda
+from devstack.start_lambda import StartLambda, tail
 
 REPO = sam_template.REPO
 GATE, BOUNCER = "GateFunction", "BouncerFunction"
@@ -113,10 +113,10 @@ class LocalInvoke:
     def error(self) -> str | None:
         """Why this invocation failed: SAM CLI's exit code, no response, or the handler's errorType."""
         if self.exit_code != 0:
-            return f"sam local invoke exited {self.exit_code}: {_tail(self.stderr)}"
+            return f"sam local invoke exited {self.exit_code}: {tail(self.stderr)}"
         response = self.response
         if response is None:
-            return f"no JSON response from sam local invoke: {_tail(self.stdout + self.stderr)}"
+            return f"no JSON response from sam local invoke: {tail(self.stdout + self.stderr)}"
         if isinstance(response, dict) and "errorType" in response:
             return f"{response['errorType']}: {response.get('errorMessage', '')}"
         return None
@@ -124,10 +124,6 @@ class LocalInvoke:
     def outcome(self) -> Outcome:
         """For the scenario table (the gate's decision line)."""
         return Outcome(self.name, self.response, self.logs("decision"), self.error, self.records())
-
-
-def _tail(text: str, lines: int = 6) -> str:
-    return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:])
 
 
 def python313_dir() -> Path:
@@ -272,7 +268,7 @@ class LocalLambda(Service):
         self.log(f"sam build -> {self.build_dir}")
         proc = subprocess.run(cmd, cwd=REPO, env=self._sam_env(), capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise EngineError(f"sam build failed: {_tail(proc.stdout + proc.stderr)}")
+            raise EngineError(f"sam build failed: {tail(proc.stdout + proc.stderr)}")
 
     def byte_compile(self) -> None:
         """Write the byte code CPython would write on first import into the build (checked-hash pycs).
@@ -290,7 +286,7 @@ class LocalLambda(Service):
             check=False,
         )
         if proc.returncode != 0:
-            raise EngineError(f"compileall {self.build_dir} failed: {_tail(proc.stdout + proc.stderr)}")
+            raise EngineError(f"compileall {self.build_dir} failed: {tail(proc.stdout + proc.stderr)}")
 
     def scale_timeouts(self) -> int:
         """Under emulation, multiply the functions' ``Timeout`` in the *local* built template.
@@ -357,7 +353,7 @@ class LocalLambda(Service):
             payload, output, seconds = self._server.invoke(function, event)
             result = LocalInvoke(name, 0, payload, output, seconds)
             if result.response is None:  # e.g. the function timed out
-                raise EngineError(f"{function} ({name}) gave no response in start-lambda: {_tail(output, 3)}")
+                raise EngineError(f"{function} ({name}) gave no response in start-lambda: {tail(output, 3)}")
             return result
         options = self._common_options([function])
         assert self._tmp is not None
@@ -374,11 +370,11 @@ class LocalLambda(Service):
             raise EngineError(f"sam local invoke {function} ({name}) took over {timeout:.0f} s") from exc
         if proc.returncode != 0:  # SAM CLI itself failed (a handler error exits 0, see LocalInvoke.error)
             errors = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip().startswith("Error:")]
-            why = errors[-1] if errors else _tail(proc.stderr, 2)
+            why = errors[-1] if errors else tail(proc.stderr, 2)
             raise EngineError(f"sam local invoke {function} ({name}) exited {proc.returncode}: {why}")
         result = LocalInvoke(name, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
         if result.response is None:  # e.g. "Function 'GateFunction' timed out after 25 seconds"
-            raise EngineError(f"sam local invoke {function} ({name}) gave no response: {_tail(proc.stderr, 2)}")
+            raise EngineError(f"sam local invoke {function} ({name}) gave no response: {tail(proc.stderr, 2)}")
         return result
 
     def warm_reports(self, function: str, event: Mapping[str, Any], count: int = 4) -> list[Report]:
@@ -400,7 +396,7 @@ class LocalLambda(Service):
                 payload, output, seconds = server.invoke(function, event)
                 result = LocalInvoke(f"measure {index + 1}", 0, payload, output, seconds)
                 if result.error or result.report is None:
-                    raise EngineError(f"{function} failed in start-lambda: {result.error or _tail(output)}")
+                    raise EngineError(f"{function} failed in start-lambda: {result.error or tail(output)}")
                 reports.append(result.report)
         return reports
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from devstack.json_lines import emf_blobs, json_records, log_records, metric_totals
 from devstack.sam_template import ACCOUNT_ID, REGION, REPO, FunctionSpec
+from devstack.scenarios import Outcome
 
 # -- invocation ----------------------------------------------------------------------------------------------------
 
@@ -55,6 +56,10 @@ class Invocation:
     def metrics(self) -> dict[str, float]:
         """Metric name -> sum of its values over every EMF blob of this invocation."""
         return metric_totals(self.records())
+
+    def outcome(self) -> Outcome:
+        """For the scenario table (the gate's decision line), as ``local_lambda.LocalInvoke.outcome``."""
+        return Outcome(self.name, self.result, self.logs("decision"), self.error, self.records())
 
     def metric_namespaces(self) -> set[str]:
         return {d.get("Namespace", "") for b in self.emf() for d in b["_aws"].get("CloudWatchMetrics", [])}

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from devstack.sam_local import Invocation, Run
+    from devstack.sam_local import Run
     from devstack.sam_template import FunctionSpec
-    from devstack.scenarios import Outcome, ScenarioSet
+    from devstack.scenarios import ScenarioSet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,12 +52,6 @@ def _run(spec: FunctionSpec, template: dict[str, Any], scenarios: ScenarioSet) -
         if scenarios.environment:
             print(f"  settings.json: {scenarios.environment}")
         return sam_local.invoke(spec, env, [(n, scenarios.event(n)) for n in scenarios.events])
-
-
-def _outcome(inv: Invocation) -> Outcome:
-    from devstack.scenarios import Outcome
-
-    return Outcome(inv.name, inv.result, inv.logs("decision"), inv.error, inv.records())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     print(f"cold start (import {spec.handler.rpartition('.')[0]}): {run.init_ms:.0f} ms\n")
-    outcomes = [_outcome(inv) for inv in run.invocations]
+    outcomes = [inv.outcome() for inv in run.invocations]
     problems = scenarios.print_table(outcomes, chosen.expected, verbose=args.verbose)
     first = run.invocations[0].metrics() if run.invocations else {}
     cold = "ColdStart metric on the first call" if first.get("ColdStart") else "no ColdStart metric!"
