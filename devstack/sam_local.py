@@ -1,7 +1,7 @@
 """The in-process Lambda runner: a function of template.yaml in this Python, as one warm container.
 
 The real runner is SAM CLI's (``local_lambda``: ``sam build``, then ``sam local start-lambda`` in the
-arm64 image). This one exists for speed: ``make demo`` runs its 16 events in seconds where ``make
+arm64 image). This one exists for speed: ``make demo`` runs a scenario set in seconds where ``make
 local`` needs minutes (a private dockerd, the image, ``sam build``, emulated arm64), and the load
 test, the benchmarks and the handler tests call the function thousands of times. What the function
 is (CodeUri, Handler, layers, environment) comes from SAM CLI's own template resolution

@@ -218,16 +218,18 @@ def traced_message_ids(stack: MotoStack, table: str, message_ids: Sequence[str])
     Read by key (BatchGetItem) rather than with a filtered Scan: moto's Scan re-reads the table from
     the start for every page, which takes minutes for the ~40,000 items of a run.
     """
+    from ipv6gate.aws.items import plain, wire
+
     ddb = stack.client("dynamodb")
     found: Counter[str] = Counter()
     for start in range(0, len(message_ids), 100):  # BatchGetItem's limit
-        keys = [{"pk": {"S": f"msg#{m}"}, "sk": {"S": "decision"}} for m in message_ids[start : start + 100]]
+        keys = [wire({"pk": f"msg#{m}", "sk": "decision"}) for m in message_ids[start : start + 100]]
         request: dict[str, Any] = {table: {"Keys": keys, "ProjectionExpression": "pk, sk"}}
         while request:
             page = ddb.batch_get_item(RequestItems=request)
-            for item in page.get("Responses", {}).get(table, []):
-                if item["sk"]["S"] == "decision":
-                    found[str(item["pk"]["S"]).removeprefix("msg#")] += 1
+            for item in map(plain, page.get("Responses", {}).get(table, [])):
+                if item["sk"] == "decision":
+                    found[str(item["pk"]).removeprefix("msg#")] += 1
             request = page.get("UnprocessedKeys") or {}
     total = int(ddb.describe_table(TableName=table)["Table"]["ItemCount"])
     return found, total
@@ -269,18 +271,21 @@ def recipient_domains(item: Item) -> set[str]:
 
 def domain_days(stack: MotoStack, table: str) -> set[tuple[str, str]]:
     """The trace's domain-per-day items, (day, domain): one Query of their partition, every page."""
+    from ipv6gate.aws.items import plain, wire
     from ipv6gate.aws.trace import DAYS
 
     ddb = stack.client("dynamodb")
     query: dict[str, Any] = {
         "TableName": table,
         "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": DAYS}},
+        "ExpressionAttributeValues": wire({":pk": DAYS}),
     }
     found: set[tuple[str, str]] = set()
     while True:
         page = ddb.query(**query)
-        found.update(tuple(item["sk"]["S"].split("#", 1)) for item in page.get("Items", []))
+        for item in page.get("Items", []):
+            day, _, domain = str(plain(item)["sk"]).partition("#")
+            found.add((day, domain))
         if "LastEvaluatedKey" not in page:
             return found
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
