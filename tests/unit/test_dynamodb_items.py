@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ipv6gate.aws.items import plain, wire
 
 
 def test_wire_items_read_as_plain_values() -> None:
-    item = {
+    item: dict[str, Any] = {
         "domain": {"S": "example.com"},
         "ipv6_inbound": {"BOOL": True},
         "partner_prefixes": {"SS": ["2001:db8:b::/48", "2001:db8:a::/48"]},
@@ -45,5 +47,5 @@ def test_plain_values_written_as_wire_items() -> None:
 
 
 def test_round_trip() -> None:
-    values = {"domain": "example.org", "mode": "monitor", "partner_prefixes": ["2001:db8::/32"], "n": 5}
+    values: dict[str, Any] = {"domain": "example.org", "mode": "monitor", "partner_prefixes": ["2001:db8::/32"], "n": 5}
     assert plain(wire({**values, "partner_prefixes": set(values["partner_prefixes"])})) == values
