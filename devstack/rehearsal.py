@@ -386,8 +386,16 @@ class Rehearsal(Service):
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def rollback(self) -> str:
-        """README's roll-back block: empty the message bucket, ``sam delete --no-prompts``."""
+        """README's roll-back block: ``sam delete --no-prompts`` (the stack's drain empties the bucket)."""
         return str(self._timed("rollback", lambda: self.run_block(deploy_blocks()["rollback"], variables={})))
+
+    def bucket_exists(self, bucket: str) -> bool:
+        s3 = self.client("s3")
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except s3.exceptions.ClientError:
+            return False
+        return True
 
     def stack_exists(self) -> bool:
         cloudformation = self.client("cloudformation")

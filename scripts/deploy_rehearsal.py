@@ -15,7 +15,8 @@ local``, Knot with the scenario set's zones, LocalStack on this host. Then, as a
 6. ``ipv6gate tenants enable/disable DOMAIN --stack ipv6gate`` changes the next invocation's verdict;
 7. a rejected message received now: its bounce request reaches the deployed queue and the deployed
    bouncer sends it (the SES stand-in records the SendBounce);
-8. README's roll back (``sam delete --no-prompts``): the stack is gone, the operator's rule set is
+8. README's roll back (``sam delete --no-prompts`` alone: the stack's drain empties the bucket after
+   the gate's rule is gone): the stack and its bucket are gone, the operator's rule set is
    as it was and still active; LocalStack, Knot and dockerd stop, no container or mount is left.
 
 The deploy and roll-back commands are README "Deploy"'s ```sh blocks, run as written (the emulator's
@@ -151,9 +152,10 @@ def rehearse(rehearsal: Rehearsal) -> dict[str, list[str]]:
     enforce(rehearsal, gate)
     bounce(rehearsal, gate, outputs)
 
-    print("\n8. README roll back: empty the bucket, sam delete --no-prompts")
+    print("\n8. README roll back: sam delete --no-prompts (the bucket holds the set's messages)")
     rehearsal.rollback()
     check(not rehearsal.stack_exists(), f"stack {STACK} still exists after sam delete")
+    check(not rehearsal.bucket_exists(outputs["MessageBucketName"]), "the message bucket outlived sam delete")
     check_rule_set(rehearsal, before, "after sam delete")
     return mismatches
 

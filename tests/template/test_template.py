@@ -564,6 +564,7 @@ def test_every_custom_resource_is_served_by_the_setup_function(resources):
         "Custom::ReceiptRuleSetTarget",
         "Custom::TenantSeed",
         "Custom::ActiveReceiptRuleSet",
+        "Custom::MessageBucketDrain",
     }
     for name, cr in custom.items():
         assert cr["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["StackSetupFunction", "Arn"]}, name
@@ -582,6 +583,9 @@ def test_setup_function_permissions_least_privilege(resources):
         "ses:DescribeReceiptRuleSet": "*",
         "ses:ListIdentities": "*",
         "dynamodb:PutItem": {"Fn::GetAtt": ["TenantsTable", "Arn"]},
+        # The drain: the stack's message bucket, by name, and nothing else.
+        "s3:ListBucket": {"Fn::GetAtt": ["MessageBucket", "Arn"]},
+        "s3:DeleteObject": {"Fn::Sub": "${MessageBucket.Arn}/*"},
     }
     # Changing which set is active is granted only to a stack that activates, by a policy of its own
     # on the function's role.
@@ -590,6 +594,58 @@ def test_setup_function_permissions_least_privilege(resources):
     assert policy["Properties"]["RoleName"] == {"Ref": "StackSetupFunctionRole"}
     [granted] = as_list(policy["Properties"]["PolicyDocument"]["Statement"])
     assert as_list(granted["Action"]) == ["ses:SetActiveReceiptRuleSet"] and granted["Resource"] == "*"
+
+
+def _references(value) -> set[str]:
+    """Logical ids a resource's properties name (Ref, GetAtt, ${X} and ${X.Attr} in Sub)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+            elif key == "Fn::Sub":
+                text = inner if isinstance(inner, str) else inner[0]
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)}
+                found |= _references(inner[1:] if isinstance(inner, list) else [])
+            else:
+                found |= _references(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _references(inner)
+    return found
+
+
+def _depends_on(resources: dict, name: str, other: str) -> bool:
+    """Whether CloudFormation creates ``other`` before ``name`` and deletes it after (directly or not)."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        res = resources.get(current)
+        if res is None or current in seen:
+            continue
+        seen.add(current)
+        direct = set(as_list(res.get("DependsOn", []))) | _references(res.get("Properties", {}))
+        if other in direct:
+            return True
+        todo.extend(direct)
+    return False
+
+
+def test_stack_delete_removes_the_rule_then_empties_then_deletes_the_bucket(resources):
+    """``sam delete`` alone rolls back: the gate's rule goes first (SES stops writing), then the drain
+    empties the bucket, then CloudFormation deletes the bucket; no window in which mail refills it."""
+    drain = resources["MessageBucketDrain"]
+    assert drain["Type"] == "Custom::MessageBucketDrain" and "Condition" not in drain
+    assert drain["Properties"]["BucketName"] == {"Ref": "MessageBucket"}
+    assert "MessageBucketDrain" in as_list(resources["ReceiptRule"]["DependsOn"])
+    assert _depends_on(resources, "ReceiptRule", "MessageBucketDrain")
+    assert _depends_on(resources, "MessageBucketDrain", "MessageBucket")
+    # The function that drains is deleted after the drain, and so is its permission to delete objects.
+    assert _depends_on(resources, "MessageBucketDrain", "StackSetupFunction")
+    assert not _depends_on(resources, "MessageBucket", "MessageBucketDrain")
 
 
 def test_activation_outlives_nothing_it_needs(resources):

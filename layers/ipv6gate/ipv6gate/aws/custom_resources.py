@@ -1,6 +1,6 @@
 """The stack's CloudFormation custom resources (``functions/stack_setup``): what CloudFormation cannot do by itself.
 
-Three ``Custom::`` types, one function (README "Deploy"):
+Four ``Custom::`` types, one function (README "Deploy"):
 
 - ``Custom::ReceiptRuleSetTarget`` names the rule set the gate's rule goes into: the one given, or
   (empty name) the set active when the stack is created, kept on later updates. It checks the set
@@ -9,6 +9,9 @@ Three ``Custom::`` types, one function (README "Deploy"):
   it has one (conditional put), so a first deploy rejects nothing. Never overwrites, never deletes.
 - ``Custom::ActiveReceiptRuleSet`` activates the rule set and remembers, in its physical id, what
   was active before; on delete it restores that only while its own set is still the active one.
+- ``Custom::MessageBucketDrain`` empties the message bucket on delete. The gate's rule depends on it,
+  so CloudFormation deletes the rule first (SES stops writing), then empties the bucket, then deletes
+  it: ``sam delete`` alone rolls back, with no window in which mail refills the bucket.
 
 Each request gets exactly one response (CloudFormation's protocol: a PUT of a JSON document to the
 pre-signed ``ResponseURL``); a failure is ``FAILED`` with a one-line reason, shown as the stack event.
@@ -31,6 +34,8 @@ NOT_CREATED = "not-created"
 _TARGET = "rule-set:"
 _ACTIVATION_UNCHANGED = "active-rule-set:unchanged"
 _ACTIVATION_PREVIOUS = "active-rule-set:previous="
+_DRAIN = "drain:"
+_DRAIN_PASSES = 3
 
 
 class StackSetupError(Exception):
@@ -44,6 +49,10 @@ class RuleSets(Protocol):
     def rule_set_exists(self, name: str) -> bool: ...
     def activate(self, name: str | None) -> None: ...
     def domain_identities(self) -> list[str]: ...
+
+
+class Buckets(Protocol):
+    def empty(self, bucket: str) -> int: ...
 
 
 class TenantSeeder(Protocol):
@@ -68,6 +77,7 @@ class StackSetup:
     tenants: Callable[[str], TenantSeeder]  # table name -> seeder
     now: Callable[[], str]
     log: Log
+    buckets: Buckets
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The response document for one request; never raises."""
@@ -107,6 +117,8 @@ class StackSetup:
             return seed_tenants(self, request, props)
         if kind == "Custom::ActiveReceiptRuleSet":
             return self._activation(request, props, old_id)
+        if kind == "Custom::MessageBucketDrain":
+            return self._drain(request, props, old_id)
         raise StackSetupError(f"unknown custom resource type {kind[:60]!r}")
 
     # ------------------------------------------------------------------ rule-set target
@@ -168,6 +180,28 @@ class StackSetup:
         self.log.info("active rule set restored", extra={"active": previous})
         return Outcome(old_id)
 
+    # ------------------------------------------------------------------ bucket drain
+    def _drain(self, request: str, props: Mapping[str, Any], old_id: str) -> Outcome:
+        bucket = str(props.get("BucketName", "")).strip()
+        if request != "Delete":
+            if not bucket:
+                raise StackSetupError("MessageBucketDrain: BucketName missing")
+            # The id names the bucket: a new bucket is a new id, and the old id's Delete empties the old one.
+            return Outcome(_DRAIN + bucket)
+        if not old_id.startswith(_DRAIN):
+            return Outcome(old_id)  # its create failed: it names no bucket
+        bucket = old_id.removeprefix(_DRAIN)
+        # The gate's rule is gone by now (it depends on this resource); a second pass takes a message
+        # SES was still writing when the rule went.
+        deleted = 0
+        for _ in range(_DRAIN_PASSES):
+            emptied = self.buckets.empty(bucket)
+            deleted += emptied
+            if not emptied:
+                break
+        self.log.info("message bucket emptied for the stack's delete", extra={"bucket": bucket, "deleted": deleted})
+        return Outcome(old_id)
+
 
 def seed_tenants(setup: StackSetup, request: str, props: Mapping[str, Any]) -> Outcome:
     """``Custom::TenantSeed``: a monitor-mode tenant item for each domain the rule covers that has none."""
@@ -213,9 +247,9 @@ def seed_tenants(setup: StackSetup, request: str, props: Mapping[str, Any]) -> O
 
 def _adapter_errors() -> tuple[type[Exception], ...]:
     from ipv6gate.aws.receipt_rules import ReceiptRulesError
-    from ipv6gate.ports import TenantLookupError
+    from ipv6gate.ports import MessageStoreError, TenantLookupError
 
-    return (ReceiptRulesError, TenantLookupError)
+    return (ReceiptRulesError, TenantLookupError, MessageStoreError)
 
 
 def send_response(url: str, document: Mapping[str, Any], *, timeout: float = 10.0, tries: int = 3) -> None:
