@@ -17,7 +17,15 @@ local``, Knot with the scenario set's zones, LocalStack on this host. Then, as a
    bouncer sends it (the SES stand-in records the SendBounce);
 8. README's roll back (``sam delete --no-prompts`` alone: the stack's drain empties the bucket after
    the gate's rule is gone): the stack and its bucket are gone, the operator's rule set is
-   as it was and still active; LocalStack, Knot and dockerd stop, no container or mount is left.
+   as it was and still active, the tenants table is kept;
+9. README's next-deploy block (``ExistingTenantsTable=$TENANTS_TABLE``, the table the watch block
+   exported) with ``RuleSetMode=own ActivateRuleSet=true``: the stack takes the kept table back (no
+   tenant seeded again), its own set holds only the gate's rule and is the active one, the operator's
+   set is untouched;
+10. ``ActivateRuleSet=false`` on an update: the operator's set is active again;
+11. ``ActivateRuleSet=true`` again, then ``sam delete``: the operator's set is active again, the
+    stack's own set is gone, the tenants table it did not create is kept. LocalStack, Knot and
+    dockerd stop, no container or mount is left.
 
 The deploy and roll-back commands are README "Deploy"'s ```sh blocks, run as written (the emulator's
 DNS and the set's settings appended to the deploy line's overrides).

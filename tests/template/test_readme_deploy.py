@@ -31,6 +31,7 @@ OPERATOR_ENV = {
     "RECIPIENTS": "example.com,example.org",
     "BOUNCE_SENDER": "postmaster@example.com",
     "DOMAIN": "x.example",
+    "TENANTS_TABLE": "ipv6gate-TenantsTable-1A2B3C4D5E6F",  # exported by the watch block
 }
 
 

@@ -532,3 +532,16 @@ def test_drain_failure_is_one_line_naming_the_bucket(aws, setup, monkeypatch):
     failed = setup.handle(event("MessageBucketDrain", "Delete", "drain:locked", BucketName="locked"))
     assert failed["Status"] == "FAILED" and failed["Reason"] == "s3://locked: AccessDenied"
     assert failed["PhysicalResourceId"] == "drain:locked"
+
+
+@pytest.mark.parametrize("name", ["ops.rules", "-ops", "ops-", "x" * 64, "a b"])
+def test_a_name_ses_would_refuse_is_one_line_and_changes_nothing(aws, setup, name):
+    ses, _ = aws
+    ses.create_receipt_rule_set(RuleSetName="ops")
+    ses.set_active_receipt_rule_set(RuleSetName="ops")
+    target = setup.handle(event("ReceiptRuleSetTarget", RuleSetName=name))
+    assert target["Status"] == "FAILED" and "is not an SES rule set name" in target["Reason"]
+    assert "\n" not in target["Reason"]
+    activated = setup.handle(activation(name=name))
+    assert activated["Status"] == "FAILED" and "is not an SES rule set name" in activated["Reason"]
+    assert active(ses) == "ops"

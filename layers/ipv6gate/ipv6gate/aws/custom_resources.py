@@ -20,6 +20,7 @@ pre-signed ``ResponseURL``); a failure is ``FAILED`` with a one-line reason, sho
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ NOT_CREATED = "not-created"
 _TARGET = "rule-set:"
 _ACTIVATION_UNCHANGED = "active-rule-set:unchanged"
 _ACTIVATION_PREVIOUS = "active-rule-set:previous="
+# SES's names of rule sets and rules (template.yaml's AllowedPattern is the same).
+SES_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 _DRAIN = "drain:"
 _DRAIN_PASSES = 3
 
@@ -118,7 +121,7 @@ class StackSetup:
         if kind == "Custom::ActiveReceiptRuleSet":
             return self._activation(request, props, old_id)
         if kind == "Custom::MessageBucketDrain":
-            return self._drain(request, props, old_id)
+            return drain_bucket(self, request, props, old_id)
         raise StackSetupError(f"unknown custom resource type {kind[:60]!r}")
 
     # ------------------------------------------------------------------ rule-set target
@@ -126,6 +129,11 @@ class StackSetup:
         if request == "Delete":
             return Outcome(old_id)  # names a set; owns nothing
         wanted = str(props.get("RuleSetName", "")).strip()
+        if wanted and not SES_NAME.fullmatch(wanted):
+            raise StackSetupError(
+                f"RuleSetName {wanted[:70]!r} is not an SES rule set name: 1-63 ASCII letters, digits, _ and -, "
+                "starting and ending with a letter or digit"
+            )
         if not wanted and request == "Update" and old_id.startswith(_TARGET) and not old_props.get("RuleSetName"):
             # "the active set" was resolved once, at create: a later update never moves the rule.
             wanted = old_id.removeprefix(_TARGET)
@@ -152,6 +160,8 @@ class StackSetup:
             return self._deactivate(ours, old_id)
         if not ours:
             raise StackSetupError("ActiveReceiptRuleSet: RuleSetName missing")
+        if not SES_NAME.fullmatch(ours):
+            raise StackSetupError(f"ActiveReceiptRuleSet: RuleSetName {ours[:70]!r} is not an SES rule set name")
         active = self.rules.active_rule_set()
         if request == "Update" and old_id.startswith(_ACTIVATION_PREVIOUS):
             # Keep the id (a new one would make CloudFormation delete the old, restoring too early)
@@ -180,27 +190,28 @@ class StackSetup:
         self.log.info("active rule set restored", extra={"active": previous})
         return Outcome(old_id)
 
-    # ------------------------------------------------------------------ bucket drain
-    def _drain(self, request: str, props: Mapping[str, Any], old_id: str) -> Outcome:
-        bucket = str(props.get("BucketName", "")).strip()
-        if request != "Delete":
-            if not bucket:
-                raise StackSetupError("MessageBucketDrain: BucketName missing")
-            # The id names the bucket: a new bucket is a new id, and the old id's Delete empties the old one.
-            return Outcome(_DRAIN + bucket)
-        if not old_id.startswith(_DRAIN):
-            return Outcome(old_id)  # its create failed: it names no bucket
-        bucket = old_id.removeprefix(_DRAIN)
-        # The gate's rule is gone by now (it depends on this resource); a second pass takes a message
-        # SES was still writing when the rule went.
-        deleted = 0
-        for _ in range(_DRAIN_PASSES):
-            emptied = self.buckets.empty(bucket)
-            deleted += emptied
-            if not emptied:
-                break
-        self.log.info("message bucket emptied for the stack's delete", extra={"bucket": bucket, "deleted": deleted})
-        return Outcome(old_id)
+
+def drain_bucket(setup: StackSetup, request: str, props: Mapping[str, Any], old_id: str) -> Outcome:
+    """``Custom::MessageBucketDrain``: on delete (after the gate's rule is gone), empty the message bucket."""
+    bucket = str(props.get("BucketName", "")).strip()
+    if request != "Delete":
+        if not bucket:
+            raise StackSetupError("MessageBucketDrain: BucketName missing")
+        # The id names the bucket: a new bucket is a new id, and the old id's Delete empties the old one.
+        return Outcome(_DRAIN + bucket)
+    if not old_id.startswith(_DRAIN):
+        return Outcome(old_id)  # its create failed: it names no bucket
+    bucket = old_id.removeprefix(_DRAIN)
+    # The gate's rule is gone by now (it depends on this resource); a second pass takes a message
+    # SES was still writing when the rule went.
+    deleted = 0
+    for _ in range(_DRAIN_PASSES):
+        emptied = setup.buckets.empty(bucket)
+        deleted += emptied
+        if not emptied:
+            break
+    setup.log.info("message bucket emptied for the stack's delete", extra={"bucket": bucket, "deleted": deleted})
+    return Outcome(old_id)
 
 
 def seed_tenants(setup: StackSetup, request: str, props: Mapping[str, Any]) -> Outcome:
