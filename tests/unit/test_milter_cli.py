@@ -134,3 +134,9 @@ def test_a_decision_the_recorder_could_not_take_is_logged_and_counted(monkeypatc
     assert line["message_id"] == "q1"
     assert line["decision"]["recipients"][0]["reply"].startswith("550 5.2.1")
     assert emf[DECISIONS_NOT_RECORDED] == [1.0] or emf[DECISIONS_NOT_RECORDED] == 1.0
+
+
+def test_a_retired_variable_fails_the_start_instead_of_being_ignored():
+    with pytest.raises(SettingsError, match=r"^MILTER_STEP_THREADS: no longer read; .*MILTER_MAX_SESSIONS"):
+        MilterSettings.from_env({"MILTER_STEP_THREADS": "128"})
+    assert MilterSettings.from_env({"MILTER_STEP_THREADS": " "}).max_sessions > 0

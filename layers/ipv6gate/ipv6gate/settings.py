@@ -341,4 +341,13 @@ class MilterSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], hostname: str = "localhost") -> MilterSettings:
         """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
+        for name, why in RETIRED_MILTER_ENV.items():
+            if env.get(name, "").strip():  # an operator's tuning that nothing reads any more: say so
+                raise SettingsError(f"{name}: no longer read; {why}")
         return from_env(cls, env, checks=Settings.from_env(env), authserv_id=hostname.lower())
+
+
+# Variables earlier releases read: set, they fail the start with one line instead of being ignored.
+RETIRED_MILTER_ENV = {
+    "MILTER_STEP_THREADS": "step threads now follow MILTER_MAX_SESSIONS (one per admitted session); unset it",
+}
