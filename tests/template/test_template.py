@@ -632,8 +632,8 @@ def test_setup_function_permissions_least_privilege(resources):
     # Changing which set is active is granted only to a stack that activates, by a policy of its own
     # on the function's role.
     policy = resources["ActivateRuleSetPolicy"]
-    assert policy["Type"] == "AWS::IAM::RolePolicy" and policy["Condition"] == "ActivateRuleSetCondition"
-    assert policy["Properties"]["RoleName"] == {"Ref": "StackSetupFunctionRole"}
+    assert policy["Type"] == "AWS::IAM::Policy" and policy["Condition"] == "ActivateRuleSetCondition"
+    assert policy["Properties"]["Roles"] == [{"Ref": "StackSetupFunctionRole"}]
     [granted] = as_list(policy["Properties"]["PolicyDocument"]["Statement"])
     assert as_list(granted["Action"]) == ["ses:SetActiveReceiptRuleSet"] and granted["Resource"] == "*"
 
