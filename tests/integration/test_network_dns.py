@@ -14,9 +14,9 @@ from typing import Self
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
-import dns.name
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset

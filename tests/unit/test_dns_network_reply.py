@@ -16,17 +16,22 @@ from ipv6gate.dns.network import _negative_ttl, _read
 NAME = dns.name.from_text("www.z.test")
 
 
-def reply(rcode: str, answer: str = "", authority: str = "", question: str = "www.z.test. IN A") -> dns.message.Message:
+def reply(
+    rcode: str, answer: str = "", authority: str = "", question: str = "www.z.test. IN A"
+) -> dns.message.QueryMessage:
     lines = ["id 1", "opcode QUERY", f"rcode {rcode}", "flags QR RD RA", ";QUESTION", question]
     lines += [";ANSWER", *answer.splitlines(), ";AUTHORITY", *authority.splitlines()]
-    return dns.message.from_text("\n".join(lines))
+    message = dns.message.from_text("\n".join(lines))
+    assert isinstance(message, dns.message.QueryMessage)
+    return message
 
 
 SOA = "z.test. 3600 IN SOA ns.z.test. hostmaster.z.test. 1 3600 600 86400 {minimum}"
 
 
 def test_records_and_their_ttl() -> None:
-    answer, ttl = _read(reply("NOERROR", "www.z.test. 120 IN A 192.0.2.1\nwww.z.test. 120 IN A 192.0.2.2"), NAME, dns.rdatatype.A)
+    records = "www.z.test. 120 IN A 192.0.2.1\nwww.z.test. 120 IN A 192.0.2.2"
+    answer, ttl = _read(reply("NOERROR", records), NAME, dns.rdatatype.A)
     assert answer.status is Status.OK
     assert sorted(rd.address for rd in answer.records) == ["192.0.2.1", "192.0.2.2"]
     assert ttl == 120
@@ -48,7 +53,8 @@ def test_cname_chain_is_followed_and_kept_for_its_shortest_ttl() -> None:
 
 
 def test_cname_to_nothing_is_nodata() -> None:
-    answer, ttl = _read(reply("NOERROR", "www.z.test. 30 IN CNAME a.z.test.", SOA.format(minimum=10)), NAME, dns.rdatatype.A)
+    dangling = reply("NOERROR", "www.z.test. 30 IN CNAME a.z.test.", SOA.format(minimum=10))
+    answer, ttl = _read(dangling, NAME, dns.rdatatype.A)
     assert answer.status is Status.NODATA and answer.empty
     assert ttl == 10
 

@@ -129,7 +129,7 @@ def _timed_out(name: dns.name.Name, rdtype: dns.rdatatype.RdataType, timeout: fl
     return DnsTempError(f"timeout after {timeout:.2g}s asking {name} {rdtype.name}")
 
 
-def _exchange(query: dns.message.Message, packet: bytes, server: DnsServer, timeout: float) -> dns.message.Message:
+def _exchange(query: dns.message.Message, packet: bytes, server: DnsServer, timeout: float) -> dns.message.QueryMessage:
     """``packet`` (``query``'s wire form) over UDP, again over TCP if the answer is truncated.
 
     The socket is connected, so the kernel drops datagrams from elsewhere and an ICMP refusal
@@ -141,18 +141,27 @@ def _exchange(query: dns.message.Message, packet: bytes, server: DnsServer, time
         sock.connect((server.host, server.port))
         dns.query.send_udp(sock, packet, None, expiration)
         try:
+            # With no destination given: (message, time received, sender).
             response = dns.query.receive_udp(
-                sock, None, expiration, ignore_unexpected=True, raise_on_truncation=True, ignore_errors=True, query=query
-            )[0]  # with no destination given: (message, time received, sender)
+                sock,
+                None,
+                expiration,
+                ignore_unexpected=True,
+                raise_on_truncation=True,
+                ignore_errors=True,
+                query=query,
+            )
         except dns.message.Truncated:
             left = expiration - time.time()
             if left <= 0:
                 raise dns.exception.Timeout from None
-            return dns.query.tcp(query, server.host, timeout=left, port=server.port)
-    return cast(dns.message.Message, response)
+            return cast(dns.message.QueryMessage, dns.query.tcp(query, server.host, timeout=left, port=server.port))
+    return cast(dns.message.QueryMessage, response[0])
 
 
-def _read(response: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> tuple[Answer, float]:
+def _read(
+    response: dns.message.QueryMessage, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+) -> tuple[Answer, float]:
     """A NOERROR reply: the records and how long they may be kept."""
     for rrset in response.answer:
         if rrset.rdtype == rdtype and rrset.rdclass == dns.rdataclass.IN and rrset.name == name:
