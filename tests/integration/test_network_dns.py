@@ -14,9 +14,12 @@ from typing import Self
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import pytest
 
 from devstack import world
@@ -297,6 +300,72 @@ def test_servfail_decision_accepts_by_default_and_450s_on_request(keys: world.Ke
         verdict = strict.evaluate(mail, raw_message=signed).verdicts[0]
         assert verdict.verdict is Verdict.REJECT
         assert str(verdict.reply).startswith("450 4.7.25 ")  # temporary, never a 5xx
+
+
+# -- several servers, and replies that are not the answer ------------------------------------------
+
+
+def test_the_next_server_answers_after_a_servfail(knot: KnotServer) -> None:
+    with UdpResponder(servfail) as failing:
+        session = make_resolver(failing.server, DnsServer(knot.host, knot.port)).session(Deadline(5.0))
+        assert session.query("good.test", "TXT").status is Status.OK
+        assert session.query("nosuchhost.good.test", "TXT").status is Status.NXDOMAIN
+        assert failing.count() == 2  # asked first each time, once
+
+
+def test_a_silent_server_leaves_the_next_one_time_to_answer(silent_socket: socket.socket, knot: KnotServer) -> None:
+    silent = DnsServer("127.0.0.1", silent_socket.getsockname()[1])
+    session = make_resolver(silent, DnsServer(knot.host, knot.port)).session(Deadline(5.0))
+
+    started = time.monotonic()
+    assert session.query("good.test", "TXT").status is Status.OK
+    elapsed = time.monotonic() - started
+    assert TIMEOUT / 2 * 0.8 <= elapsed < TIMEOUT  # the first server had its half of the query's time
+    silent_socket.setblocking(False)
+    assert silent_socket.recv(512)
+
+
+def test_a_closed_port_moves_on_at_once(knot: KnotServer) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = DnsServer("127.0.0.1", probe.getsockname()[1])
+    session = make_resolver(closed, DnsServer(knot.host, knot.port)).session(Deadline(5.0))
+    started = time.monotonic()
+    assert session.query("good.test", "TXT").status is Status.OK
+    assert time.monotonic() - started < TIMEOUT / 4  # the refusal, not a timeout, ended the first try
+
+
+def forged(change: Callable[[dns.message.Message], None]) -> Callable[[bytes], bytes | None]:
+    """A server whose every reply is an NXDOMAIN altered by ``change`` (another id, another question)."""
+
+    def handler(data: bytes) -> bytes | None:
+        response = dns.message.make_response(dns.message.from_wire(data))
+        response.set_rcode(dns.rcode.NXDOMAIN)
+        change(response)
+        return response.to_wire()
+
+    return handler
+
+
+def _other_id(response: dns.message.Message) -> None:
+    response.id ^= 1
+
+
+def _other_question(response: dns.message.Message) -> None:
+    response.question = [dns.rrset.RRset(dns.name.from_text("other.test."), dns.rdataclass.IN, dns.rdatatype.TXT)]
+
+
+@pytest.mark.parametrize("change", [_other_id, _other_question])
+def test_a_reply_to_another_query_is_not_the_answer(change: Callable[[dns.message.Message], None]) -> None:
+    with UdpResponder(forged(change)) as server:
+        session = make_resolver(server.server).session(Deadline(5.0))
+        with pytest.raises(DnsTempError, match="timeout"):
+            session.query("good.test", "TXT")
+        assert server.count() >= 1
+
+    # Control: the same server, the reply unchanged, is the answer.
+    with UdpResponder(forged(lambda response: None)) as server:
+        assert make_resolver(server.server).session(Deadline(5.0)).query("good.test", "TXT").status is Status.NXDOMAIN
 
 
 # -- the cache -------------------------------------------------------------------------------------

@@ -155,6 +155,34 @@ def test_a_crash_in_a_check_run_here_is_a_temperror_as_on_the_pool(resolver: Dns
     assert results["spf"].reason == results["iprev"].reason
 
 
+def test_collect_asks_the_policy_once_per_new_set_of_results(resolver: DnsResolver) -> None:
+    # The policy tries every completion of the missing results: asked again only when a result came in.
+    release = threading.Event()
+
+    def slow(session: DnsSession) -> CheckResult:
+        release.wait(5.0)
+        return CheckResult("spf", Result.FAIL, "")
+
+    asked: list[set[str]] = []
+
+    def certain_once_dkim_is_in(results: Any) -> bool:
+        asked.append(set(results))
+        return "spf" in results
+
+    runner = CheckRunner(resolver)
+    try:
+        here = run_here(resolver, "iprev", lambda s: CheckResult("iprev", Result.PASS, ""), Deadline(5.0))
+        dkim = run_here(resolver, "dkim", lambda s: CheckResult("dkim", Result.NONE, ""), Deadline(5.0))
+        pooled = runner.start("spf", slow, Deadline(5.0))
+        threading.Timer(0.05, release.set).start()
+        results = runner.collect([here, dkim, pooled], certain_once_dkim_is_in)
+    finally:
+        release.set()
+        runner.shutdown()
+    assert asked == [{"iprev", "dkim"}, {"iprev", "dkim", "spf"}]  # the finished two at once, then SPF
+    assert set(results) == {"iprev", "dkim", "spf"}
+
+
 def _check_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("ipv6gate-check")}
 

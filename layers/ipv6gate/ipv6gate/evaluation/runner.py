@@ -133,24 +133,30 @@ class CheckRunner:
         known = dict(known or {})
         results: dict[str, CheckResult] = {}
 
-        def is_certain() -> bool:
+        def take(done: Iterable[cf.Future[CheckResult]]) -> bool:
+            """Add the results of ``done``; whether the verdicts are now certain (the policy is asked
+            once per new set of results: it tries every completion of the missing ones)."""
+            for future in done:
+                results[futures[future].name] = _outcome(futures[future].name, future)
             return certain is not None and certain(known | results)
 
         budget = max((r.deadline.remaining() for r in futures.values()), default=0.0)
         give_up = self.clock() + max(0.0, budget) + GRACE_SECONDS
-        pending = set(futures)
-        while pending and not is_certain():
+        finished = {f for f in futures if f.done()}  # e.g. run in the calling thread: no wait needed
+        pending = set(futures) - finished
+        decided = take(finished)
+        while pending and not decided:
             done, pending = cf.wait(pending, timeout=max(0.0, give_up - self.clock()), return_when=cf.FIRST_COMPLETED)
             if not done:
                 break
-            for future in done:
-                results[futures[future].name] = _outcome(futures[future].name, future)
+            decided = take(done)
         for future in pending:
             if futures[future] is not keep:
                 futures[future].session.cancel()
-        for future in [f for f in pending if f.done()]:  # finished while the sessions were cancelled
-            results[futures[future].name] = _outcome(futures[future].name, future)
-        if is_certain():
+        late = [f for f in pending if f.done()]  # finished while the sessions were cancelled
+        if late:
+            decided = take(late)
+        if decided:
             return results
         for future in pending:
             name = futures[future].name
