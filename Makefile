@@ -147,8 +147,9 @@ bench: venv knot smtp-deps
 # The SMTP-time front door's parts: Postfix (a private instance per test or demo, never the system
 # service: debconf is told "No configuration"), swaks (to try it by hand), libmilter-dev to build
 # pymilter, systemd-analyze (verifies packaging/'s unit in a test), OpenDKIM's miltertest (an
-# independent milter client for tests/hostile/'s Lua scripts), then the package's `milter`
-# extra (pymilter, authres) in the venv.
+# independent milter client for tests/hostile/'s Lua scripts), opendkim and pyspf-milter (the peer
+# chain `make bench` runs beside the milter, bench/README.md "Peers"; never started as services),
+# then the package's `milter` extra (pymilter, authres) in the venv.
 SMTP_STAMP := $(VENV)/.installed-milter
 smtp-deps: venv
 	@pkgs=""; \
@@ -157,6 +158,8 @@ smtp-deps: venv
 	  [ -e /usr/include/libmilter/mfapi.h ] || pkgs="$$pkgs libmilter-dev"; \
 	  command -v systemd-analyze >/dev/null 2>&1 || pkgs="$$pkgs systemd"; \
 	  command -v miltertest >/dev/null 2>&1 || pkgs="$$pkgs miltertest"; \
+	  [ -x /usr/sbin/opendkim ] || pkgs="$$pkgs opendkim"; \
+	  [ -x /usr/bin/pyspf-milter ] || pkgs="$$pkgs pyspf-milter"; \
 	  if [ -n "$$pkgs" ]; then \
 	    echo "installing$$pkgs with apt-get"; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.stats import summarize
+from bench.stats import percentile, summarize
 from devstack import world
 from devstack.page import blocks
 
@@ -59,9 +59,7 @@ SCENARIOS = (
     # query still needed after DATA (the milter hears the headers only once the message is in).
     Scenario("dkim-pass", world.OTHER_IP, True, {"alone": "250", "chain": "250", "ipv6gate": "250"}, 1),
     # No PTR: Postfix's restriction and the rule both answer 450 4.7.25 at RCPT.
-    Scenario(
-        "no-ptr", world.NO_PTR_IP, False, {"alone": "250", "chain": "450 4.7.25", "ipv6gate": "450 4.7.25"}, 0
-    ),
+    Scenario("no-ptr", world.NO_PTR_IP, False, {"alone": "250", "chain": "450 4.7.25", "ipv6gate": "450 4.7.25"}, 0),
 )
 
 
@@ -102,6 +100,12 @@ def _reply(code: int, text: bytes) -> str:
     return f"{code} {words[0]}" if words and words[0][:1].isdigit() else str(code)
 
 
+def _spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {**summarize(values).to_dict(), "p99": round(percentile(values, 99), 3)}
+
+
 def _tree_cpu(roots: list[int]) -> float:
     """CPU seconds (user + system, reaped children included) of ``roots`` and every live descendant."""
     stats: dict[int, tuple[int, float]] = {}
@@ -124,7 +128,9 @@ def _tree_cpu(roots: list[int]) -> float:
 
 
 @contextmanager
-def _configuration(name: str, dns: str, workdir: Path, conf: dict[str, str]) -> Iterator[tuple[int, Callable[[], list[int]]]]:
+def _configuration(
+    name: str, dns: str, workdir: Path, conf: dict[str, str]
+) -> Iterator[tuple[int, Callable[[], list[int]]]]:
     """The configuration running: (Postfix's port, the process ids whose CPU counts)."""
     from devstack.peer_milters import OpenDkim, PySpfMilter
     from devstack.postfix import MilterProcess, PostfixInstance
@@ -133,7 +139,10 @@ def _configuration(name: str, dns: str, workdir: Path, conf: dict[str, str]) -> 
     try:
         lines = conf["peers-all.cf"]
         if name == "chain":
-            milters = [PySpfMilter(conf["pyspf-milter.conf"]).start(), OpenDkim(conf["opendkim.conf"], conf["opendkim-unbound.conf"]).start()]
+            milters = [
+                PySpfMilter(conf["pyspf-milter.conf"]).start(),
+                OpenDkim(conf["opendkim.conf"], conf["opendkim-unbound.conf"]).start(),
+            ]
             lines += conf["peers-chain.cf"]
         elif name == "ipv6gate":
             tenants = workdir / "tenants.json"
@@ -152,14 +161,17 @@ def _configuration(name: str, dns: str, workdir: Path, conf: dict[str, str]) -> 
             m.stop()
 
 
-def _throughput(port: int, messages: dict[str, bytes], concurrency: int, sessions: int, pids: Callable[[], list[int]]) -> dict[str, Any]:
+def _throughput(
+    port: int, messages: dict[str, bytes], concurrency: int, sessions: int, pids: Callable[[], list[int]]
+) -> dict[str, Any]:
     jobs = [SCENARIOS[i % len(SCENARIOS)] for i in range(sessions)]
     cpu_before = _tree_cpu(pids())
     started = time.perf_counter()
     with cf.ThreadPoolExecutor(max_workers=concurrency) as clients:
-        replies = list(clients.map(lambda sc: (sc.name, _session(port, sc, messages[sc.name])[0]), jobs))
+        done = list(clients.map(lambda sc: (sc.name, *_session(port, sc, messages[sc.name])), jobs))
     elapsed = time.perf_counter() - started
     cpu = _tree_cpu(pids()) - cpu_before
+    replies = [(name, reply) for name, reply, _ in done]
     return {
         "concurrency": concurrency,
         "sessions": sessions,
@@ -168,6 +180,7 @@ def _throughput(port: int, messages: dict[str, bytes], concurrency: int, session
         "cpu_seconds": round(cpu, 3),
         "cpu_seconds_per_1000": round(cpu / sessions * 1000, 2),
         "replies": {f"{n}: {r}": c for (n, r), c in sorted(Counter(replies).items())},
+        "eod_to_reply_ms": _spread([ms for _, _, ms in done if ms]),  # every session that reached the end of DATA
     }
 
 
@@ -212,7 +225,7 @@ def run_inside(delay_ms: float, iterations: int, runs: list[tuple[int, int]], ou
                         row["latency"][sc.name] = {
                             "expected": sc.expected[name],
                             "replies": sorted({r for r, _ in got}),
-                            "eod_to_reply_ms": summarize([ms for r, ms in got if ms]).to_dict() if any(ms for _, ms in got) else None,
+                            "eod_to_reply_ms": _spread([ms for _, ms in got if ms]),
                             "dns_after_data_ms": round(sc.after_data * results["query_rtt_ms"], 2),
                             "queries": {f"{q} {t}": n for (q, t), n in sorted(proxy.counts().items())},
                         }
@@ -223,7 +236,9 @@ def run_inside(delay_ms: float, iterations: int, runs: list[tuple[int, int]], ou
 
 
 # ---------------------------------------------------------------------------------------------- outside
-def measure_peers(workdir: Path, *, delay_ms: float, iterations: int, runs: list[tuple[int, int]], timeout: float = 1200) -> dict[str, Any]:
+def measure_peers(
+    workdir: Path, *, delay_ms: float, iterations: int, runs: list[tuple[int, int]], timeout: float = 1200
+) -> dict[str, Any]:
     """Run the three configurations in a private namespace; their numbers, with ratios and targets."""
     from devstack.private_net import isolated
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench.peers_table import peer_sections, peer_targets
+
 LATENCY_FACTOR = 1.15
 COLD_RATIO = 0.5
 WARM_V4_US = 100.0
@@ -105,7 +107,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "status": _status(peak, BIG_DKIM_MB),
         }
     )
-    return out
+    return out + peer_targets(results)
 
 
 # -- rendering ------------------------------------------------------------------------------------------------
@@ -376,6 +378,8 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
                 ],
             )
         )
+
+    sections += peer_sections(results)
 
     cost = results.get("cost", {})
     if cost.get("per_scenario"):

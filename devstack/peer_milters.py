@@ -9,7 +9,6 @@ here. Both read the system resolver: run them inside ``devstack.private_net.isol
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -58,17 +57,14 @@ class PeerMilter(Service):
 
     def start(self) -> Self:
         if not Path(self.program).exists():
-            raise RuntimeError(f"{self.name} is not installed (make peer-deps installs it with apt-get)")
+            raise RuntimeError(f"{self.name} is not installed (make smtp-deps installs it with apt-get)")
         self.directory = Path(tempfile.mkdtemp(prefix=f"ipv6gate-{self.name}-"))
         self.directory.chmod(0o777)  # the socket is made after the switch to the package's user
         conf = self.directory / f"{self.name}.conf"
         conf.write_text(self.config + self.per_run_lines(), encoding="ascii")
         conf.chmod(0o644)
         self._out = tempfile.TemporaryFile()  # noqa: SIM115 - read by output(); closed with the process
-        # umask 0: the socket must be writable by Postfix's smtpd (the postfix user is in neither package's group).
-        self._proc = subprocess.Popen(
-            self.command(conf), stdout=self._out, stderr=subprocess.STDOUT, preexec_fn=lambda: os.umask(0)
-        )
+        self._proc = subprocess.Popen(self.command(conf), stdout=self._out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not self.socket_path.exists():
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -76,7 +72,8 @@ class PeerMilter(Service):
                 self.stop()
                 raise RuntimeError(f"{self.name} did not open its socket: {said[-600:]}")
             time.sleep(0.05)
-        # pyspf-milter makes its socket 0770 whatever the umask: Postfix's smtpd (the postfix user) must connect.
+        # Postfix's smtpd (the postfix user, in neither package's group) must connect: pyspf-milter makes
+        # its socket 0770 whatever the umask (OpenDKIM's follows its UMask).
         self.socket_path.chmod(0o666)
         return self
 
@@ -130,7 +127,8 @@ class PySpfMilter(PeerMilter):
 
     def per_run_lines(self) -> str:
         assert self.directory is not None
-        return f"\nSocket = local:{self.socket_path}\nPidFile = {self.directory / 'pyspf-milter.pid'}\nUserID = {self.user}\n"
+        pid_file = self.directory / "pyspf-milter.pid"
+        return f"\nSocket = local:{self.socket_path}\nPidFile = {pid_file}\nUserID = {self.user}\n"
 
     def command(self, conf: Path) -> list[str]:
         return [self.program, str(conf)]  # the package's unit: ExecStart=/usr/bin/pyspf-milter CONF

@@ -32,6 +32,5 @@ def isolated(command: Sequence[str], addresses: Sequence[str], scratch: Path) ->
     setup += [f"ip -6 addr add {shlex.quote(a)}/128 dev lo nodad" for a in addresses]
     setup.append(f"mount --bind {shlex.quote(str(conf))} /etc/resolv.conf")
     unshare = shutil.which("unshare") or "/usr/bin/unshare"
-    return [unshare, "-n", "-m", "--propagation", "private", "sh", "-c", " && ".join(setup) + ' && exec "$@"', "sh"] + [
-        *command
-    ]
+    script = " && ".join(setup) + ' && exec "$@"'
+    return [unshare, "-n", "-m", "--propagation", "private", "sh", "-c", script, "sh", *command]
