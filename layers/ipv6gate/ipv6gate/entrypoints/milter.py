@@ -38,6 +38,8 @@ SMFIS_CONTINUE: int = Milter.CONTINUE
 SMFIS_ACCEPT: int = Milter.ACCEPT
 SMFIS_REJECT: int = Milter.REJECT
 SMFIS_TEMPFAIL: int = Milter.TEMPFAIL
+# pymilter's decorator: the MTA is told not to wait for that callback's reply (it must return CONTINUE).
+_noreply: Callable[[Callable[..., Any]], Callable[..., Any]] = Milter.noreply
 
 
 class ListenError(Exception):
@@ -69,6 +71,23 @@ def _guarded(callback: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _unanswered(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """A header or body callback Postfix is told not to wait for (pymilter's ``noreply``: a round trip
+    less per header and body chunk). It cannot answer, so a failure is kept and the end of the
+    message accepts, as an error in any callback does."""
+
+    @functools.wraps(callback)
+    def wrapper(self: GateMilter, *args: Any) -> int:
+        try:
+            callback(self, *args)
+        except Exception as exc:
+            self._broken = True
+            self.failed(callback.__name__, exc)
+        return SMFIS_CONTINUE
+
+    return wrapper
+
+
 class GateMilter(Milter.Base):  # type: ignore[misc]
     """One SMTP connection. ``serve`` sets the class attributes before libmilter starts."""
 
@@ -83,6 +102,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         self._session: SmtpSession | None = None
         self._results_headers = 0  # Authentication-Results headers seen so far in this message
         self._forged: list[int] = []  # their 1-based positions among themselves, when they claim our id
+        self._broken = False  # a header or body callback of this message failed: the end of it accepts
 
     def failed(self, stage: str, exc: BaseException) -> None:
         type(self).on_error(stage, exc)
@@ -104,7 +124,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
 
     @_guarded
     def envfrom(self, sender: str, *params: str) -> int:
-        self._results_headers, self._forged = 0, []
+        self._results_headers, self._forged, self._broken = 0, [], False
         self._finish(self.resources.hop(self._live().mail_from, sender))
         return SMFIS_CONTINUE
 
@@ -112,16 +132,15 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def envrcpt(self, recipient: str, *params: str) -> int:
         return self._answer(self.resources.hop(self._live().rcpt, recipient))
 
-    @_guarded
-    def header(self, name: str, value: bytes) -> int:
+    def header(self, name: str, value: bytes) -> None:
         if name.lower() == HEADER.lower():
             self._results_headers += 1
             if claims_to_be(value.decode("utf-8", "replace"), self.authserv_id):
                 self._forged.append(self._results_headers)
         self._live().header(name.encode("ascii", "replace"), value)
-        return SMFIS_CONTINUE
 
     header.error_strategy = "bytes"  # type: ignore[attr-defined]  # pymilter: hand the value over undecoded
+    header = _noreply(_unanswered(header))  # wraps() keeps error_strategy
 
     @_guarded
     def eoh(self) -> int:
@@ -133,10 +152,10 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
             return self._answer(READERS_BUSY)
         return SMFIS_CONTINUE
 
-    @_guarded
-    def body(self, chunk: bytes) -> int:
+    @_noreply
+    @_unanswered
+    def body(self, chunk: bytes) -> None:
         self._live().body(chunk)
-        return SMFIS_CONTINUE
 
     @_guarded
     def eom(self) -> int:
@@ -145,6 +164,10 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         # positions of the others stay put.
         for position in reversed(self._forged):
             self.chgheader(HEADER, position, "")
+        if self._broken:  # a header or body callback failed (logged): the message goes on unjudged
+            self._broken = False
+            self._finish(self.resources.hop(self._live().reset))
+            return SMFIS_ACCEPT
         outcome = self._live().end_of_message(self.getsymval("i") or "")  # no hop: see the note above
         checks = outcome.decision.checks
         if outcome.reply is None and checks.ran():
