@@ -328,7 +328,7 @@ class MilterSettings:
         "DKIM checks reading a message body at once; a message past it gets 451 4.3.2",
     )
     step_threads: int = setting(
-        "MILTER_STEP_THREADS", 128, integer(4, 4096), "threads running session steps (the callbacks' waiting work)"
+        "MILTER_STEP_THREADS", 128, integer(4, 4096), "threads running RCPT steps (tenant lookup, PTR wait)"
     )
     drain_seconds: float = setting(
         "MILTER_DRAIN_SECONDS",

@@ -49,11 +49,11 @@ class ListenError(Exception):
 #: What the milter does with each finished decision once it is recorded: log it, count it.
 Publish = Callable[[Decision], None]
 
-# libmilter calls back on threads Python did not create: every step that may call AWS (the tenant
-# lookup at RCPT: awscrt crashed on libmilter's threads) or start a session runs on the server's own
-# step threads (``milter_resources``), the bookkeeping after a reply on its recorder. The end of the
-# message calls no AWS (the tenants were looked up at RCPT; the trace is written after the reply), so
-# it runs on libmilter's thread: one thread hop less between the last DNS answer and the reply.
+# libmilter calls back on threads Python did not create, and awscrt crashed the process on them: the
+# one step that calls AWS, RCPT (its tenant lookup), runs on the server's own step threads
+# (``milter_resources``), the bookkeeping after a reply (trace write, log, metrics) on its recorder.
+# Every other step (connect, MAIL FROM, the message, abort, close) calls no AWS and runs on
+# libmilter's thread: no thread hop on its way, none between the last DNS answer and the reply.
 
 BUSY = Reply(421, "4.3.2", "Service not available, too many SMTP sessions in progress; try again later")
 READERS_BUSY = Reply(451, "4.3.2", "Service busy, too many messages being checked; try again later")
@@ -114,7 +114,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
             self.resources.busy("MILTER_MAX_SESSIONS", BUSY)
             return self._answer(BUSY)
         address = hostaddr[0] if family in (socket.AF_INET, socket.AF_INET6) and hostaddr else None
-        self._session = self.resources.hop(self.gate.connect, address, self.getsymval("j") or "")
+        self._session = self.gate.connect(address, self.getsymval("j") or "")
         return SMFIS_CONTINUE
 
     @_guarded
@@ -125,7 +125,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     @_guarded
     def envfrom(self, sender: str, *params: str) -> int:
         self._results_headers, self._forged, self._broken = 0, [], False
-        self._finish(self.resources.hop(self._live().mail_from, sender))
+        self._finish(self._live().mail_from(sender))
         return SMFIS_CONTINUE
 
     @_guarded
@@ -148,7 +148,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
             self._live().end_of_headers()
         except RunnerBusy:  # every DKIM reader is taken (MILTER_DKIM_READERS): the client retries later
             self.resources.busy("MILTER_DKIM_READERS", READERS_BUSY)
-            self._finish(self.resources.hop(self._live().reset))
+            self._finish(self._live().reset())
             return self._answer(READERS_BUSY)
         return SMFIS_CONTINUE
 
@@ -166,9 +166,9 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
             self.chgheader(HEADER, position, "")
         if self._broken:  # a header or body callback failed (logged): the message goes on unjudged
             self._broken = False
-            self._finish(self.resources.hop(self._live().reset))
+            self._finish(self._live().reset())
             return SMFIS_ACCEPT
-        outcome = self._live().end_of_message(self.getsymval("i") or "")  # no hop: see the note above
+        outcome = self._live().end_of_message(self.getsymval("i") or "")
         checks = outcome.decision.checks
         if outcome.reply is None and checks.ran():
             # At the top (RFC 8601 §5); with leading space negotiated, the space after the colon is ours.
@@ -179,7 +179,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def abort(self) -> int:
         try:
             if self._session is not None:
-                self._finish(self.resources.hop(self._session.reset))
+                self._finish(self._session.reset())
         except Exception as exc:
             self.failed("abort", exc)
         return SMFIS_CONTINUE
@@ -187,7 +187,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def close(self) -> int:
         try:
             if self._session is not None:
-                self._finish(self.resources.hop(self._session.close))
+                self._finish(self._session.close())
         except Exception as exc:
             self.failed("close", exc)
         finally:

@@ -5,10 +5,10 @@ server more than once (the tests do) and nothing is shared through module global
 the milter adds to libmilter's own (one per SMTP connection, libmilter's) comes from a pool of a
 size a setting names:
 
-- ``steps`` (``MILTER_STEP_THREADS``): each session step that may call AWS or starts the session's
-  work (connect, MAIL FROM, RCPT, abort, close) runs here while libmilter's thread waits for it:
-  libmilter's threads are not Python's, and awscrt crashed the process on them. The end of the
-  message calls no AWS and runs on libmilter's thread (no hop on the reply path);
+- ``steps`` (``MILTER_STEP_THREADS``): RCPT, the one session step that calls AWS (the tenant
+  lookup), runs here while libmilter's thread waits for it: libmilter's threads are not Python's,
+  and awscrt crashed the process on them. The other steps call no AWS and run on libmilter's
+  thread (no thread hop);
 - ``recorder`` (4): the trace write, log line and metrics after a reply;
 - the check runner's pool (``MILTER_CHECK_THREADS``) and its DKIM readers (``MILTER_DKIM_READERS``),
   owned by the gate's ``CheckRunner``.
