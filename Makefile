@@ -13,7 +13,7 @@ SCENARIOS ?= events
 # local Lambda, in offline arm64 containers (tests/integration/test_local_lambda.py), and the
 # reduced deploy rehearsal into LocalStack (tests/integration/test_deploy_rehearsal.py).
 test: venv knot local-deps smtp-deps localstack-deps lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -28,7 +28,8 @@ from typing import Any
 
 from bench.scenarios import COLD_START_SENDER, COLD_START_V4_SENDER
 from bench.world import TENANT, event, message
-from devstack import sam_local, sam_template, world
+from devstack import sam_template, world
+from devstack.moto_stack import MotoStack
 
 CHILD = Path(__file__).resolve().parent / "coldstart_child.py"
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def _import_times(stderr: str, top: int = 8) -> list[dict[str, Any]]:
     return [{"package": name, "ms": us / 1000} for name, us in ranked]
 
 
-def measure_cold_start(stack: sam_local.LocalStack, keys: world.Keys, runs: int, workdir: Path) -> dict[str, Any]:
+def measure_cold_start(stack: MotoStack, keys: world.Keys, runs: int, workdir: Path) -> dict[str, Any]:
     spec = sam_template.function_spec(stack.template, names=stack.names)
     env = sam_template.container_environment(spec, stack.overrides())
     env.pop("DNS_ZONE_DIR", None)

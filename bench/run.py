@@ -175,15 +175,15 @@ def measure(args: argparse.Namespace, byte_sizes: list[int], results: dict[str, 
     from devstack import world
     from devstack.dns_proxy import DelayingDnsProxy
     from devstack.knot import KnotServer
-    from devstack.sam_local import LocalStack
+    from devstack.moto_stack import MotoStack
 
     with tempfile.TemporaryDirectory(prefix="ipv6gate-bench-") as tmp, contextlib.ExitStack() as servers:
         workdir = Path(tmp)
         keys = world.make_keys()
         zone_dir = write_zones(workdir / "zones", all_senders(args.iterations), keys)
-        stack: LocalStack | None = None
+        stack: MotoStack | None = None
         if "coldstart" not in args.skip:  # moto server too, for the handler's tables
-            stack = servers.enter_context(LocalStack(zone_dir, log=log))
+            stack = servers.enter_context(MotoStack(zone_dir, log=log))
             knot = stack.knot
         else:
             knot = servers.enter_context(KnotServer(zone_dir))

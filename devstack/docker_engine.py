@@ -133,6 +133,18 @@ class DockerEngine(Service):
 
         return docker.DockerClient(base_url=self.host, timeout=600)
 
+    def bridge_ip(self) -> str:
+        """The default bridge network's gateway: this host as SAM CLI's and LocalStack's containers reach it."""
+        client = self.client()
+        try:
+            config = client.networks.get("bridge").attrs["IPAM"]["Config"]
+        finally:
+            client.close()
+        gateway = next((c.get("Gateway") for c in config if c.get("Gateway")), None)
+        if not gateway:
+            raise EngineError("the docker bridge network has no gateway address")
+        return str(gateway)
+
     def start(self) -> Self:
         require_tools("dockerd")
         self.state_dir.mkdir(parents=True, exist_ok=True)

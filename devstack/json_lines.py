@@ -35,3 +35,21 @@ def log_records(
         return message is None or (text.startswith(message) if prefix else text == message)
 
     return [r for r in records if "level" in r and "_aws" not in r and wanted(str(r.get("message", "")))]
+
+
+def emf_blobs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The CloudWatch embedded-metric-format blobs among ``records``."""
+    return [r for r in records if isinstance(r.get("_aws"), dict)]
+
+
+def metric_totals(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Metric name -> the sum of its values over every EMF blob among ``records``."""
+    totals: dict[str, float] = {}
+    for blob in emf_blobs(records):
+        for directive in blob["_aws"].get("CloudWatchMetrics", []):
+            for metric in directive.get("Metrics", []):
+                raw = blob.get(metric["Name"], 0)
+                totals[metric["Name"]] = totals.get(metric["Name"], 0.0) + float(
+                    sum(raw) if isinstance(raw, list) else raw
+                )
+    return totals

@@ -397,18 +397,6 @@ def _build(engine: DockerEngine, context: Path, tag: str, arch: str, labels: dic
         client.close()
 
 
-def _remove_image(engine: DockerEngine, name: str) -> None:
-    import docker.errors
-
-    client = engine.client()
-    try:
-        client.images.remove(name, force=True)
-    except docker.errors.ImageNotFound:
-        pass
-    finally:
-        client.close()
-
-
 def endpoint_image(engine: DockerEngine, endpoint_url: str, arch: str = "arm64") -> str:
     """A local-only image: the base plus ``AWS_ENDPOINT_URL`` (no layer; built in about a second)."""
     tag = f"ipv6gate-local/endpoint:{re.sub(r'[^A-Za-z0-9_.-]', '-', endpoint_url.split('://', 1)[-1])}-{arch}"

@@ -5,17 +5,19 @@
 1. starts a private dockerd (``docker_engine.DockerEngine``), registers arm64 emulation if needed;
 2. builds the offline Lambda base image unless cached (``lambda_image.ensure_base_image``);
 3. ``sam build``s ``template.yaml`` as it is deployed (arm64, the layer from PyPI wheels);
-4. starts moto server and Knot on loopback (the scenario set's ``zones/`` plus the zones the
-   bouncer's cases need, ``BOUNCER_ZONES``), creates the template's tables, bucket and queues there,
-   and seeds the tenants and raw messages (``sam_local.LocalStack``);
+4. starts moto server and Knot on the docker bridge's gateway, where the function containers reach
+   this host (Knot also on loopback; the scenario set's ``zones/`` plus the zones the bouncer's cases
+   need, ``BOUNCER_ZONES``), creates the template's tables, bucket and queues there, and seeds the
+   tenants and raw messages (``moto_stack.MotoStack``);
 5. derives a local-only image from the base that adds ``AWS_ENDPOINT_URL`` (moto);
 6. (``warm=True``, the default) starts ``sam local start-lambda --warm-containers EAGER`` on the
    built template (``start_lambda.StartLambda``): one container per function for the whole run.
 
 ``invoke()`` calls the function through that endpoint (boto3's ``lambda`` client), or with
 ``warm=False`` runs ``sam local invoke <function> -e <event>`` (a fresh container per event), with
-``--env-vars <file> --region <region> --skip-pull-image --invoke-image <that image> --docker-network
-host`` either way, and returns the response, the function's log lines and the ``REPORT`` line.
+``--env-vars <file> --region <region> --skip-pull-image --invoke-image <that image>`` either way (SAM
+CLI as released: its containers on the default bridge, their emulator port published on loopback),
+and returns the response, the function's log lines and the ``REPORT`` line.
 ``template.yaml`` is not changed: the env-vars file sets only variables the template declares
 (``DNS_SERVERS``, the local table, bucket and queue names); the AWS endpoint comes from the image.
 ``stop()`` stops all of it.
@@ -38,15 +40,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
-from devstack import lambda_image, sam_local, sam_template
+from devstack import lambda_image, sam_template
 from devstack.docker_engine import STATE_DIR, DockerEngine, EngineError, ensure_arm64_emulation, needs_emulation
-from devstack.json_lines import json_records, log_records
-from devstack.scenarios import Outcome, ScenarioError, ScenarioSet, stored_messages
+from devstack.json_lines import json_records, log_records, metric_totals
+from devstack.moto_stack import MotoStack
+from devstack.scenarios import Outcome, ScenarioError, ScenarioSet
 from devstack.service import Service
-from devstack.start_lambda import StartLambda
+from devstack.start_lambda import StartLambda, tail
 
 REPO = sam_template.REPO
 GATE, BOUNCER = "GateFunction", "BouncerFunction"
+SAM_CLI = [sys.executable, "-m", "samcli"]  # the venv's SAM CLI, unchanged
 DEFAULT_BUILD_DIR = STATE_DIR / "build"  # not .aws-sam/build: the byte code added below stays local
 # Parameters without a default in template.yaml (sam local invoke needs a value for each).
 PARAMETERS = {"BounceSender": "mailer-daemon@bounces.example", "Recipients": "example.com"}
@@ -98,14 +102,7 @@ class LocalInvoke:
         return log_records(self.records(), message, prefix=True)
 
     def metrics(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for blob in (r for r in self.records() if isinstance(r.get("_aws"), dict)):
-            for directive in blob["_aws"].get("CloudWatchMetrics", []):
-                for metric in directive.get("Metrics", []):
-                    raw = blob.get(metric["Name"], 0)
-                    value = float(sum(raw) if isinstance(raw, list) else raw)
-                    totals[metric["Name"]] = totals.get(metric["Name"], 0.0) + value
-        return totals
+        return metric_totals(self.records())
 
     @property
     def report(self) -> Report | None:
@@ -116,10 +113,10 @@ class LocalInvoke:
     def error(self) -> str | None:
         """Why this invocation failed: SAM CLI's exit code, no response, or the handler's errorType."""
         if self.exit_code != 0:
-            return f"sam local invoke exited {self.exit_code}: {_tail(self.stderr)}"
+            return f"sam local invoke exited {self.exit_code}: {tail(self.stderr)}"
         response = self.response
         if response is None:
-            return f"no JSON response from sam local invoke: {_tail(self.stdout + self.stderr)}"
+            return f"no JSON response from sam local invoke: {tail(self.stdout + self.stderr)}"
         if isinstance(response, dict) and "errorType" in response:
             return f"{response['errorType']}: {response.get('errorMessage', '')}"
         return None
@@ -127,10 +124,6 @@ class LocalInvoke:
     def outcome(self) -> Outcome:
         """For the scenario table (the gate's decision line)."""
         return Outcome(self.name, self.response, self.logs("decision"), self.error, self.records())
-
-
-def _tail(text: str, lines: int = 6) -> str:
-    return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:])
 
 
 def python313_dir() -> Path:
@@ -164,7 +157,7 @@ class LocalLambda(Service):
         self.log = log
         self.engine = DockerEngine()
         self.template = sam_template.load_template()
-        self.stack = sam_local.LocalStack(scenarios.zones, self.template, region=scenarios.region, log=log)
+        self.stack = MotoStack(scenarios.zones, self.template, region=scenarios.region, log=log)
         self.image = ""
         self.timings: dict[str, float] = {}
         self.timeout_scale = 1
@@ -187,6 +180,7 @@ class LocalLambda(Service):
                 self._timed("sam_build", self.sam_build)
             self._timed("byte_compile", self.byte_compile)
             self.timeout_scale = self.scale_timeouts()
+            self.stack.bind = self.engine.bridge_ip()
             self._timed("stack", self.stack.start)
             self.seed()
             self.image = self._timed("endpoint_image", self._endpoint_image)
@@ -209,7 +203,7 @@ class LocalLambda(Service):
     def _start_server(self) -> None:
         assert self._tmp is not None
         self._server = StartLambda(
-            [sys.executable, "-m", "devstack.sam_cli"],
+            SAM_CLI,
             self._common_options([GATE, BOUNCER]),
             cwd=REPO,
             env=self._sam_env(),
@@ -261,9 +255,7 @@ class LocalLambda(Service):
 
     def sam_build(self) -> None:
         cmd = [
-            sys.executable,
-            "-m",
-            "devstack.sam_cli",
+            *SAM_CLI,
             "build",
             "--template-file",
             str(REPO / "template.yaml"),
@@ -276,7 +268,7 @@ class LocalLambda(Service):
         self.log(f"sam build -> {self.build_dir}")
         proc = subprocess.run(cmd, cwd=REPO, env=self._sam_env(), capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise EngineError(f"sam build failed: {_tail(proc.stdout + proc.stderr)}")
+            raise EngineError(f"sam build failed: {tail(proc.stdout + proc.stderr)}")
 
     def byte_compile(self) -> None:
         """Write the byte code CPython would write on first import into the build (checked-hash pycs).
@@ -294,7 +286,7 @@ class LocalLambda(Service):
             check=False,
         )
         if proc.returncode != 0:
-            raise EngineError(f"compileall {self.build_dir} failed: {_tail(proc.stdout + proc.stderr)}")
+            raise EngineError(f"compileall {self.build_dir} failed: {tail(proc.stdout + proc.stderr)}")
 
     def scale_timeouts(self) -> int:
         """Under emulation, multiply the functions' ``Timeout`` in the *local* built template.
@@ -319,12 +311,8 @@ class LocalLambda(Service):
         return scale
 
     def seed(self) -> None:
-        env = self.environment(GATE)
-        tenants = json.loads((self.scenarios.directory / "tenants.json").read_text(encoding="utf-8"))
-        self.stack.put_items(env["TENANTS_TABLE"], tenants)
-        for message_id, raw in stored_messages(self.scenarios).items():
-            self.stack.put_object(env["MESSAGE_BUCKET"], f"{env['MESSAGE_PREFIX']}{message_id}", raw)
-        self.log(f"seeded {len(tenants)} tenants and the stored messages into moto")
+        done = self.stack.seed(self.environment(GATE), self.scenarios.directory)
+        self.log(f"seeded moto: {done[0]}, {len(done) - 1} stored messages")
 
     def environment(self, function: str) -> dict[str, str]:
         """The function's declared variables as a local run sets them (what the env-vars file holds)."""
@@ -332,7 +320,7 @@ class LocalLambda(Service):
         spec = sam_template.function_spec(
             self.template, function, parameters=parameters, region=self.scenarios.region, names=self.stack.names
         )
-        values = {**spec.environment, "DNS_SERVERS": self.stack.knot.servers_env}
+        values = {**spec.environment, "DNS_SERVERS": self.stack.dns_servers}
         if function == GATE:
             values.update(self.scenarios.environment)
         return {k: v for k, v in values.items() if k in spec.environment}
@@ -356,8 +344,6 @@ class LocalLambda(Service):
             "--skip-pull-image",
             "--invoke-image",
             self.image,
-            "--docker-network",
-            "host",
         ]
 
     def invoke(self, function: str, name: str, event: Mapping[str, Any], *, timeout: float = 300.0) -> LocalInvoke:
@@ -367,13 +353,13 @@ class LocalLambda(Service):
             payload, output, seconds = self._server.invoke(function, event)
             result = LocalInvoke(name, 0, payload, output, seconds)
             if result.response is None:  # e.g. the function timed out
-                raise EngineError(f"{function} ({name}) gave no response in start-lambda: {_tail(output, 3)}")
+                raise EngineError(f"{function} ({name}) gave no response in start-lambda: {tail(output, 3)}")
             return result
         options = self._common_options([function])
         assert self._tmp is not None
         event_path = Path(self._tmp.name) / f"{function}-event.json"
         event_path.write_text(json.dumps(event), encoding="utf-8")
-        cmd = [sys.executable, "-m", "devstack.sam_cli", "local", "invoke", function, "--event", str(event_path)]
+        cmd = [*SAM_CLI, "local", "invoke", function, "--event", str(event_path)]
         cmd += options
         started = time.monotonic()
         try:
@@ -384,11 +370,11 @@ class LocalLambda(Service):
             raise EngineError(f"sam local invoke {function} ({name}) took over {timeout:.0f} s") from exc
         if proc.returncode != 0:  # SAM CLI itself failed (a handler error exits 0, see LocalInvoke.error)
             errors = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip().startswith("Error:")]
-            why = errors[-1] if errors else _tail(proc.stderr, 2)
+            why = errors[-1] if errors else tail(proc.stderr, 2)
             raise EngineError(f"sam local invoke {function} ({name}) exited {proc.returncode}: {why}")
         result = LocalInvoke(name, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
         if result.response is None:  # e.g. "Function 'GateFunction' timed out after 25 seconds"
-            raise EngineError(f"sam local invoke {function} ({name}) gave no response: {_tail(proc.stderr, 2)}")
+            raise EngineError(f"sam local invoke {function} ({name}) gave no response: {tail(proc.stderr, 2)}")
         return result
 
     def warm_reports(self, function: str, event: Mapping[str, Any], count: int = 4) -> list[Report]:
@@ -396,7 +382,7 @@ class LocalLambda(Service):
         the first REPORT has the Init Duration, the others are warm invokes."""
         assert self._tmp is not None
         server = StartLambda(
-            [sys.executable, "-m", "devstack.sam_cli"],
+            SAM_CLI,
             self._common_options([function]),
             cwd=REPO,
             env=self._sam_env(),
@@ -410,7 +396,7 @@ class LocalLambda(Service):
                 payload, output, seconds = server.invoke(function, event)
                 result = LocalInvoke(f"measure {index + 1}", 0, payload, output, seconds)
                 if result.error or result.report is None:
-                    raise EngineError(f"{function} failed in start-lambda: {result.error or _tail(output)}")
+                    raise EngineError(f"{function} failed in start-lambda: {result.error or tail(output)}")
                 reports.append(result.report)
         return reports
 

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import IO, Self
 
 from devstack.docker_engine import STATE_DIR, EngineError
-from devstack.service import Service
+from devstack.service import Service, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".venv-localstack"
@@ -44,13 +43,6 @@ PLUGIN_DIR = Path(__file__).resolve().parent / "localstack_plugin"
 # LocalStack's default init release: its install folder is where LocalStack looks for /var/rapid/init.
 INIT_VERSION = "v0.1.41-pre"
 _RIE = {"arm64": "aws-lambda-rie-arm64", "x86_64": "aws-lambda-rie-x86_64"}
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def host_arch() -> str:

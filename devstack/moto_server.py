@@ -6,7 +6,6 @@ test, or a subprocess of it, reach "AWS" purely via AWS_ENDPOINT_URL.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any, Self
 
-from devstack.service import Service
+from devstack.service import Service, free_port
 
 __all__ = ["MotoServer", "aws_env"]
 
@@ -34,19 +33,11 @@ def aws_env(endpoint_url: str) -> dict[str, str]:
     }
 
 
-def _free_tcp_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class MotoServer(Service):
-    """Context manager running `python -m moto.server` on a free local port."""
+    """Context manager running `python -m moto.server` on a free port of ``host`` (loopback unless told)."""
 
-    host = "127.0.0.1"
-
-    def __init__(self, *, startup_timeout: float = 20.0) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", startup_timeout: float = 20.0) -> None:
+        self.host = host
         self.startup_timeout = startup_timeout
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -86,7 +77,7 @@ class MotoServer(Service):
         try:
             # The port may be grabbed between probing and binding; retry.
             for _attempt in range(3):
-                self.port = _free_tcp_port(self.host)
+                self.port = free_port(self.host)
                 self._proc = subprocess.Popen(
                     [
                         sys.executable,

@@ -4,7 +4,8 @@
 and log; smtpd on ``127.0.0.1:PORT`` and ``[::1]:PORT``; no chroot; every accepted message goes to
 ``discard:``), starts it with ``postfix -c DIR start`` and stops it again: no system service is
 touched. XCLIENT is allowed from loopback, so a client here can present any IPv6 address; Postfix
-then reconnects to the milter with that address (``../shared/REFERENCE.md`` §8).
+then reconnects to the milter with that address (Postfix's XCLIENT_README: the milter sees the
+client's presented address, not loopback).
 
 ``MilterProcess`` runs ``ipv6gate milter`` in a subprocess with a given environment and keeps its
 stdout (the decision log lines) for the caller to read.

@@ -140,7 +140,7 @@ class Rehearsal(Service):
             if self.arch == "arm64":
                 self.log(ensure_arm64_emulation())
             self.timings["base_image"] = lambda_image.ensure_base_image(self.engine, self.arch, self.log)
-            bridge = self.bridge_ip()
+            bridge = self.engine.bridge_ip()
             self.knot = KnotServer(self.scenarios.zones, also_listen=(bridge,)).start()
             self.localstack = LocalStackServer(
                 docker_host=self.engine.host,
@@ -184,18 +184,6 @@ class Rehearsal(Service):
         result = fn()
         self.timings[what] = round(time.monotonic() - started, 1)
         return result
-
-    def bridge_ip(self) -> str:
-        """The docker bridge's gateway: the host as the function containers reach it."""
-        client = self.engine.client()
-        try:
-            config = client.networks.get("bridge").attrs["IPAM"]["Config"]
-        finally:
-            client.close()
-        gateway = next((c.get("Gateway") for c in config if c.get("Gateway")), None)
-        if not gateway:
-            raise EngineError("the docker bridge network has no gateway address")
-        return str(gateway)
 
     # -- AWS, as the operator's tools reach it ------------------------------------------------------------
 
@@ -350,7 +338,7 @@ class Rehearsal(Service):
             item = {k: serializer.serialize(v) for k, v in tenant.items()}
             table.put_item(TableName=outputs["TenantsTableName"], Item=item)
         s3 = self.client("s3")
-        for message_id, raw in stored_messages(self.scenarios).items():
+        for message_id, raw in stored_messages(self.scenarios.directory).items():
             s3.put_object(Bucket=outputs["MessageBucketName"], Key=f"{prefix}{message_id}", Body=raw)
         return len(tenants)
 
@@ -396,13 +384,6 @@ class Rehearsal(Service):
         except cloudformation.exceptions.ClientError:
             return False
         return any(s["StackStatus"] != "DELETE_COMPLETE" for s in stacks)
-
-    def function_containers(self) -> list[str]:
-        client = self.engine.client()
-        try:
-            return [c.name for c in client.containers.list(all=True)]
-        finally:
-            client.close()
 
 
 def fresh_event(event: Mapping[str, Any], message_id: str) -> dict[str, Any]:

@@ -1,15 +1,16 @@
-"""Run a function of template.yaml the way ``sam local invoke`` does, against moto server and Knot.
+"""The in-process Lambda runner: a function of template.yaml in this Python, as one warm container.
 
-Used by ``make demo`` (``scripts/demo.py``), the handler tests, the load test and the benchmarks;
-``devstack/sam_template.py`` says what the function is and which environment it gets.
+The real runner is SAM CLI's (``local_lambda``: ``sam build``, then ``sam local start-lambda`` in the
+arm64 image). This one exists for speed: ``make demo`` runs a scenario set in seconds where ``make
+local`` needs minutes (a private dockerd, the image, ``sam build``, emulated arm64), and the load
+test, the benchmarks and the handler tests call the function thousands of times. What the function
+is (CodeUri, Handler, layers, environment) comes from SAM CLI's own template resolution
+(``sam_template.function_spec``); the servers it talks to are ``moto_stack.MotoStack``.
 
-- ``LocalStack`` starts moto server and Knot (serving a zone directory) and creates the template's
-  DynamoDB tables (with their key schemas), S3 buckets and SQS queues, under their local names.
-- ``seed_demo`` puts a scenario set's tenants and stored messages where the function will look.
-- ``invoke`` runs the handler in a fresh Python process (``devstack/lambda_worker.py``) with the
-  code and layer directories first on ``sys.path`` and the environment SAM would give the container,
-  and calls it once per event (a cold start, then warm invocations), capturing what each call
-  printed: Powertools' JSON log lines and EMF metric blobs.
+``invoke`` runs the handler in a fresh Python process (``devstack/lambda_worker.py``) with the code
+and layer directories first on ``sys.path`` and the environment SAM would give the container, and
+calls it once per event (a cold start, then warm invocations), capturing what each call printed:
+Powertools' JSON log lines and EMF metric blobs.
 """
 
 from __future__ import annotations
@@ -18,221 +19,14 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any
 
-from devstack import sam_template
-from devstack.json_lines import json_records, log_records
-from devstack.sam_template import ACCOUNT_ID, NAME_PROPERTY, REGION, REPO, FunctionSpec, TemplateError
-from devstack.scenarios import NOT_EVENTS
-from devstack.service import Service
-
-if TYPE_CHECKING:
-    from devstack.knot import KnotServer
-    from devstack.moto_server import MotoServer
-
-EVENTS_DIR = REPO / "events"
-ZONES_DIR = EVENTS_DIR / "zones"
-
-
-# -- the local stack ------------------------------------------------------------------------------------------
-
-
-def _typed(value: Any) -> dict[str, Any]:
-    """A plain JSON value as a DynamoDB attribute value (lists of strings become string sets)."""
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int | float):
-        return {"N": str(value)}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return {"SS": list(value)}
-    if isinstance(value, list):
-        return {"L": [_typed(v) for v in value]}
-    if isinstance(value, dict):
-        return {"M": {k: _typed(v) for k, v in value.items()}}
-    raise TypeError(f"cannot store {value!r} in DynamoDB")
-
-
-class LocalStack(Service):
-    """moto server + Knot serving ``zone_dir``, with the template's tables, buckets and queues created.
-
-    ``zone_dir=None``: moto only (DNS answered otherwise, e.g. from zone files with DNS_ZONE_DIR).
-    """
-
-    def __init__(
-        self,
-        zone_dir: str | Path | None = ZONES_DIR,
-        template: Mapping[str, Any] | None = None,
-        *,
-        region: str = REGION,
-        log: Callable[[str], None] | None = None,
-    ) -> None:
-        self.zone_dir = Path(zone_dir) if zone_dir is not None else None
-        self.template: Mapping[str, Any] = template if template is not None else sam_template.load_template()
-        self.region = region
-        self.names = sam_template.resource_names(self.template)
-        self._log = log or (lambda _text: None)
-        self._moto: MotoServer | None = None
-        self._knot: KnotServer | None = None
-
-    @property
-    def moto(self) -> MotoServer:
-        if self._moto is None:
-            raise RuntimeError("LocalStack is not running")
-        return self._moto
-
-    @property
-    def knot(self) -> KnotServer:
-        if self._knot is None:
-            raise RuntimeError("LocalStack is not running")
-        return self._knot
-
-    def start(self) -> Self:
-        from devstack.knot import KnotServer
-        from devstack.moto_server import MotoServer
-
-        try:
-            self._moto = MotoServer().start()
-            self._log(f"moto server on {self._moto.endpoint_url}")
-            if self.zone_dir is not None:
-                self._knot = KnotServer(self.zone_dir).start()
-                zones = ", ".join(z.to_text(omit_final_dot=True) for z in self._knot.zones)
-                self._log(f"knotd on {self._knot.servers_env} serving {zones}")
-            self._create_resources()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        knot, self._knot = self._knot, None
-        moto, self._moto = self._moto, None
-        try:
-            if knot is not None:
-                knot.stop()
-        finally:
-            if moto is not None:
-                moto.stop()
-
-    def overrides(self) -> dict[str, str]:
-        """What replaces the template's values in a local run: the local endpoints."""
-        from devstack.moto_server import aws_env
-
-        env = aws_env(self.moto.endpoint_url)
-        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.region
-        return {**env, "DNS_SERVERS": self.knot.servers_env} if self._knot is not None else env
-
-    def client(self, service: str) -> Any:
-        import boto3
-
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region
-        )
-        make: Any = session.client
-        return make(service, endpoint_url=self.moto.endpoint_url)
-
-    def _create_resources(self) -> None:
-        symbols = sam_template.symbols(self.template, self.names, region=self.region)
-        for logical_id, resource in self.template["Resources"].items():
-            kind = resource.get("Type")
-            if kind not in NAME_PROPERTY:
-                continue
-            condition = resource.get("Condition")  # SAM CLI's resolver evaluates a named condition in Fn::If
-            if condition and not sam_template.resolve(self.template, {"Fn::If": [condition, True, False]}, symbols):
-                continue
-            name = self.names[logical_id]
-            props = resource.get("Properties") or {}
-            if kind == "AWS::DynamoDB::Table":
-                self._create_table(name, sam_template.resolve(self.template, props, symbols))
-            elif kind == "AWS::SQS::Queue":
-                self.client("sqs").create_queue(QueueName=name)
-            else:
-                self._create_bucket(name)
-            how = "explicit name" if NAME_PROPERTY[kind] in props else "no name in template: local"
-            self._log(f"{kind} {logical_id} -> {name} ({how})")
-
-    def _create_table(self, name: str, props: Mapping[str, Any]) -> None:
-        request: dict[str, Any] = {
-            "TableName": name,
-            "KeySchema": props["KeySchema"],
-            "AttributeDefinitions": props["AttributeDefinitions"],
-            "BillingMode": props.get("BillingMode", "PROVISIONED"),
-        }
-        if request["BillingMode"] == "PROVISIONED":
-            request["ProvisionedThroughput"] = props.get(
-                "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
-            )
-        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-            if key in props:
-                request[key] = props[key]
-        ddb = self.client("dynamodb")
-        ddb.create_table(**request)
-        ttl = props.get("TimeToLiveSpecification")
-        if ttl:
-            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
-
-    def _create_bucket(self, name: str) -> None:
-        s3 = self.client("s3")
-        if self.region == "us-east-1":
-            s3.create_bucket(Bucket=name)
-        else:
-            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region})
-
-    def put_items(self, table: str, items: Sequence[Mapping[str, Any]]) -> None:
-        ddb = self.client("dynamodb")
-        for item in items:
-            ddb.put_item(TableName=table, Item={k: _typed(v) for k, v in item.items()})
-
-    def put_object(self, bucket: str, key: str, body: bytes) -> None:
-        self.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
-
-
-# -- the demo data in events/ -------------------------------------------------------------------------------------
-
-
-def event_files(events_dir: Path = EVENTS_DIR) -> list[str]:
-    """Every SES event file in ``events_dir`` (``*.json`` except env/expected/tenants), sorted."""
-    return sorted(p.name for p in events_dir.glob("*.json") if p.name not in NOT_EVENTS)
-
-
-def load_event(name: str, events_dir: Path = EVENTS_DIR) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((events_dir / name).read_text(encoding="utf-8"))
-    return data
-
-
-def message_id_of(event: Mapping[str, Any]) -> str:
-    return str(event["Records"][0]["ses"]["mail"]["messageId"])
-
-
-def stored_messages(events_dir: Path = EVENTS_DIR) -> dict[str, bytes]:
-    """messageId -> raw message, for every ``<stem>.eml`` next to a ``<stem>.json`` event."""
-    out: dict[str, bytes] = {}
-    for eml in sorted(events_dir.glob("*.eml")):
-        event_path = eml.with_suffix(".json")
-        if not event_path.exists():
-            raise FileNotFoundError(f"{eml.name} has no {event_path.name} to take the messageId from")
-        out[message_id_of(load_event(event_path.name, events_dir))] = eml.read_bytes()
-    return out
-
-
-def seed_demo(stack: LocalStack, environment: Mapping[str, str], events_dir: Path = EVENTS_DIR) -> list[str]:
-    """Put the demo tenants and every stored message where the function will look (its env)."""
-    table, bucket = environment.get("TENANTS_TABLE", ""), environment.get("MESSAGE_BUCKET", "")
-    prefix = environment.get("MESSAGE_PREFIX", "")
-    if not table or not bucket:
-        raise TemplateError("the function's environment has no TENANTS_TABLE / MESSAGE_BUCKET")
-    tenants = json.loads((events_dir / "tenants.json").read_text(encoding="utf-8"))
-    stack.put_items(table, tenants)
-    done = [f"{len(tenants)} tenants -> dynamodb://{table}"]
-    for message_id, raw in stored_messages(events_dir).items():
-        stack.put_object(bucket, f"{prefix}{message_id}", raw)
-        done.append(f"{len(raw)} bytes -> s3://{bucket}/{prefix}{message_id}")
-    return done
-
+from devstack.json_lines import emf_blobs, json_records, log_records, metric_totals
+from devstack.sam_template import ACCOUNT_ID, REGION, REPO, FunctionSpec
+from devstack.scenarios import Outcome
 
 # -- invocation ----------------------------------------------------------------------------------------------------
 
@@ -257,18 +51,15 @@ class Invocation:
         return log_records(self.records(), message)
 
     def emf(self) -> list[dict[str, Any]]:
-        return [r for r in self.records() if isinstance(r.get("_aws"), dict)]
+        return emf_blobs(self.records())
 
     def metrics(self) -> dict[str, float]:
         """Metric name -> sum of its values over every EMF blob of this invocation."""
-        totals: dict[str, float] = {}
-        for blob in self.emf():
-            for directive in blob["_aws"].get("CloudWatchMetrics", []):
-                for metric in directive.get("Metrics", []):
-                    name = metric["Name"]
-                    raw = blob.get(name, 0)
-                    totals[name] = totals.get(name, 0.0) + float(sum(raw) if isinstance(raw, list) else raw)
-        return totals
+        return metric_totals(self.records())
+
+    def outcome(self) -> Outcome:
+        """For the scenario table (the gate's decision line), as ``local_lambda.LocalInvoke.outcome``."""
+        return Outcome(self.name, self.result, self.logs("decision"), self.error, self.records())
 
     def metric_namespaces(self) -> set[str]:
         return {d.get("Namespace", "") for b in self.emf() for d in b["_aws"].get("CloudWatchMetrics", [])}

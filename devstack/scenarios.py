@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"  # the scenario set make demo runs by default
 NOT_EVENTS = frozenset({"env.json", "expected.json", "tenants.json", "settings.json"})
 DEFAULT_REGION = "eu-west-1"  # where the events in events/ were received
 # Variables the local stack sets itself (local resources and servers); a set cannot change them.
@@ -79,7 +81,7 @@ def load_scenarios(directory: Path, settable: Sequence[str]) -> ScenarioSet:
     tenants = _json(directory / "tenants.json")
     if not isinstance(tenants, list) or not all(isinstance(t, dict) and "domain" in t for t in tenants):
         raise ScenarioError(f"{directory / 'tenants.json'}: must be a list of tenant objects with a domain")
-    events = sorted(p.name for p in directory.glob("*.json") if p.name not in NOT_EVENTS)
+    events = event_files(directory)
     if not events:
         raise ScenarioError(f"scenario set {directory}: no event files (*.json)")
     for name in events:
@@ -119,15 +121,28 @@ def _settings(path: Path, settable: Sequence[str]) -> tuple[str, dict[str, str]]
     return region, {k: str(v) for k, v in environment.items()}
 
 
-def stored_messages(scenarios: ScenarioSet) -> dict[str, bytes]:
+def event_files(directory: Path = EVENTS_DIR) -> list[str]:
+    """Every SES event file of a scenario set (``*.json`` but its env/expected/tenants/settings), sorted."""
+    return sorted(p.name for p in directory.glob("*.json") if p.name not in NOT_EVENTS)
+
+
+def load_event(name: str, directory: Path = EVENTS_DIR) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((directory / name).read_text(encoding="utf-8"))
+    return data
+
+
+def message_id_of(event: Mapping[str, Any]) -> str:
+    return str(event["Records"][0]["ses"]["mail"]["messageId"])
+
+
+def stored_messages(directory: Path = EVENTS_DIR) -> dict[str, bytes]:
     """messageId -> raw message, for every ``<stem>.eml`` next to a ``<stem>.json`` event."""
     out: dict[str, bytes] = {}
-    for eml in sorted(scenarios.directory.glob("*.eml")):
-        if eml.with_suffix(".json").name not in scenarios.events:
-            raise ScenarioError(f"{eml}: no {eml.with_suffix('.json').name} to take the messageId from")
-        out[str(scenarios.event(eml.with_suffix(".json").name)["Records"][0]["ses"]["mail"]["messageId"])] = (
-            eml.read_bytes()
-        )
+    for eml in sorted(directory.glob("*.eml")):
+        event = eml.with_suffix(".json")
+        if not event.is_file():
+            raise ScenarioError(f"{eml}: no {event.name} to take the messageId from")
+        out[message_id_of(load_event(event.name, directory))] = eml.read_bytes()
     return out
 
 
@@ -211,3 +226,12 @@ def print_table(
     for name in sorted(set(expected) - set(problems)):
         problems[name] = ["in expected.json but no such event file"]
     return problems
+
+
+def report_mismatches(problems: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Print ``MISMATCH <event>: <problem>`` on stderr for each problem; return the events that have any."""
+    failed = {name: list(found) for name, found in sorted(problems.items()) if found}
+    for name, found in failed.items():
+        for problem in found:
+            print(f"MISMATCH {name}: {problem}", file=sys.stderr)
+    return failed

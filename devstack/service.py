@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 from types import TracebackType
 from typing import Self
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (a server bound to it a moment later may still lose it: retry)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Service:

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from devstack.docker_engine import EngineError
-from devstack.sam_cli import free_port
-from devstack.service import Service
+from devstack.service import Service, free_port
 
 REPORT_LINE = "REPORT RequestId:"
 
@@ -65,7 +64,7 @@ class StartLambda(Service):
             deadline = time.monotonic() + self.startup_timeout
             while "Running on" not in self._log():
                 if self._proc.poll() is not None or time.monotonic() > deadline:
-                    raise EngineError(f"sam local start-lambda did not start: {_tail(self._log())}")
+                    raise EngineError(f"sam local start-lambda did not start: {tail(self._log())}")
                 time.sleep(0.3)
             self._client = boto3.client(
                 "lambda",
@@ -108,9 +107,7 @@ class StartLambda(Service):
         try:
             answer = self._client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
         except botocore.exceptions.BotoCoreError as exc:
-            raise EngineError(
-                f"start-lambda invoke of {function} failed: {exc}; {_tail(self._log()[offset:])}"
-            ) from exc
+            raise EngineError(f"start-lambda invoke of {function} failed: {exc}; {tail(self._log()[offset:])}") from exc
         except botocore.exceptions.ClientError as exc:
             raise EngineError(f"start-lambda refused {function}: {exc}") from exc
         payload = answer["Payload"].read().decode(errors="replace")
@@ -118,7 +115,7 @@ class StartLambda(Service):
         deadline = time.monotonic() + self.output_timeout
         while (end := _report_end(output := self._log()[offset:])) < 0:  # the output trails the response
             if time.monotonic() > deadline:
-                raise EngineError(f"no REPORT line from {function} within {self.output_timeout:.0f} s: {_tail(output)}")
+                raise EngineError(f"no REPORT line from {function} within {self.output_timeout:.0f} s: {tail(output)}")
             time.sleep(0.1)
         return payload, output[:end], seconds
 
@@ -130,5 +127,6 @@ def _report_end(output: str) -> int:
     return newline + 1 if newline >= 0 else -1
 
 
-def _tail(text: str, lines: int = 6) -> str:
+def tail(text: str, lines: int = 6) -> str:
+    """The last ``lines`` lines of ``text`` on one line (for a one-line error)."""
     return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:])

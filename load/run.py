@@ -2,7 +2,7 @@
 
 What runs, all started here and stopped on exit (also on an error, a Ctrl-C or the time limit):
 
-- moto server with the template's tables, bucket and queues (``devstack/sam_local.LocalStack``),
+- moto server with the template's tables, bucket and queues (``devstack/moto_stack.MotoStack``),
   seeded with the load test's tenants (``load/scenarios.py``) and, for the DKIM scenario, one raw
   message per event where SES's S3 action would have put it;
 - Knot DNS serving ``devstack/world.py``'s zones, behind ``devstack/dns_proxy.py``'s
@@ -50,6 +50,7 @@ from typing import Any
 
 from devstack import sam_local, sam_template, world
 from devstack.dns_proxy import DelayingDnsProxy
+from devstack.moto_stack import MotoStack
 from load import scenarios
 from load.scenarios import Item
 
@@ -211,30 +212,30 @@ def run_batches(
 # -- what the gate left behind ---------------------------------------------------------------------------------
 
 
-def traced_message_ids(stack: sam_local.LocalStack, table: str, message_ids: Sequence[str]) -> tuple[Counter[str], int]:
+def traced_message_ids(stack: MotoStack, table: str, message_ids: Sequence[str]) -> tuple[Counter[str], int]:
     """The ``sk = decision`` items found for ``message_ids`` (by key), and how many items the table holds.
 
     Read by key (BatchGetItem) rather than with a filtered Scan: moto's Scan re-reads the table from
     the start for every page, which takes minutes for the ~40,000 items of a run.
     """
+    from ipv6gate.aws.items import plain, wire
+
     ddb = stack.client("dynamodb")
     found: Counter[str] = Counter()
     for start in range(0, len(message_ids), 100):  # BatchGetItem's limit
-        keys = [{"pk": {"S": f"msg#{m}"}, "sk": {"S": "decision"}} for m in message_ids[start : start + 100]]
+        keys = [wire({"pk": f"msg#{m}", "sk": "decision"}) for m in message_ids[start : start + 100]]
         request: dict[str, Any] = {table: {"Keys": keys, "ProjectionExpression": "pk, sk"}}
         while request:
             page = ddb.batch_get_item(RequestItems=request)
-            for item in page.get("Responses", {}).get(table, []):
-                if item["sk"]["S"] == "decision":
-                    found[str(item["pk"]["S"]).removeprefix("msg#")] += 1
+            for item in map(plain, page.get("Responses", {}).get(table, [])):
+                if item["sk"] == "decision":
+                    found[str(item["pk"]).removeprefix("msg#")] += 1
             request = page.get("UnprocessedKeys") or {}
     total = int(ddb.describe_table(TableName=table)["Table"]["ItemCount"])
     return found, total
 
 
-def verify_trace(
-    stack: sam_local.LocalStack, table: str, decided: Sequence[Outcome]
-) -> tuple[list[str], dict[str, int]]:
+def verify_trace(stack: MotoStack, table: str, decided: Sequence[Outcome]) -> tuple[list[str], dict[str, int]]:
     """What is wrong with the trace the decisions left (nothing: an empty list), and its counts."""
     problems: list[str] = []
     want_traced = Counter(o.item.message_id for o in decided if o.traced)
@@ -268,20 +269,23 @@ def recipient_domains(item: Item) -> set[str]:
     return {address.rpartition("@")[2].lower() for address in item.scenario.recipients}
 
 
-def domain_days(stack: sam_local.LocalStack, table: str) -> set[tuple[str, str]]:
+def domain_days(stack: MotoStack, table: str) -> set[tuple[str, str]]:
     """The trace's domain-per-day items, (day, domain): one Query of their partition, every page."""
+    from ipv6gate.aws.items import plain, wire
     from ipv6gate.aws.trace import DAYS
 
     ddb = stack.client("dynamodb")
     query: dict[str, Any] = {
         "TableName": table,
         "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": DAYS}},
+        "ExpressionAttributeValues": wire({":pk": DAYS}),
     }
     found: set[tuple[str, str]] = set()
     while True:
         page = ddb.query(**query)
-        found.update(tuple(item["sk"]["S"].split("#", 1)) for item in page.get("Items", []))
+        for item in page.get("Items", []):
+            day, _, domain = str(plain(item)["sk"]).partition("#")
+            found.add((day, domain))
         if "LastEvaluatedKey" not in page:
             return found
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -295,7 +299,7 @@ class QueueDrain:
     SQS fast: its ReceiveMessage and SendMessage slow down with every message the queue holds.
     """
 
-    def __init__(self, stack: sam_local.LocalStack, queue_url: str) -> None:
+    def __init__(self, stack: MotoStack, queue_url: str) -> None:
         self._sqs = stack.client("sqs")
         self._url = queue_url
         self.found: Counter[str] = Counter()
@@ -461,7 +465,7 @@ def _run(args: argparse.Namespace, deadline: float, log: Any) -> int:
     with tempfile.TemporaryDirectory(prefix="ipv6gate-load-") as tmp:
         zone_dir = world.write_zone_dir(Path(tmp) / "zones", keys)
         try:
-            stack = sam_local.LocalStack(zone_dir, template, log=lambda text: log(f"  {text}")).start()
+            stack = MotoStack(zone_dir, template, log=lambda text: log(f"  {text}")).start()
         except (RuntimeError, OSError) as exc:
             print(f"load: could not start the local stack: {exc}", file=sys.stderr)
             return 2
@@ -478,7 +482,7 @@ def _load(
     *,
     deadline: float,
     log: Any,
-    stack: sam_local.LocalStack,
+    stack: MotoStack,
     spec: sam_template.FunctionSpec,
     proxy: DelayingDnsProxy,
     keys: world.Keys,
@@ -500,7 +504,7 @@ def _load(
     chosen = list(scenarios.items(args.decisions, keys))
     stored = [item for item in chosen if item.raw is not None]
 
-    s3 = stack.client("s3")  # one client: LocalStack.put_object makes a new one per call
+    s3 = stack.client("s3")  # one client: MotoStack.put_object makes a new one per call
 
     def store(item: Item) -> None:  # where SES's S3 action puts it: <prefix><messageId>
         key = f"{env.get('MESSAGE_PREFIX', '')}{item.message_id}"

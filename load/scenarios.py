@@ -10,7 +10,7 @@ runner counts a different one as an error, since a decision must not depend on l
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,10 +156,3 @@ def items(total: int, keys: world.Keys) -> Iterator[Item]:
             **dict(scenario.kwargs),
         )
         yield Item(index, scenario, mid, event, raw)
-
-
-def expected_histogram(chosen: Sequence[Item]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in chosen:
-        out[item.scenario.outcome] = out.get(item.scenario.outcome, 0) + 1
-    return out

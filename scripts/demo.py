@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from devstack.sam_local import Invocation, Run
+    from devstack.sam_local import Run
     from devstack.sam_template import FunctionSpec
-    from devstack.scenarios import Outcome, ScenarioSet
+    from devstack.scenarios import ScenarioSet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,13 +38,14 @@ REPO = Path(__file__).resolve().parents[1]
 def _run(spec: FunctionSpec, template: dict[str, Any], scenarios: ScenarioSet) -> Run:
     """Start the local stack, seed it, call the handler with every event; always stop the stack."""
     from devstack import sam_local, sam_template
+    from devstack.moto_stack import MotoStack
 
-    stack = sam_local.LocalStack(scenarios.zones, template, region=scenarios.region, log=lambda t: print(f"  {t}"))
+    stack = MotoStack(scenarios.zones, template, region=scenarios.region, log=lambda t: print(f"  {t}"))
     with stack:
         env = sam_template.container_environment(
             spec, {**stack.overrides(), **scenarios.environment}, region=scenarios.region
         )
-        for line in sam_local.seed_demo(stack, env, scenarios.directory):
+        for line in stack.seed(env, scenarios.directory):
             print(f"  put {line}")
         shown = {k: env[k] for k in ("TENANTS_TABLE", "MESSAGE_BUCKET", "MESSAGE_PREFIX", "DNS_SERVERS")}
         print(f"  environment: {shown} AWS_ENDPOINT_URL={env.get('AWS_ENDPOINT_URL')} region {scenarios.region}")
@@ -53,19 +54,13 @@ def _run(spec: FunctionSpec, template: dict[str, Any], scenarios: ScenarioSet) -
         return sam_local.invoke(spec, env, [(n, scenarios.event(n)) for n in scenarios.events])
 
 
-def _outcome(inv: Invocation) -> Outcome:
-    from devstack.scenarios import Outcome
-
-    return Outcome(inv.name, inv.result, inv.logs("decision"), inv.error, inv.records())
-
-
 def main(argv: list[str] | None = None) -> int:
-    from devstack import sam_local, sam_template, scenarios
+    from devstack import sam_template, scenarios
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--function", default=sam_template.GATE_FUNCTION, help="logical id in template.yaml")
     parser.add_argument(
-        "--scenarios", "--events", type=Path, default=sam_local.EVENTS_DIR, help="scenario set (laid out like events/)"
+        "--scenarios", "--events", type=Path, default=scenarios.EVENTS_DIR, help="scenario set (laid out like events/)"
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="print the handler's log lines and metrics")
     args = parser.parse_args(argv)
@@ -92,17 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     print(f"cold start (import {spec.handler.rpartition('.')[0]}): {run.init_ms:.0f} ms\n")
-    outcomes = [_outcome(inv) for inv in run.invocations]
+    outcomes = [inv.outcome() for inv in run.invocations]
     problems = scenarios.print_table(outcomes, chosen.expected, verbose=args.verbose)
     first = run.invocations[0].metrics() if run.invocations else {}
     cold = "ColdStart metric on the first call" if first.get("ColdStart") else "no ColdStart metric!"
     total = sum(inv.duration_ms for inv in run.invocations)
     print(f"\n{len(run.invocations)} events, {total:.0f} ms in the handler, {cold}; {time.monotonic() - started:.1f} s")
-    failed = {name: found for name, found in problems.items() if found}
-    for name, found in sorted(failed.items()):
-        for problem in found:
-            print(f"MISMATCH {name}: {problem}", file=sys.stderr)
-    if failed:
+    if scenarios.report_mismatches(problems):
         return 1
     print(f"all events match {chosen.directory / 'expected.json'}")
     return 0

@@ -53,13 +53,13 @@ def check(condition: bool, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from devstack import sam_local, sam_template, scenarios
+    from devstack import sam_template, scenarios
     from devstack.docker_engine import EngineError
     from devstack.rehearsal import Rehearsal
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "--scenarios", type=Path, default=sam_local.EVENTS_DIR, help="scenario set, laid out like events/"
+        "--scenarios", type=Path, default=scenarios.EVENTS_DIR, help="scenario set, laid out like events/"
     )
     parser.add_argument("--arch", choices=["arm64", "x86_64"], default="arm64", help="as deployed: arm64")
     args = parser.parse_args(argv)
@@ -88,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deploy-rehearsal: the rehearsal could not run: {exc}", file=sys.stderr)
         return 2
     print(f"{time.monotonic() - started:.0f} s in all; LocalStack, Knot and dockerd stopped")
-    for name, found in sorted(mismatches.items()):
-        for problem in found:
-            print(f"MISMATCH {name}: {problem}", file=sys.stderr)
-    if mismatches:
+    if scenarios.report_mismatches(mismatches):
         return 1
     print(f"rehearsal passed: every event matches {chosen.directory / 'expected.json'}; stack deleted cleanly")
     return 0

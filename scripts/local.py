@@ -29,12 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from devstack import local_lambda, sam_local, sam_template, scenarios
+    from devstack import local_lambda, sam_template, scenarios
     from devstack.docker_engine import EngineError
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "--scenarios", type=Path, default=sam_local.EVENTS_DIR, help="scenario set, laid out like events/"
+        "--scenarios", type=Path, default=scenarios.EVENTS_DIR, help="scenario set, laid out like events/"
     )
     parser.add_argument("--arch", choices=["arm64", "x86_64"], default="arm64", help="as deployed: arm64")
     parser.add_argument("--no-bouncer", action="store_true", help="only the gate's scenarios")
@@ -91,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local: the local Lambda engine failed: {exc}", file=sys.stderr)
         return 2
     print(f"\n{time.monotonic() - started:.0f} s in all; dockerd, moto server and Knot stopped")
-    for name, found in sorted(failed.items()):
-        for problem in found:
-            print(f"MISMATCH {name}: {problem}", file=sys.stderr)
-    if failed:
+    if scenarios.report_mismatches(failed):
         return 1
     print(f"all events match {chosen.directory / 'expected.json'}" + ("" if args.no_bouncer else "; bouncer ok"))
     return 0

@@ -1,7 +1,7 @@
 """A local sandbox to try the ``ipv6gate`` CLI before deploying; stays up until Ctrl-C.
 
 ``make sandbox`` (or ``python -m scripts.sandbox [--scenarios DIR] [--empty]``) starts moto server on
-loopback with ``template.yaml``'s tables, bucket and queues (``LocalStack``, as ``make demo`` does,
+loopback with ``template.yaml``'s tables, bucket and queues (``devstack.moto_stack.MotoStack``, as ``make demo`` does,
 without Knot: the CLI answers DNS from the set's zone files), puts the scenario set's tenants and
 raw messages where the function would find them (unless ``--empty``), and prints the ``export``
 lines that point ``ipv6gate tenants``, ``evaluate --record`` and ``trace`` at it. Nothing in it
@@ -60,10 +60,11 @@ def _examples(chosen: ScenarioSet) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from devstack import sam_local, sam_template, scenarios
+    from devstack import sam_template, scenarios
+    from devstack.moto_stack import MotoStack
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--scenarios", type=Path, default=sam_local.EVENTS_DIR, help="scenario set (like events/)")
+    parser.add_argument("--scenarios", type=Path, default=scenarios.EVENTS_DIR, help="scenario set (like events/)")
     parser.add_argument("--empty", action="store_true", help="create the tables only: no tenants, no messages")
     args = parser.parse_args(argv)
 
@@ -76,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        with sam_local.LocalStack(None, template, region=chosen.region, log=lambda t: print(f"  {t}")) as stack:
+        with MotoStack(None, template, region=chosen.region, log=lambda t: print(f"  {t}")) as stack:
             env = sam_template.container_environment(spec, stack.overrides(), region=chosen.region)
             if not args.empty:
-                for line in sam_local.seed_demo(stack, env, chosen.directory):
+                for line in stack.seed(env, chosen.directory):
                     print(f"  put {line}")
             print("\nIn another shell, point ipv6gate at the sandbox:\n")
             print("\n".join(exports(env, chosen.zones)))

@@ -71,17 +71,18 @@ def replies_of(result: SmtpResult, decision: dict[str, Any] | None) -> list[dict
 
 
 def run(template: dict[str, Any], spec: FunctionSpec, scenarios: ScenarioSet, verbose: bool) -> int:
-    from devstack import sam_local, sam_template
+    from devstack import sam_template
+    from devstack.moto_stack import MotoStack
     from devstack.postfix import MilterProcess, PostfixInstance, send
-    from devstack.scenarios import compare, describe
+    from devstack.scenarios import compare, describe, report_mismatches
 
-    stack = sam_local.LocalStack(scenarios.zones, template, region=scenarios.region, log=lambda t: print(f"  {t}"))
+    stack = MotoStack(scenarios.zones, template, region=scenarios.region, log=lambda t: print(f"  {t}"))
     problems: dict[str, list[str]] = {}
     with stack:
         env = sam_template.container_environment(
             spec, {**stack.overrides(), **scenarios.environment}, region=scenarios.region
         )
-        for line in sam_local.seed_demo(stack, env, scenarios.directory):
+        for line in stack.seed(env, scenarios.directory):
             print(f"  put {line}")
         env["MILTER_AUTHSERV_ID"] = "mx.ipv6gate.test"
         with MilterProcess(env, unix=True) as milter, PostfixInstance(milter.postfix_address) as postfix:
@@ -119,10 +120,7 @@ def run(template: dict[str, Any], spec: FunctionSpec, scenarios: ScenarioSet, ve
                 print(milter.output()[-3000:])
                 print(postfix.maillog()[-3000:])
         traced = stack.client("dynamodb").scan(TableName=env["TRACE_TABLE"], Select="COUNT")["Count"]
-    failed = {n: p for n, p in problems.items() if p}
-    for name, found in sorted(failed.items()):
-        for problem in found:
-            print(f"MISMATCH {name}: {problem}", file=sys.stderr)
+    failed = report_mismatches(problems)
     print(f"\n{len(problems)} SMTP sessions; the trace table holds {traced} items written by the milter")
     if failed:
         return 1
@@ -142,10 +140,10 @@ def _decision(milter: MilterProcess, ip: str, before: int, timeout: float = 5.0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from devstack import sam_local, sam_template, scenarios
+    from devstack import sam_template, scenarios
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--scenarios", type=Path, default=sam_local.EVENTS_DIR, help="scenario set (like events/)")
+    parser.add_argument("--scenarios", type=Path, default=scenarios.EVENTS_DIR, help="scenario set (like events/)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print each session's time and decision")
     args = parser.parse_args(argv)
     try:

@@ -133,7 +133,10 @@ def test_malformed_item_is_tenant_lookup_error_for_its_domain_only(aws: dict[str
     ("attributes", "message"),
     [
         ({"ipv6_inbound": {"S": "yes"}}, "ipv6_inbound must be true or false, not 'yes'"),
-        ({"ipv6_inbound": {"N": "1"}}, "ipv6_inbound must be true or false, not '1'"),
+        (
+            {"ipv6_inbound": {"N": "1"}},
+            "ipv6_inbound must be true or false, not 1",
+        ),  # a number, read as one (not the string '1')
         ({"ipv6_inbound": {"NULL": True}}, "ipv6_inbound must be true or false, not None"),
         (
             {"ipv6_inbound": {"BOOL": True}, "partner_prefixes": {"S": "2001:db8::/32"}},

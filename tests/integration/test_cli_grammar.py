@@ -18,6 +18,7 @@ import pytest
 
 from devstack import world
 from devstack.moto_server import MotoServer, aws_env
+from devstack.moto_stack import create_template_table
 from ipv6gate.entrypoints.cli import main
 from ipv6gate.entrypoints.exits import MEANING, Exit
 
@@ -31,28 +32,8 @@ DOWN = "http://127.0.0.1:9"  # nothing listens there: AWS is unreachable
 @pytest.fixture(scope="module")
 def tables(moto: MotoServer) -> Any:
     client = moto.client("dynamodb")
-    client.create_table(
-        TableName=TENANTS,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "domain", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "domain", "KeyType": "HASH"}],
-    )
-    client.create_table(
-        TableName=TRACE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "lookup", "at")],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "lookup",
-                "Projection": {"ProjectionType": "ALL"},
-                "KeySchema": [
-                    {"AttributeName": "lookup", "KeyType": "HASH"},
-                    {"AttributeName": "at", "KeyType": "RANGE"},
-                ],
-            }
-        ],
-    )
+    create_template_table(client, "TenantsTable", TENANTS)
+    create_template_table(client, "TraceTable", TRACE)
     other = {"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}, "Outputs": {"Other": {"Value": "x"}}}
     moto.client("cloudformation").create_stack(StackName="grammar-other", TemplateBody=json.dumps(other))
     return client

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack import sam_local, sam_template, scenarios
+from devstack import sam_template, scenarios
 from devstack.docker_engine import EngineError
 from devstack.rehearsal import OPERATOR_RULE_SET, Rehearsal
 from devstack.scenarios import describe
@@ -29,7 +29,7 @@ TOGGLED = ("ipv6-tenant-not-opted-in.json", "example.net")
 @pytest.fixture(scope="module")
 def rehearsal() -> Iterator[Rehearsal]:
     spec = sam_template.function_spec(sam_template.load_template(), "GateFunction")
-    chosen = scenarios.load_scenarios(sam_local.EVENTS_DIR, sorted(spec.environment))
+    chosen = scenarios.load_scenarios(scenarios.EVENTS_DIR, sorted(spec.environment))
     engine = Rehearsal(chosen, log=print)
     try:
         engine.start()

@@ -24,39 +24,40 @@ from typing import Any
 
 import pytest
 
-from devstack import sam_local, sam_template
+from devstack import sam_local, sam_template, scenarios
 from devstack.knot import find_knotd
+from devstack.moto_stack import ZONES_DIR, MotoStack
 
 pytestmark = pytest.mark.integration
 
-EVENTS = sam_local.event_files()
-EXPECTED: dict[str, Any] = json.loads((sam_local.EVENTS_DIR / "expected.json").read_text(encoding="utf-8"))
+EVENTS = scenarios.event_files()
+EXPECTED: dict[str, Any] = json.loads((scenarios.EVENTS_DIR / "expected.json").read_text(encoding="utf-8"))
 CLI = Path(sys.executable).with_name("ipv6gate")
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[sam_local.LocalStack]:
+def stack() -> Iterator[MotoStack]:
     if find_knotd() is None:
         pytest.fail("knotd (Knot DNS) not found: apt-get install knot (these tests never skip)", pytrace=False)
-    with sam_local.LocalStack(sam_local.ZONES_DIR) as local:
+    with MotoStack(ZONES_DIR) as local:
         yield local
 
 
 @pytest.fixture(scope="module")
-def spec(stack: sam_local.LocalStack) -> sam_template.FunctionSpec:
+def spec(stack: MotoStack) -> sam_template.FunctionSpec:
     return sam_template.function_spec(stack.template, sam_template.GATE_FUNCTION)
 
 
 @pytest.fixture(scope="module")
-def environment(stack: sam_local.LocalStack, spec: sam_template.FunctionSpec) -> dict[str, str]:
+def environment(stack: MotoStack, spec: sam_template.FunctionSpec) -> dict[str, str]:
     env = sam_template.container_environment(spec, stack.overrides())
-    sam_local.seed_demo(stack, env)
+    stack.seed(env)
     return env
 
 
 @pytest.fixture(scope="module")
 def run(spec: sam_template.FunctionSpec, environment: dict[str, str]) -> sam_local.Run:
-    result = sam_local.invoke(spec, environment, [(name, sam_local.load_event(name)) for name in EVENTS])
+    result = sam_local.invoke(spec, environment, [(name, scenarios.load_event(name)) for name in EVENTS])
     assert result.init_error is None, f"cold start failed:\n{result.init_error}\n{result.init_stderr}"
     assert [i.name for i in result.invocations] == EVENTS
     return result
@@ -78,7 +79,7 @@ def _camel(value: str) -> str:
 def test_event_files_are_exactly_the_expected_ones() -> None:
     assert EVENTS, "no event files in events/"
     assert set(EVENTS) == set(EXPECTED)
-    ids = [sam_local.message_id_of(sam_local.load_event(name)) for name in EVENTS]
+    ids = [scenarios.message_id_of(scenarios.load_event(name)) for name in EVENTS]
     assert len(set(ids)) == len(ids), "every event needs its own messageId"
 
 
@@ -99,7 +100,7 @@ def test_environment_comes_from_the_template(spec: sam_template.FunctionSpec, en
 @pytest.mark.parametrize("name", EVENTS)
 def test_handler_decides_each_event(name: str, run: sam_local.Run, spec: sam_template.FunctionSpec) -> None:
     want = EXPECTED[name]
-    event = sam_local.load_event(name)
+    event = scenarios.load_event(name)
     call = run.by_name()[name]
     assert call.error is None, call.error
     assert call.result == {"disposition": want["disposition"]}
@@ -108,7 +109,7 @@ def test_handler_decides_each_event(name: str, run: sam_local.Run, spec: sam_tem
     [line] = call.logs("decision")
     decision = line["decision"]
     assert line["level"] in ("INFO", "WARNING")
-    assert line["message_id"] == decision["message_id"] == sam_local.message_id_of(event) == want["message_id"]
+    assert line["message_id"] == decision["message_id"] == scenarios.message_id_of(event) == want["message_id"]
     assert decision["client_ip"] == want["client_ip"]
     assert decision["disposition"] == want["disposition"]
     assert _rows(decision["recipients"]) == _rows(want["recipients"])
@@ -152,7 +153,7 @@ def test_cold_start_metric_on_the_first_invocation_only(run: sam_local.Run) -> N
 def test_one_event_per_container_is_a_cold_start(spec: sam_template.FunctionSpec, environment: dict[str, str]) -> None:
     """``sam local invoke`` starts a container per event: the DKIM event alone, raw message from S3."""
     name = "ipv6-dkim-only.json"
-    single = sam_local.invoke(spec, environment, [(name, sam_local.load_event(name))])
+    single = sam_local.invoke(spec, environment, [(name, scenarios.load_event(name))])
     [call] = single.invocations
     assert call.error is None, call.error
     assert call.result == {"disposition": EXPECTED[name]["disposition"]}
@@ -166,11 +167,11 @@ def _cli(tmp_path: Path, *args: str) -> list[dict[str, Any]]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
-        "DNS_ZONE_DIR": str(sam_local.ZONES_DIR),
+        "DNS_ZONE_DIR": str(ZONES_DIR),
     }
     assert CLI.exists(), f"console script missing: {CLI} (pip install -e .)"
     proc = subprocess.run(
-        [str(CLI), "evaluate", *args, "--tenants", str(sam_local.EVENTS_DIR / "tenants.json")],
+        [str(CLI), "evaluate", *args, "--tenants", str(scenarios.EVENTS_DIR / "tenants.json")],
         env=env,
         capture_output=True,
         text=True,
@@ -183,7 +184,7 @@ def _cli(tmp_path: Path, *args: str) -> list[dict[str, Any]]:
 
 
 def test_cli_agrees_with_the_handler(tmp_path: Path, run: sam_local.Run) -> None:
-    paths = {name: sam_local.EVENTS_DIR / name for name in EVENTS}
+    paths = {name: scenarios.EVENTS_DIR / name for name in EVENTS}
     with_raw = {name for name, path in paths.items() if path.with_suffix(".eml").exists()}
     out = _cli(tmp_path, *(str(paths[n]) for n in EVENTS if n not in with_raw))
     for name in sorted(with_raw):

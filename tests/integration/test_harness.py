@@ -20,6 +20,7 @@ import pytest
 
 from devstack.knot import KnotServer, find_knotd
 from devstack.moto_server import MotoServer, aws_env
+from devstack.moto_stack import MotoStack
 
 ZONE = "example.test."
 REV_ZONE = "8.b.d.0.1.0.0.2.ip6.arpa."
@@ -133,3 +134,18 @@ def test_s3_round_trip(aws: boto3.Session, moto: MotoServer) -> None:
     s3.put_object(Bucket="harness-bucket", Key="a/b.txt", Body=b"payload")
     body = s3.get_object(Bucket="harness-bucket", Key="a/b.txt")["Body"].read()
     assert body == b"payload"
+
+
+def test_a_moto_stack_bound_elsewhere_serves_there(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``make local``'s containers reach this host at the docker bridge: moto and Knot must answer there
+    (127.0.0.2 stands in for it: another address of this host), the tables and tenants with them."""
+    zone_dir = tmp_path_factory.mktemp("bound-zones")
+    (zone_dir / f"{ZONE.rstrip('.')}.zone").write_text(FORWARD_ZONE_TEXT)
+    with MotoStack(zone_dir, bind="127.0.0.2") as stack:
+        assert stack.moto.endpoint_url.startswith("http://127.0.0.2:")
+        host, _, port = stack.dns_servers.rpartition(":")
+        assert host == "127.0.0.2" and int(port) == stack.knot.port
+        assert _udp(stack.knot, "127.0.0.2", f"www.{ZONE}", dns.rdatatype.A) == [WWW_V4]
+        stack.put_items(stack.names["TenantsTable"], [{"domain": "a.test", "partner_prefixes": ["2001:db8::/32"]}])
+        item = stack.client("dynamodb").get_item(TableName=stack.names["TenantsTable"], Key={"domain": {"S": "a.test"}})
+        assert item["Item"]["partner_prefixes"] == {"SS": ["2001:db8::/32"]}  # a list of strings is a string set

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack import local_lambda, sam_local, sam_template, scenarios
+from devstack import local_lambda, sam_template, scenarios
 from devstack.docker_engine import EngineError
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def renamed_set(source: Path, target: Path, old: str, new: str) -> Path:
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_lambda.LocalLambda]:
     spec = sam_template.function_spec(sam_template.load_template(), local_lambda.GATE)
     directory = renamed_set(
-        sam_local.EVENTS_DIR, tmp_path_factory.mktemp("set") / "events", "shop.example", "store.example"
+        scenarios.EVENTS_DIR, tmp_path_factory.mktemp("set") / "events", "shop.example", "store.example"
     )
     assert not (directory / "zones" / "shop.example.zone").exists()
     chosen = scenarios.load_scenarios(directory, sorted(spec.environment))
@@ -81,7 +81,7 @@ def test_built_layer_is_the_arm64_artifact(local: local_lambda.LocalLambda) -> N
 
 def test_every_event_decides_in_a_warm_container(local: local_lambda.LocalLambda) -> None:
     names = local.scenarios.events
-    assert len(names) == len(sam_local.event_files()) and "ipv6-dkim-only.json" in names
+    assert len(names) == len(scenarios.event_files()) and "ipv6-dkim-only.json" in names
     for index, name in enumerate(names):
         want = local.scenarios.expected[name]
         result = local.invoke(local_lambda.GATE, name, local.scenarios.event(name))

@@ -37,8 +37,8 @@ import pytest
 
 from devstack import page, world
 from devstack.json_lines import json_records
+from devstack.moto_stack import MotoStack
 from devstack.postfix import PostfixInstance, send
-from devstack.sam_local import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +147,7 @@ class UnitProcess:
 
 
 class Stack:
-    def __init__(self, venv: Path, local: LocalStack, postfix: PostfixInstance) -> None:
+    def __init__(self, venv: Path, local: MotoStack, postfix: PostfixInstance) -> None:
         self.local = local
         self.postfix = postfix
         self.swap = {"/opt/ipv6gate": str(venv), "/var/spool/postfix": str(postfix.queue_directory)}
@@ -181,7 +181,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(venv: Path, keys: world.Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     zones = world.write_zone_dir(tmp_path_factory.mktemp("zones"), keys)
-    local = LocalStack(zones)
+    local = MotoStack(zones)
     local.names |= {"TenantsTable": ENV_FILE["TENANTS_TABLE"], "TraceTable": ENV_FILE["TRACE_TABLE"]}
     with (
         local,

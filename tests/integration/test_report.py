@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from devstack import world
-from devstack.sam_local import LocalStack
+from devstack.moto_stack import MotoStack
 from ipv6gate.aws.trace import DAYS, DynamoTraceStore
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import DnsResolver
@@ -62,13 +62,13 @@ LEGACY_HOURS = 24 * 5  # the old-format item: a day with no domain-per-day entry
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack() as running:
+def stack() -> Iterator[MotoStack]:
+    with MotoStack() as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def written(stack: LocalStack, keys: world.Keys) -> dict[str, Decision]:
+def written(stack: MotoStack, keys: world.Keys) -> dict[str, Decision]:
     """Every decision of MAIL through the Gate and the trace adapter, plus one item in the old summary format."""
     stack.put_items(
         stack.names["TenantsTable"],
@@ -94,7 +94,7 @@ def written(stack: LocalStack, keys: world.Keys) -> dict[str, Decision]:
     return decisions
 
 
-def _milter_decision(stack: LocalStack, backend: Any) -> Decision:
+def _milter_decision(stack: MotoStack, backend: Any) -> Decision:
     """The milter refuses STRANGER's recipient at RCPT; its decision goes through its own trace adapter."""
     trace = DynamoTraceStore(stack.client("dynamodb"), stack.names["TraceTable"], ttl_days=30)
     smtp = assemble_smtp_gate(
@@ -116,7 +116,7 @@ def _milter_decision(stack: LocalStack, backend: Any) -> Decision:
     return decision
 
 
-def _write_old_format_item(stack: LocalStack) -> None:
+def _write_old_format_item(stack: MotoStack) -> None:
     """An index item as the trace wrote it before summaries carried recipients and checks."""
     at = (NOW - timedelta(hours=LEGACY_HOURS)).isoformat(timespec="milliseconds")
     summary: dict[str, Any] = {
@@ -130,7 +130,7 @@ def _write_old_format_item(stack: LocalStack) -> None:
     stack.put_items(stack.names["TraceTable"], [item | {"at": f"{at}#w-legacy", "summary": json.dumps(summary)}])
 
 
-def env_of(stack: LocalStack, **extra: str) -> dict[str, str]:
+def env_of(stack: MotoStack, **extra: str) -> dict[str, str]:
     names = {"TRACE_TABLE": stack.names["TraceTable"], "TENANTS_TABLE": stack.names["TenantsTable"]}
     return {**os.environ, **stack.overrides(), **names, **extra}
 
@@ -139,14 +139,14 @@ def report(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CLI, "report", *args], check=False, env=env, capture_output=True, text=True, timeout=60)
 
 
-def report_json(stack: LocalStack, *args: str) -> dict[str, Any]:
+def report_json(stack: MotoStack, *args: str) -> dict[str, Any]:
     out = report(env_of(stack), "--format", "json", *args)
     assert out.returncode == 0, out.stderr
     data: dict[str, Any] = json.loads(out.stdout)
     return data
 
 
-def test_every_tenant_with_the_numbers_written(stack: LocalStack, written: dict[str, Decision]) -> None:
+def test_every_tenant_with_the_numbers_written(stack: MotoStack, written: dict[str, Decision]) -> None:
     data = report_json(stack)
     by_domain = {d["domain"]: d for d in data["domains"]}
     assert list(by_domain) == ["optout.test", "tenant.test", "watch.test", STRANGER]
@@ -175,7 +175,7 @@ def test_every_tenant_with_the_numbers_written(stack: LocalStack, written: dict[
 
 
 def test_a_refused_domain_that_is_not_a_tenant_is_listed_and_flagged(
-    stack: LocalStack, written: dict[str, Decision]
+    stack: MotoStack, written: dict[str, Decision]
 ) -> None:
     data = report_json(stack)
     [stranger] = [d for d in data["domains"] if d["domain"] == STRANGER]
@@ -206,7 +206,7 @@ def test_a_refused_domain_that_is_not_a_tenant_is_listed_and_flagged(
     }
 
 
-def test_the_domain_list_is_queries_only(stack: LocalStack, written: dict[str, Decision]) -> None:
+def test_the_domain_list_is_queries_only(stack: MotoStack, written: dict[str, Decision]) -> None:
     client = stack.client("dynamodb")
     operations: list[str] = []
 
@@ -222,7 +222,7 @@ def test_the_domain_list_is_queries_only(stack: LocalStack, written: dict[str, D
     assert set(operations) == {"query"} and len(operations) == 1 + 4  # the day partition, then each domain
 
 
-def test_what_enforcing_would_stop(stack: LocalStack, written: dict[str, Decision]) -> None:
+def test_what_enforcing_would_stop(stack: MotoStack, written: dict[str, Decision]) -> None:
     [watch] = report_json(stack, "--domain", "Watch.Test.")["domains"]
     assert watch["top_sources"] == [
         {"reply": "4.7.25", "ip": world.NO_PTR_IP, "messages": 3, "example": "w-noptr-1"},
@@ -242,12 +242,12 @@ def test_what_enforcing_would_stop(stack: LocalStack, written: dict[str, Decisio
     ]
 
 
-def test_days_widen_the_window(stack: LocalStack, written: dict[str, Decision]) -> None:
+def test_days_widen_the_window(stack: MotoStack, written: dict[str, Decision]) -> None:
     [watch] = report_json(stack, "--domain", "watch.test", "--days", "30")["domains"]
     assert watch["would_reject"]["4.7.25"] == 5 and watch["messages"] == 9
 
 
-def test_limit_on_items_read_is_stated(stack: LocalStack, written: dict[str, Decision]) -> None:
+def test_limit_on_items_read_is_stated(stack: MotoStack, written: dict[str, Decision]) -> None:
     data = report_json(stack, "--limit", "5")
     assert data["limit_reached"] is True and data["items_read"] == 5
     watch = data["domains"][2]
@@ -257,7 +257,7 @@ def test_limit_on_items_read_is_stated(stack: LocalStack, written: dict[str, Dec
     assert "note: limit of 2 items reached" in text and "not read: watch.test" in text
 
 
-def test_pages_of_two_give_the_same_report(stack: LocalStack, written: dict[str, Decision]) -> None:
+def test_pages_of_two_give_the_same_report(stack: MotoStack, written: dict[str, Decision]) -> None:
     client = stack.client("dynamodb")
     calls: list[dict[str, Any]] = []
 
@@ -288,7 +288,7 @@ def test_pages_of_two_give_the_same_report(stack: LocalStack, written: dict[str,
     assert paged["domains"] == whole["domains"]
 
 
-def test_text_and_csv(stack: LocalStack, written: dict[str, Decision]) -> None:
+def test_text_and_csv(stack: MotoStack, written: dict[str, Decision]) -> None:
     text = report(env_of(stack)).stdout
     print(text)  # the README's sample comes from this run (pytest -s)
     assert "DOMAIN" in text and "4.7.25/4.7.26/5.2.1" in text
@@ -312,7 +312,7 @@ def test_text_and_csv(stack: LocalStack, written: dict[str, Decision]) -> None:
     assert refused["count"] == "2"
 
 
-def test_the_readme_commands(stack: LocalStack, written: dict[str, Decision]) -> None:
+def test_the_readme_commands(stack: MotoStack, written: dict[str, Decision]) -> None:
     """README "From monitor to enforce", step 2's block as written (example.com: the domain nobody named)."""
     section = README.read_text(encoding="utf-8").split("## From monitor to enforce", 1)[1]
     [block] = [b for b in re.findall(r"```sh\n(.*?)```", section, re.S) if "ipv6gate report" in b]
@@ -349,7 +349,7 @@ def test_the_readme_commands(stack: LocalStack, written: dict[str, Decision]) ->
     ],
 )
 def test_bad_input_is_one_line(
-    stack: LocalStack, args: tuple[str, ...], extra: dict[str, str], code: int, message: str
+    stack: MotoStack, args: tuple[str, ...], extra: dict[str, str], code: int, message: str
 ) -> None:
     out = report(env_of(stack, **extra), *args)
     assert (out.returncode, out.stdout) == (code, "")

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from devstack import sam_local, sam_template
+from devstack import sam_template
+from devstack.scenarios import EVENTS_DIR
 
 pytestmark = pytest.mark.integration
 
 REPO = sam_template.REPO
-EVENTS = sam_local.EVENTS_DIR
+EVENTS = EVENTS_DIR
 PICKED = ("ipv6-no-ptr.json", "ipv6-spf-pass.json")
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from devstack import world
 from devstack.moto_server import MotoServer, aws_env
+from devstack.moto_stack import create_template_table
 from ipv6gate.aws.trace import DynamoTraceStore
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.mail.event import parse_event
@@ -29,22 +30,7 @@ T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 def stack(moto: MotoServer) -> tuple[dict[str, str], Any]:
     env = {**os.environ, **aws_env(moto.endpoint_url), "TRACE_TABLE": TABLE}
     client = moto.client("dynamodb")
-    client.create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "lookup", "at")],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "lookup",
-                "Projection": {"ProjectionType": "ALL"},
-                "KeySchema": [
-                    {"AttributeName": "lookup", "KeyType": "HASH"},
-                    {"AttributeName": "at", "KeyType": "RANGE"},
-                ],
-            }
-        ],
-    )
+    create_template_table(client, "TraceTable", TABLE)
     return env, client
 
 

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from devstack import sam_local
+from devstack import scenarios
 from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.iprev import check_iprev
 from ipv6gate.checks.spf import check_spf
@@ -20,10 +20,10 @@ from ipv6gate.ports.memory import InMemoryMessages
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import assemble_gate, build_dns
 
-EVENTS = sam_local.event_files()
-SETTINGS = Settings.from_env({"AWS_REGION": "eu-west-1", "DNS_ZONE_DIR": str(sam_local.EVENTS_DIR / "zones")})
-TENANTS = FileTenants.from_json_file(sam_local.EVENTS_DIR / "tenants.json")
-MESSAGES = InMemoryMessages(sam_local.stored_messages())
+EVENTS = scenarios.event_files()
+SETTINGS = Settings.from_env({"AWS_REGION": "eu-west-1", "DNS_ZONE_DIR": str(scenarios.EVENTS_DIR / "zones")})
+TENANTS = FileTenants.from_json_file(scenarios.EVENTS_DIR / "tenants.json")
+MESSAGES = InMemoryMessages(scenarios.stored_messages())
 
 
 def sequential(mail: Mail) -> tuple[str, list[tuple[str, str | None]]]:
@@ -60,7 +60,7 @@ def sequential(mail: Mail) -> tuple[str, list[tuple[str, str | None]]]:
 @pytest.mark.parametrize("name", EVENTS)
 @pytest.mark.parametrize("complete", [False, True], ids=["early-exit", "all-checks"])
 def test_same_decision_as_sequential(name: str, complete: bool) -> None:
-    mail = parse_event(sam_local.load_event(name))
+    mail = parse_event(scenarios.load_event(name))
     gate = assemble_gate(SETTINGS, build_dns(SETTINGS), TENANTS, MESSAGES, complete_checks=complete)
     for _ in range(3):  # the order in which the threads finish varies; the decision must not
         d = gate.evaluate(mail)

@@ -6,6 +6,7 @@ import hashlib
 import io
 import random
 import re
+from collections.abc import Iterable
 
 import dkim
 import dns.name
@@ -18,7 +19,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 from devstack import world
 from ipv6gate.aws.s3 import S3MessageStore
 from ipv6gate.checks.dkim import check_dkim, check_dkim_stream
-from ipv6gate.checks.dkim_body import CHUNK_SIZE, BodyKey, body_digests
+from ipv6gate.checks.dkim_body import CHUNK_SIZE, BodyKey, ByteStream, Reader, hash_body
 from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
 from ipv6gate.dns.zones import ZoneBackend
@@ -28,6 +29,13 @@ from ipv6gate.ports.memory import InMemoryMessages
 TINY_CHUNKS = (1, 2, 3, 7)
 CANONICALIZATIONS = [(h, b) for h in (b"simple", b"relaxed") for b in (b"simple", b"relaxed")]
 BODY_CANONS = ("simple", "relaxed")
+
+
+def body_digests(
+    stream: ByteStream, wanted: Iterable[BodyKey], *, chunk_size: int = CHUNK_SIZE
+) -> dict[BodyKey, bytes | None]:
+    """The body hashes as the verifier computes them, for a stream at the body's start."""
+    return hash_body(Reader(stream, chunk_size), b"", set(wanted))
 
 
 class RecordingStream:

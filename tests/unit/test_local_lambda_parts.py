@@ -12,7 +12,7 @@ from pathlib import Path
 import dns.zone
 import pytest
 
-from devstack import lambda_image, local_lambda, sam_cli, scenarios, start_lambda
+from devstack import lambda_image, local_lambda, scenarios, start_lambda
 from devstack.docker_engine import EngineError
 
 REPORT = (
@@ -106,23 +106,6 @@ def test_base_image_environment_matches_the_runtime() -> None:
     ]
     assert 'python3.13 -m awslambdaric "$_HANDLER"' in str(lambda_image.RECIPE["bootstrap"])
     assert any(w.startswith("boto3==") for w in lambda_image.RECIPE["sdk_wheels"])
-
-
-def test_host_network_options_keep_the_emulator_on_sams_port() -> None:
-    created = {
-        "ports": {"8080": ("127.0.0.1", 5123)},
-        "entrypoint": ["/var/rapid/aws-lambda-rie", "--log-level", "error"],
-        "environment": {"A": "1"},
-    }
-    options = sam_cli.host_network_options(created)
-    assert options["network_mode"] == "host" and "ports" not in options
-    rie = options["entrypoint"]
-    assert rie[:3] == created["entrypoint"]
-    assert rie[rie.index("--runtime-interface-emulator-address") + 1] == "127.0.0.1:5123"
-    assert rie[rie.index("--runtime-api-address") + 1].startswith("127.0.0.1:")
-    assert options["environment"] == {"A": "1"}
-    with pytest.raises(RuntimeError, match="unsupported SAM CLI"):
-        sam_cli.host_network_options({"entrypoint": ["/other"], "ports": {"8080": ("127.0.0.1", 1)}})
 
 
 def test_bouncer_cases_are_judged_on_failures_logs_and_metrics() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ipv6gate.aws.items import plain, wire
 from ipv6gate.decision.tenants import Mode, Tenant, tenant_from_plain
 from ipv6gate.ports import TenantLookupError
 
@@ -32,7 +33,7 @@ class DynamoTenantDirectory:
         malformed: dict[str, str] = {}  # domain -> why its item cannot be used
         try:
             for start in range(0, len(wanted), _BATCH):
-                keys = [{"domain": {"S": d}} for d in wanted[start : start + _BATCH]]
+                keys = [wire({"domain": d}) for d in wanted[start : start + _BATCH]]
                 request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": False}}
                 for _ in range(_MAX_ROUNDS):
                     response = self._client.batch_get_item(RequestItems=request)
@@ -40,7 +41,7 @@ class DynamoTenantDirectory:
                         try:
                             tenant = tenant_from_item(item)
                         except ValueError as exc:
-                            malformed[str(item.get("domain", {}).get("S", "?"))] = str(exc)
+                            malformed[str(plain(item).get("domain", "?"))] = str(exc)
                             continue
                         found[tenant.domain] = tenant
                     request = response.get("UnprocessedKeys") or {}
@@ -64,7 +65,7 @@ class DynamoTenantDirectory:
 
 def tenant_from_item(item: Mapping[str, Mapping[str, Any]]) -> Tenant:
     """A tenant from a DynamoDB item in the wire format (``{"domain": {"S": ...}}``)."""
-    return tenant_from_plain(_plain(item))
+    return tenant_from_plain(plain(item))
 
 
 class TenantAdmin:
@@ -83,19 +84,19 @@ class TenantAdmin:
         return self._update(
             domain,
             "SET ipv6_inbound = :on, #mode = :mode",
-            {":on": {"BOOL": True}, ":mode": {"S": mode.value}},
+            {":on": True, ":mode": mode.value},
             by=by,
             now=now,
         )
 
     def disable(self, domain: str, *, by: str, now: str) -> dict[str, Any]:
-        return self._update(domain, "SET ipv6_inbound = :off", {":off": {"BOOL": False}}, by=by, now=now)
+        return self._update(domain, "SET ipv6_inbound = :off", {":off": False}, by=by, now=now)
 
     def add_partner(self, domain: str, prefix: str, *, by: str, now: str) -> dict[str, Any]:
-        return self._update(domain, "ADD partner_prefixes :p", {":p": {"SS": [prefix]}}, by=by, now=now)
+        return self._update(domain, "ADD partner_prefixes :p", {":p": {prefix}}, by=by, now=now)
 
     def remove_partner(self, domain: str, prefix: str, *, by: str, now: str) -> dict[str, Any]:
-        return self._update(domain, "DELETE partner_prefixes :p", {":p": {"SS": [prefix]}}, by=by, now=now)
+        return self._update(domain, "DELETE partner_prefixes :p", {":p": {prefix}}, by=by, now=now)
 
     def seed(self, domain: str, *, mode: Mode, by: str, now: str) -> bool:
         """Create the domain's item (opted in, in ``mode``) unless it has one; ``True`` if created.
@@ -103,13 +104,7 @@ class TenantAdmin:
         A conditional put: an existing item, whatever it says (off, enforce, partners), is never
         touched, so an operator's choice always wins over a deploy's default.
         """
-        item = {
-            "domain": {"S": domain},
-            "ipv6_inbound": {"BOOL": True},
-            "mode": {"S": mode.value},
-            "updated_at": {"S": now},
-            "updated_by": {"S": by},
-        }
+        item = wire({"domain": domain, "ipv6_inbound": True, "mode": mode.value, "updated_at": now, "updated_by": by})
         try:
             self._call(
                 "put_item",
@@ -126,43 +121,43 @@ class TenantAdmin:
         try:
             old = self._call(
                 "delete_item",
-                Key={"domain": {"S": domain}},
+                Key=wire({"domain": domain}),
                 ConditionExpression="attribute_exists(#d)",
                 ExpressionAttributeNames={"#d": "domain"},
                 ReturnValues="ALL_OLD",
             )
         except _ConditionFailed:
             return None
-        return _plain(old["Attributes"])
+        return plain(old["Attributes"])
 
     def get(self, domain: str) -> dict[str, Any] | None:
-        item = self._call("get_item", Key={"domain": {"S": domain}}, ConsistentRead=True).get("Item")
-        return _plain(item) if item else None
+        item = self._call("get_item", Key=wire({"domain": domain}), ConsistentRead=True).get("Item")
+        return plain(item) if item else None
 
     def scan(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {}
         while True:
             page = self._call("scan", **kwargs)
-            items.extend(_plain(i) for i in page.get("Items", []))
+            items.extend(plain(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return sorted(items, key=lambda i: str(i.get("domain")))
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _update(self, domain: str, expression: str, values: dict[str, Any], *, by: str, now: str) -> dict[str, Any]:
+    def _update(self, domain: str, expression: str, values: Mapping[str, Any], *, by: str, now: str) -> dict[str, Any]:
         # Split "SET a = :x" / "ADD ..." / "DELETE ..." and append the audit stamp to the SET part.
         stamp = "updated_at = :now, updated_by = :by"
         expression = f"{expression}, {stamp}" if expression.startswith("SET") else f"SET {stamp} {expression}"
         names = {"#mode": "mode"} if "#mode" in expression else None
         kwargs: dict[str, Any] = {
-            "Key": {"domain": {"S": domain}},
+            "Key": wire({"domain": domain}),
             "UpdateExpression": expression,
-            "ExpressionAttributeValues": {**values, ":now": {"S": now}, ":by": {"S": by}},
+            "ExpressionAttributeValues": wire({**values, ":now": now, ":by": by}),
             "ReturnValues": "ALL_NEW",
         }
         if names:
             kwargs["ExpressionAttributeNames"] = names
-        return _plain(self._call("update_item", **kwargs)["Attributes"])
+        return plain(self._call("update_item", **kwargs)["Attributes"])
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -183,19 +178,6 @@ class TenantAdmin:
 
 class _ConditionFailed(Exception):
     """A conditional write's condition did not hold (the caller says what that means)."""
-
-
-def _plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, typed in item.items():
-        ((kind, value),) = typed.items()
-        if kind == "NULL":  # {"NULL": true} is no value, never a true one
-            out[key] = None
-        elif kind == "L":  # a list of strings written by hand instead of a string set
-            out[key] = [next(iter(v.values())) for v in value]
-        else:
-            out[key] = sorted(value) if kind == "SS" else value
-    return out
 
 
 def _said(exc: Exception) -> str:

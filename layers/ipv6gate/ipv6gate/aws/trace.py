@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ipv6gate.aws.items import plain, wire
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.evaluation.summary import base_summary, outcomes_by_domain, utc_day
 from ipv6gate.mail.source import client_address
@@ -71,14 +72,14 @@ class DynamoTraceStore:
 
         It changes nothing and needs only what recording needs (BatchWriteItem).
         """
-        delete = {"DeleteRequest": {"Key": {"pk": {"S": "probe#ipv6gate-start"}, "sk": {"S": "probe"}}}}
+        delete = {"DeleteRequest": {"Key": wire({"pk": "probe#ipv6gate-start", "sk": "probe"})}}
         self._call("batch_write_item", RequestItems={self._table: [delete]})
 
     def get(self, message_id: str) -> dict[str, Any] | None:
         item = self._call(
-            "get_item", TableName=self._table, Key={"pk": {"S": f"msg#{message_id}"}, "sk": {"S": "decision"}}
+            "get_item", TableName=self._table, Key=wire({"pk": f"msg#{message_id}", "sk": "decision"})
         ).get("Item")
-        return json.loads(item["record"]["S"]) if item else None
+        return json.loads(plain(item)["record"]) if item else None
 
     def recent(self, kind: str, value: str, limit: int = 20) -> list[dict[str, Any]]:
         """Newest first: ``kind`` is ip, sender or domain; ``value`` in the canonical form."""
@@ -90,28 +91,28 @@ class DynamoTraceStore:
             ScanIndexForward=False,
             KeyConditionExpression="#l = :l",
             ExpressionAttributeNames={"#l": "lookup"},
-            ExpressionAttributeValues={":l": {"S": f"{kind}#{value}"}},
+            ExpressionAttributeValues=wire({":l": f"{kind}#{value}"}),
         )
-        return [json.loads(item["summary"]["S"]) for item in response.get("Items", [])]
+        return [json.loads(plain(item)["summary"]) for item in response.get("Items", [])]
 
     def domain_window(
         self, domain: str, since: datetime, until: datetime, limit: int, page_size: int = 1000
     ) -> tuple[list[dict[str, Any]], bool]:
         """A domain's summaries in [since, until], newest first; Query pages until the window or ``limit`` ends."""
         # ``at`` is "<decided_at>#<message id>": '$' sorts after '#', so every item decided at ``until`` is in.
-        bounds = {":from": {"S": _at(since)}, ":to": {"S": _at(until) + "$"}}
+        bounds = {":from": _at(since), ":to": _at(until) + "$"}
         query: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": INDEX,
             "ScanIndexForward": False,
             "KeyConditionExpression": "#l = :l AND #at BETWEEN :from AND :to",
             "ExpressionAttributeNames": {"#l": "lookup", "#at": "at"},
-            "ExpressionAttributeValues": {":l": {"S": f"domain#{domain}"}, **bounds},
+            "ExpressionAttributeValues": wire({":l": f"domain#{domain}", **bounds}),
         }
         summaries: list[dict[str, Any]] = []
         while len(summaries) < limit:
             page = self._call("query", Limit=min(page_size, limit - len(summaries)), **query)
-            summaries.extend(json.loads(item["summary"]["S"]) for item in page.get("Items", []))
+            summaries.extend(json.loads(plain(item)["summary"]) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return summaries, True
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -122,12 +123,12 @@ class DynamoTraceStore:
     ) -> tuple[dict[str, set[str]], bool]:
         """Each domain the gate decided for on the UTC days of [since, until], with those days; one Query of
         the domain-per-day partition, paged, at most ``limit`` items; the flag is False when that cut it."""
-        bounds = {":from": {"S": f"{utc_day(since)}#"}, ":to": {"S": f"{utc_day(until)}$"}}  # '$' after '#'
+        bounds = {":from": f"{utc_day(since)}#", ":to": f"{utc_day(until)}$"}  # '$' after '#'
         query: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "#pk = :pk AND #sk BETWEEN :from AND :to",
             "ExpressionAttributeNames": {"#pk": "pk", "#sk": "sk"},  # names, never reserved words
-            "ExpressionAttributeValues": {":pk": {"S": DAYS}, **bounds},
+            "ExpressionAttributeValues": wire({":pk": DAYS, **bounds}),
             "ProjectionExpression": "#sk",
         }
         found: dict[str, set[str]] = {}
@@ -135,7 +136,7 @@ class DynamoTraceStore:
         while read < limit:
             page = self._call("query", Limit=min(page_size, limit - read), **query)
             for item in page.get("Items", []):
-                day, _, domain = item["sk"]["S"].partition("#")
+                day, _, domain = str(plain(item)["sk"]).partition("#")
                 found.setdefault(domain, set()).add(day)
                 read += 1
             if "LastEvaluatedKey" not in page:
@@ -159,10 +160,10 @@ class DynamoTraceStore:
 def decision_items(decision: Decision, decided_at: datetime, ttl: timedelta) -> Iterator[dict[str, Any]]:
     """The decision's own item and its index items (by client IP, sender, each recipient domain)."""
     at = _at(decided_at)
-    expires = str(int((decided_at + ttl).timestamp()))
-    pk = {"S": f"msg#{decision.message_id}"}
+    expires = int((decided_at + ttl).timestamp())
+    pk = f"msg#{decision.message_id}"
     record = decision.to_dict() | {"decided_at": at}
-    yield {"pk": pk, "sk": {"S": "decision"}, "record": {"S": json.dumps(record)}, "expires_at": {"N": expires}}
+    yield wire({"pk": pk, "sk": "decision", "record": json.dumps(record), "expires_at": expires})
     summary = base_summary(decision, at)
     by_domain = outcomes_by_domain(decision)
     keys: list[tuple[str, str, dict[str, Any]]] = []
@@ -174,23 +175,25 @@ def decision_items(decision: Decision, decided_at: datetime, ttl: timedelta) -> 
         (f"ix#domain#{d}", f"domain#{d}", summary | {"recipients": by_domain.get(d, [])}) for d in decision.domains
     )
     for sk, lookup, content in keys:
-        yield {
-            "pk": pk,
-            "sk": {"S": sk},
-            "lookup": {"S": lookup},
-            "at": {"S": f"{at}#{decision.message_id}"},
-            "summary": {"S": json.dumps(content)},
-            "expires_at": {"N": expires},
-        }
+        yield wire(
+            {
+                "pk": pk,
+                "sk": sk,
+                "lookup": lookup,
+                "at": f"{at}#{decision.message_id}",
+                "summary": json.dumps(content),
+                "expires_at": expires,
+            }
+        )
 
 
 def day_items(day: str, domains: list[str], ttl: timedelta) -> Iterator[dict[str, Any]]:
     """The domain-per-day items ``ipv6gate report`` lists the day's domains from."""
     # Expires with the last decision it lists: the day's end plus the trace's TTL.
     day_end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
-    expires = str(int((day_end + ttl).timestamp()))
+    expires = int((day_end + ttl).timestamp())
     for domain in domains:
-        yield {"pk": {"S": DAYS}, "sk": {"S": f"{day}#{domain}"}, "expires_at": {"N": expires}}
+        yield wire({"pk": DAYS, "sk": f"{day}#{domain}", "expires_at": expires})
 
 
 def _at(moment: datetime) -> str:

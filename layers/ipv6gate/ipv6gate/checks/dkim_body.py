@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from typing import Protocol
 
 CHUNK_SIZE = 64 * 1024
@@ -42,13 +41,6 @@ class ByteStream(Protocol):
 
 class Unreadable(Exception):
     pass
-
-
-def body_digests(
-    stream: ByteStream, wanted: Iterable[BodyKey], *, chunk_size: int = CHUNK_SIZE
-) -> dict[BodyKey, bytes | None]:
-    """The canonical body hashes of a body read from ``stream`` (positioned at the body's start)."""
-    return hash_body(Reader(stream, chunk_size), b"", set(wanted))
 
 
 class Reader:
