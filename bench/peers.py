@@ -93,6 +93,15 @@ def _session(port: int, sc: Scenario, message: bytes) -> tuple[str, float]:
         return _reply(code, text), (time.perf_counter() - t_eod) * 1000
 
 
+def _guarded_session(port: int, sc: Scenario, message: bytes) -> tuple[str, float]:
+    """``_session``, a refused or broken one counted as its error (a load run reports it, never stops for it)."""
+    try:
+        return _session(port, sc, message)
+    except (OSError, smtplib.SMTPException) as exc:
+        code = getattr(exc, "smtp_code", None)
+        return (f"error {code}" if code else f"error {exc.__class__.__name__}"), 0.0
+
+
 def _reply(code: int, text: bytes) -> str:
     if code < 400:
         return str(code)
@@ -168,7 +177,7 @@ def _throughput(
     cpu_before = _tree_cpu(pids())
     started = time.perf_counter()
     with cf.ThreadPoolExecutor(max_workers=concurrency) as clients:
-        done = list(clients.map(lambda sc: (sc.name, *_session(port, sc, messages[sc.name])), jobs))
+        done = list(clients.map(lambda sc: (sc.name, *_guarded_session(port, sc, messages[sc.name])), jobs))
     elapsed = time.perf_counter() - started
     cpu = _tree_cpu(pids()) - cpu_before
     replies = [(name, reply) for name, reply, _ in done]
