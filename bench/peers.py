@@ -20,6 +20,7 @@ import argparse
 import concurrent.futures as cf
 import json
 import os
+import signal
 import smtplib
 import socket
 import subprocess
@@ -257,9 +258,22 @@ def measure_peers(
     args += [a for c, n in runs for a in ("--run", f"{c}x{n}")]
     command = isolated([sys.executable, "-m", "bench.peers", *args], [sc.ip for sc in SCENARIOS], workdir)
     env = {**os.environ, "PYTHONPATH": f"{root / 'layers' / 'ipv6gate'}:{root}"}
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0 or not out.exists():
-        raise RuntimeError(f"bench.peers failed ({done.returncode}): {(done.stderr or done.stdout)[-1500:]}")
+    log = workdir / "peers.log"
+    with log.open("wb") as sink:
+        child = subprocess.Popen(command, cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            code = child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # SIGTERM first: the child then stops what it started (Postfix's master daemonizes and
+            # would outlive a killed child); SIGKILL only if it does not end.
+            child.terminate()
+            try:
+                code = child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                code = child.wait()
+    if code != 0 or not out.exists():
+        raise RuntimeError(f"bench.peers failed ({code}): {log.read_text(errors='replace')[-1500:]}")
     return summarize_peers(json.loads(out.read_text(encoding="utf-8")))
 
 
@@ -299,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     runs = [(int(c), int(n)) for c, n in (r.split("x") for r in args.run)]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # unwind: every server started here is stopped
     run_inside(args.delay_ms, args.iterations, runs, args.out)
     return 0
 
