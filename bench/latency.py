@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import ipaddress
+import json
 import re
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -24,7 +27,7 @@ import dns.nameserver
 import dns.resolver
 
 from bench.scenarios import Scenario
-from bench.stats import Summary, summarize
+from bench.stats import Summary, percentile, summarize
 from bench.world import TENANT, Sender, event, message
 from devstack import world
 from devstack.dns_proxy import DelayingDnsProxy
@@ -49,6 +52,8 @@ class Case:
     message_id: str
     mail: Mail
     received: str  # SES's Received header, where every engine reads the client address from
+    event: dict[str, Any]  # the SES receipt event, as the handler gets it
+    deciding: frozenset[tuple[str, str]] = frozenset()  # the queries whose answers decide (Scenario)
 
 
 @dataclass
@@ -59,6 +64,9 @@ class EngineRun:
     decision_queries: list[int] = field(default_factory=list)  # the gate's own count (Decision.dns_queries)
     lead_ms: list[float] = field(default_factory=list)  # from the call to the first query reaching the proxy
     tail_ms: list[float] = field(default_factory=list)  # from the last answer (before returning) to the return
+    decided_ms: list[float] = field(default_factory=list)  # from the deciding answer to the return
+    held_ms: list[float] = field(default_factory=list)  # the deciding query at the proxy: received to answered
+    undecided: int = 0  # decisions that returned before the deciding answer was sent (or never got one)
     outcomes: Counter[str] = field(default_factory=Counter)
     skipped: str = ""  # why this engine has no numbers for the scenario
 
@@ -76,20 +84,38 @@ class EngineRun:
             "decision_queries_median": _median_int(self.decision_queries),
             "lead_ms_median": round(summarize(self.lead_ms).median, 3) if self.lead_ms else None,
             "tail_ms_median": round(summarize(self.tail_ms).median, 3) if self.tail_ms else None,
+            "lead_ms": _spread(self.lead_ms),
+            "decided_ms": _spread(self.decided_ms),
+            "held_ms": _spread(self.held_ms),
+            "undecided": self.undecided,
             "outcomes": dict(self.outcomes),
         }
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    """p50 and p99 (nearest rank) in ms."""
+    if not values:
+        return None
+    return {"n": len(values), "p50": round(summarize(values).median, 3), "p99": round(percentile(values, 99), 3)}
 
 
 def _median_int(values: list[int]) -> float | None:
     return summarize([float(v) for v in values]).median if values else None
 
 
-def make_case(sender: Sender, keys: world.Keys, message_id: str, *, size: int = 0) -> Case:
+def make_case(
+    sender: Sender,
+    keys: world.Keys,
+    message_id: str,
+    *,
+    size: int = 0,
+    deciding: frozenset[tuple[str, str]] = frozenset(),
+) -> Case:
     raw = message(sender, keys, size=size)
     ses = event(sender, raw, message_id)
     mail = parse_event(ses)
     received = next(v for n, v in mail.headers if n.lower() == "received")
-    return Case(sender, raw, message_id, mail, received)
+    return Case(sender, raw, message_id, mail, received, ses, deciding)
 
 
 def gate_settings(proxy: DelayingDnsProxy, *, cache_size: int) -> Settings:
@@ -110,11 +136,52 @@ def make_gate(settings: Settings, messages: InMemoryMessages) -> Gate:
     )
 
 
-def outcome_of(decision: Decision) -> str:
-    """``accept`` or the enhanced status code of the (first) recipient's reply."""
-    row = decision.to_dict()["recipients"][0]  # type: ignore[index]
+def outcome_of(decision: Decision | dict[str, Any]) -> str:
+    """``accept`` or the enhanced status code of the (first) recipient's reply (of a decision or its log form)."""
+    whole: dict[str, Any] = decision if isinstance(decision, dict) else decision.to_dict()
+    row = whole["recipients"][0]
     reply = row.get("reply")
     return "accept" if not reply else str(reply).split()[1]
+
+
+class Handler:
+    """The Lambda's handler body (``handle_ses_event``) around a gate, its log line kept in memory.
+
+    What the bench times is this call, as SES makes it: the event parsed, the tenants looked up, the
+    checks run, the decision logged and counted. The outcome is read back from the logged decision.
+    """
+
+    _shared: tuple[Any, Any, io.StringIO] | None = None  # Powertools keeps one logger per service name
+
+    def __init__(self, gate: Gate) -> None:
+        from aws_lambda_powertools import Logger, Metrics
+
+        from ipv6gate.entrypoints.telemetry import log_json
+
+        if Handler._shared is None:
+            stream = io.StringIO()
+            shared = Logger(service="ipv6gate-bench", stream=stream, json_serializer=log_json)
+            Handler._shared = (shared, Metrics(namespace="ipv6gate-bench"), stream)
+        self.gate = gate
+        self.logger: Logger = Handler._shared[0]
+        self.metrics: Metrics = Handler._shared[1]
+        self.stream = Handler._shared[2]
+
+    def __call__(self, raw_event: dict[str, Any]) -> None:
+        from aws_lambda_powertools.utilities.data_classes.ses_event import SESEvent
+
+        from ipv6gate.entrypoints.lambda_gate import handle_ses_event
+
+        handle_ses_event(SESEvent(raw_event), self.gate, self.logger, self.metrics)  # as @event_source passes it
+
+    def logged(self) -> dict[str, Any]:
+        """The decision of the last call, from its log line; empties the log and the metrics."""
+        lines = self.stream.getvalue().splitlines()
+        self.stream.seek(0)
+        self.stream.truncate()
+        self.metrics.clear_metrics()
+        decision: dict[str, Any] = json.loads(lines[-1])["decision"]
+        return decision
 
 
 # -- the plain libraries ----------------------------------------------------------------------------------
@@ -256,11 +323,19 @@ def probe_rtt(proxy: DelayingDnsProxy, count: int = 10) -> list[float]:
     return samples
 
 
-def _measure(proxy: DelayingDnsProxy, run: EngineRun, decide: Callable[[], tuple[str, int | None]]) -> None:
+def _measure(
+    proxy: DelayingDnsProxy,
+    run: EngineRun,
+    call: Callable[[], None],
+    result: Callable[[], tuple[str, int | None]],
+    deciding: frozenset[tuple[str, str]] = frozenset(),
+) -> None:
+    """Time ``call``; then ``result`` (outcome, own query count), untimed; the proxy's log gives lead and tail."""
     before = proxy.queries
     started = time.monotonic()
-    outcome, own_count = decide()
+    call()
     ended = time.monotonic()
+    outcome, own_count = result()
     elapsed = (ended - started) * 1000
     quiesce(proxy)
     mine = [r for r in list(proxy.log) if r.received >= started]
@@ -269,6 +344,18 @@ def _measure(proxy: DelayingDnsProxy, run: EngineRun, decide: Callable[[], tuple
         answers = [r.answered for r in mine if r.answered is not None and r.answered <= ended]
         if answers:
             run.tail_ms.append((ended - max(answers)) * 1000)
+    if deciding:
+        decisive = [r for r in mine if (r.qname, r.qtype) in deciding and r.answered is not None]
+        if len({(r.qname, r.qtype) for r in mine if (r.qname, r.qtype) in deciding}) == len(deciding) and decisive:
+            last = max(decisive, key=lambda r: r.answered or 0.0)
+            assert last.answered is not None
+            if last.answered <= ended:
+                run.decided_ms.append((ended - last.answered) * 1000)
+                run.held_ms.append((last.answered - last.received) * 1000)
+            else:  # returned before the verdict could be known: a bug or a fault, counted apart
+                run.undecided += 1
+        else:
+            run.undecided += 1
     run.samples_ms.append(elapsed)
     run.proxy_queries.append(proxy.queries - before)
     if own_count is not None:
@@ -285,17 +372,17 @@ def run_scenario(
     authheaders: ModuleType | str,
     baseline: bool = True,
 ) -> dict[str, EngineRun]:
-    cases = [make_case(scenario.sender(i), keys, f"{scenario.name}-{i}") for i in range(iterations + 1)]
+    senders = [scenario.sender(i) for i in range(iterations + 1)]
+    cases = [
+        make_case(s, keys, f"{scenario.name}-{i}", deciding=scenario.deciding_queries(s)) for i, s in enumerate(senders)
+    ]
     warmup, measured = cases[-1], cases[:-1]
     messages = InMemoryMessages({c.message_id: c.raw for c in cases})
-    gate = make_gate(gate_settings(proxy, cache_size=0), messages)
+    handler = Handler(make_gate(gate_settings(proxy, cache_size=0), messages))
 
-    def gate_decide(case: Case) -> Callable[[], tuple[str, int | None]]:
-        def go() -> tuple[str, int | None]:
-            decision = gate.evaluate(case.mail)
-            return outcome_of(decision), decision.dns_queries
-
-        return go
+    def handled() -> tuple[str, int | None]:
+        decision = handler.logged()
+        return outcome_of(decision), int(decision["dns_queries"])
 
     runs = {"gate": EngineRun("gate"), "baseline": EngineRun("baseline"), "authheaders": EngineRun("authheaders")}
     if not baseline:
@@ -307,7 +394,8 @@ def run_scenario(
     module = authheaders if isinstance(authheaders, ModuleType) else None
 
     # Warm-up (not counted): the gate's lazy imports, the libraries' first-call costs.
-    gate.evaluate(warmup.mail)
+    handler(warmup.event)
+    handler.logged()
     quiesce(proxy)
     with plain_dns(proxy):
         if baseline:
@@ -316,18 +404,19 @@ def run_scenario(
             authheaders_decide(module, warmup)
     quiesce(proxy)
 
-    def plain(decide: Callable[[Case], str], case: Case) -> Callable[[], tuple[str, int | None]]:
-        return lambda: (decide(case), None)
+    def plain(decide: Callable[[Case], str], case: Case) -> tuple[Callable[[], None], Callable[[], tuple[str, None]]]:
+        outcome: list[str] = []
+        return (lambda: outcome.append(decide(case))), (lambda: (outcome[0], None))
 
     def with_authheaders(case: Case) -> str:
         assert module is not None
         return authheaders_decide(module, case)
 
     for case in measured:
-        _measure(proxy, runs["gate"], gate_decide(case))
+        _measure(proxy, runs["gate"], partial(handler, case.event), handled, case.deciding)
         with plain_dns(proxy):
             if baseline:
-                _measure(proxy, runs["baseline"], plain(baseline_decide, case))
+                _measure(proxy, runs["baseline"], *plain(baseline_decide, case), case.deciding)
             if module is not None and not why_not:
-                _measure(proxy, runs["authheaders"], plain(with_authheaders, case))
+                _measure(proxy, runs["authheaders"], *plain(with_authheaders, case), case.deciding)
     return runs

@@ -13,6 +13,11 @@ A scenario says what each check needs from DNS and how it ends. From that alone 
 - ``sequential_path``: PTR, then SPF, then DKIM one after the other, stopping as soon as the verdict is
   certain: what the plain sequential baseline needs.
 
+- ``deciding_queries``: the queries whose answers the verdict waits for: the last query of each chain
+  the critical path counts. The *deciding answer* is the latest of their answers: after it the verdict
+  is determined (no PTR: the PTR's NXDOMAIN; spf-accept: the PTR and the include's TXT, whichever
+  came later; dkim-accept: the PTR and the key). The bench measures the return from there.
+
 Chains: iprev is the PTR query (1), plus the forward A/AAAA query in ``PTR_MODE=fcrdns`` (2). SPF is
 the sender's TXT record and then each nested ``include:`` TXT, one after the other (here 2). DKIM is
 one key TXT query per signature tried (here 1); an unsigned message needs no DNS (0).
@@ -20,9 +25,10 @@ one key TXT query per signature tried (here 1); an unsigned message needs no DNS
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
-from bench.world import Sender, sender_ip
+from bench.world import SELECTOR, Sender, sender_ip
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,21 @@ class Scenario:
         if passing:
             return max(ptr, min(passing))
         return max(ptr, self.spf_chain, self.dkim_chain)
+
+    def deciding_queries(self, sender: Sender, fcrdns: bool = False) -> frozenset[tuple[str, str]]:
+        """``(qname, qtype)`` of the queries whose answers decide (lower-case absolute names, as the proxy logs)."""
+        if not self.ipv6:
+            return frozenset()
+        ptr = (ipaddress.ip_address(sender.ip).reverse_pointer + ".", "PTR")
+        if not self.ptr_ok:
+            return frozenset({ptr})
+        ends = {"spf": (f"_spf.{sender.domain}.", "TXT"), "dkim": (f"{SELECTOR}._domainkey.{sender.domain}.", "TXT")}
+        chains = [("spf", self.spf_chain, self.spf_pass), ("dkim", self.dkim_chain, self.dkim_pass)]
+        chains = [c for c in chains if c[1] > 0]
+        passing = [c for c in chains if c[2]]
+        wanted = [min(passing, key=lambda c: c[1])] if passing else chains
+        ptr_end = (f"{sender.helo}.", "AAAA") if fcrdns else ptr
+        return frozenset({ptr_end, *(ends[name] for name, _length, _ok in wanted)})
 
     def all_checks_path(self, fcrdns: bool = False) -> int:
         if not self.ipv6:

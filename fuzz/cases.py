@@ -18,7 +18,7 @@ from typing import Any
 import dkim
 
 from devstack import ses, world
-from tests.property.zones import BOOM_IP
+from devstack.hostile_zones import BOOM_IP
 
 RECEIVER = world.RECEIVER
 # Trusted by every gate the soak runs (each gate's TRUSTED_RECEIVERS covers these).

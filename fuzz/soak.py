@@ -4,13 +4,13 @@
 
 Each event goes through the Lambda body exactly as in production (``parse_event`` -> ``Gate.evaluate``
 -> ``Gate.act`` -> Powertools Logger and Metrics), with the zone-file DNS of the test world plus
-hostile zones (``tests/property/zones.py``), in-memory tenants, messages, bounce queue and trace,
+hostile zones (``devstack/hostile_zones.py``), in-memory tenants, messages, bounce queue and trace,
 and a Logger writing to a null stream that insists on UTF-8 as Lambda's stdout does. Four gates with
 different settings share the load (defaults; fcrdns + TEMPERROR_ACTION=reject; tiny caps; a
 0.1 s decision budget with failing bounce queue and trace).
 
 Checked for every event: nothing escapes the handler; it returns ``{"disposition": ...}``; the
-decision is well formed (``tests/property/invariants.py``); the client address is the one SES
+decision is well formed (``devstack/invariants.py``); the client address is the one SES
 wrote; sender-written forgeries (lower Received headers, Authentication-Results, Received-SPF, ...)
 do not change the decision. Reported as findings (they fail only with ``--strict``): decisions that
 change with thread timing, temperrors the sender can cause at will, HELO values or PTR names
@@ -41,7 +41,8 @@ import dns.name
 import dns.rdatatype
 from aws_lambda_powertools import Logger, Metrics
 
-from devstack import world
+from devstack import hostile_zones as zones
+from devstack import invariants, world
 from fuzz.cases import LONG_DOMAIN, Case, CaseFactory, ses_event
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import Answer, Backend, DnsResolver
@@ -53,7 +54,6 @@ from ipv6gate.mail.event import EventError, Mail, parse_event
 from ipv6gate.ports.memory import InMemoryBounceQueue, InMemoryMessages, InMemoryTenants, InMemoryTrace
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import assemble_gate
-from tests.property import invariants, zones
 
 ROOT = Path(__file__).resolve().parent.parent
 

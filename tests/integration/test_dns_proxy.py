@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -259,3 +260,23 @@ def test_log_keeps_when_each_query_arrived_and_was_answered(proxy: DelayingDnsPr
     assert (dropped.qname, dropped.fate, dropped.answered) == ("gone.proxy.test.", "dropped", None)
     proxy.reset_counts()
     assert not proxy.log
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_TIMESTAMPNS is Linux's")
+def test_arrival_is_when_the_kernel_received_the_query_not_when_a_thread_got_to_it(
+    proxy: DelayingDnsProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bench's "first query after the call" must not include the proxy's own wait for a thread."""
+    late = 0.3
+    spawn = proxy._spawn
+
+    def slow_spawn(*args: object) -> bool:
+        time.sleep(late)  # the serving loop is busy: the query waits in the socket's buffer
+        return spawn(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(proxy, "_spawn", slow_spawn)
+    sent = time.monotonic()
+    ask(proxy, "www.proxy.test.")
+    [record] = list(proxy.log)
+    assert sent <= record.received < sent + late / 2
+    assert record.answered is not None and record.answered - record.received >= late + DELAY

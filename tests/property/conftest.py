@@ -17,6 +17,7 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 from hypothesis import HealthCheck, settings
 
+from devstack import hostile_zones as zones
 from devstack import world
 from ipv6gate.decision.tenants import Mode, Tenant
 from ipv6gate.dns import DnsResolver
@@ -24,7 +25,6 @@ from ipv6gate.evaluation.gate import Gate
 from ipv6gate.ports.memory import InMemoryMessages, InMemoryTenants
 from ipv6gate.settings import Settings
 from ipv6gate.wiring import assemble_gate
-from tests.property import zones
 
 settings.register_profile(
     "ci",

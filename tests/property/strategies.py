@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from devstack import ses, world
-from tests.property.zones import BOOM_IP
+from devstack.hostile_zones import BOOM_IP
 
 RECEIVER = world.RECEIVER
 TRUSTED = (RECEIVER,)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devstack import world
+from devstack import invariants, world
 from ipv6gate.aws.s3 import S3MessageStore
 from ipv6gate.checks.dkim import check_dkim
 from ipv6gate.checks.results import Result
@@ -23,7 +23,6 @@ from ipv6gate.evaluation import evaluator as gate_module
 from ipv6gate.mail.event import parse_event
 from ipv6gate.ports import MessageStoreError
 from ipv6gate.ports.memory import InMemoryMessages
-from tests.property import invariants
 from tests.property import strategies as s
 from tests.property.conftest import PropWorld
 

@@ -1,7 +1,7 @@
 """Gate.evaluate and handle_ses_event on generated events: always a well-formed decision.
 
-Zone-file DNS of the test world plus hostile zones (tests/property/zones.py), in-memory tenants and
-messages. What "well formed" means is in tests/property/invariants.py (shared with fuzz/soak.py).
+Zone-file DNS of the test world plus hostile zones (devstack/hostile_zones.py), in-memory tenants and
+messages. What "well formed" means is in devstack/invariants.py (shared with fuzz/soak.py).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devstack import invariants
 from ipv6gate.entrypoints.lambda_gate import handle_ses_event
 from ipv6gate.evaluation.gate import Gate
 from ipv6gate.evaluation.record import Decision
 from ipv6gate.mail.event import parse_event
-from tests.property import invariants
 from tests.property import strategies as s
 from tests.property.conftest import PropWorld
 

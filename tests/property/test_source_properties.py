@@ -139,3 +139,33 @@ def test_a_ptr_name_with_spaces_cannot_choose_the_checked_address(
 ) -> None:
     result = find_source([("Received", injected_header("rdns", " ", tag, forged, real))], TRUSTED, message_id="m")
     assert isinstance(result, Unknown) or result.ip == real
+
+
+_ID = st.text(alphabet="0123456789abcdefghijklmnopqrstuvwxyzABCDEF", min_size=1, max_size=12)
+
+
+@given(
+    message_id=_ID,
+    pieces=st.lists(
+        st.one_of(
+            _ID,
+            st.sampled_from(["[2001:db8::1]) by ", "[IPv6:2001:db8::2]) by ", "inbound-smtp.eu-west-1.amazonaws.com"]),
+            st.sampled_from([" with SMTP id ", " with ESMTP id ", " ", "\t", ";", "(", "[", "]"]),
+            s.any_text,
+        ),
+        max_size=14,
+    ),
+)
+@example(message_id="abc", pieces=["[1::1]) by h with S id abcd [2001:db8::1]) by h with S id ABC"])
+def test_the_anchored_match_is_the_search_for_the_id_itself(message_id: str, pieces: list[str]) -> None:
+    """The ID-anchored parse (one pattern, compiled once) finds what a pattern made for the ID would."""
+    import re
+
+    from ipv6gate.mail import source
+
+    text = "".join(pieces)
+    made = re.compile(source._ANCHOR.format(id=re.escape(message_id)), re.IGNORECASE)
+    expected = next(made.finditer(text, 0), None)
+    got = source._anchored(text, 0, message_id)
+    found = (got.span(), got.group("ip", "by")) if got else None
+    assert found == ((expected.span(), expected.group("ip", "by")) if expected else None)

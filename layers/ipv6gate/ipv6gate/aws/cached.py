@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from ipv6gate.decision.tenants import Tenant
-from ipv6gate.ports import TenantDirectory, TenantLookupError
+from ipv6gate.ports import TenantDirectory, TenantLookupError, answers_at_hand
 
 
 class CachedTenantDirectory:
@@ -31,6 +31,13 @@ class CachedTenantDirectory:
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, Tenant | None]] = OrderedDict()
         self._lock = threading.Lock()  # the milter's sessions share one cache across threads
+
+    def at_hand(self, domains: Iterable[str]) -> bool:
+        """Every domain has a fresh entry here, or the store behind answers at once (``ports.answers_at_hand``)."""
+        now = self._clock()
+        with self._lock:
+            missing = [d for d in domains if (entry := self._entries.get(d)) is None or entry[0] <= now]
+        return not missing or answers_at_hand(self._inner, missing)
 
     def get_many(self, domains: Iterable[str]) -> dict[str, Tenant]:
         now = self._clock()

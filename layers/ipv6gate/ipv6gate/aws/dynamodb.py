@@ -25,6 +25,10 @@ class DynamoTenantDirectory:
         """Raise ``TenantLookupError`` unless the table answers a read; the lookups' own IAM (BatchGetItem)."""
         self.get_many([PROBE_DOMAIN])
 
+    def at_hand(self, domains: Iterable[str]) -> bool:
+        """Never: every lookup is a request to the table (``ports.answers_at_hand``)."""
+        return False
+
     def get_many(self, domains: Iterable[str]) -> dict[str, Tenant]:
         from botocore.exceptions import BotoCoreError, ClientError
 

@@ -10,10 +10,12 @@ recording it afterwards only reports, as notes and faults, what could not be wri
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from ipv6gate.bounce.backscatter import BounceAction, BounceDecision, decide_bounce
 from ipv6gate.checks.iprev import check_iprev
@@ -31,10 +33,10 @@ from ipv6gate.decision.rule import (
 from ipv6gate.decision.tenants import Tenant
 from ipv6gate.dns import Deadline, DnsSession
 from ipv6gate.evaluation.record import Decision, bounce_request
-from ipv6gate.evaluation.runner import Check, CheckRunner, Running
+from ipv6gate.evaluation.runner import Check, CheckRunner, Running, run_here
 from ipv6gate.mail.domains import DomainError, recipient_domain
 from ipv6gate.mail.source import Source, Unknown
-from ipv6gate.ports import BounceQueue, BounceQueueError, TenantDirectory, TenantLookupError
+from ipv6gate.ports import BounceQueue, BounceQueueError, TenantDirectory, TenantLookupError, answers_at_hand
 from ipv6gate.settings import Settings
 
 #: Why a check has no result: it never started, or was cancelled, because no verdict depended on it.
@@ -94,10 +96,11 @@ class Evaluator:
             raise RuntimeError("this evaluator judges no recipients (it has no tenant directory)")
         return recipients_of(addresses, source, self.tenants, draft.notes, draft.faults)
 
-    def start_iprev(self, source: Source, deadline: Deadline | None = None) -> Running:
-        """The PTR check, as soon as the client is known."""
+    def start_iprev(self, source: Source, deadline: Deadline | None = None, *, here: bool = False) -> Running:
+        """The PTR check, as soon as the client is known (``here``: in the calling thread, returned finished)."""
         ip, mode = source.ip, self.settings.ptr_mode
-        return self.runner.start("iprev", lambda s: check_iprev(s, ip, mode), deadline or self.deadline())
+        run = partial(run_here, self.runner.dns) if here else self.runner.start
+        return run("iprev", lambda s: check_iprev(s, ip, mode), deadline or self.deadline())
 
     def start_spf(self, source: Source, mail_from: str, deadline: Deadline | None = None) -> Running:
         """SPF, as soon as the envelope sender is known."""
@@ -215,6 +218,15 @@ def recipients_of(
                 for a, d in domains.items()
             ]
     return [Recipient(a, d, tenants.get(d) if d else None) for a, d in domains.items()]
+
+
+def tenants_at_hand(directory: TenantDirectory | None, addresses: Sequence[str]) -> bool:
+    """Whether ``directory`` answers for these recipients' domains without asking a remote store."""
+    domains = set()
+    for address in addresses:
+        with contextlib.suppress(DomainError):  # such a recipient is ignored (``recipients_of``)
+            domains.add(recipient_domain(address))
+    return directory is None or answers_at_hand(directory, domains)
 
 
 def _carry_out(

@@ -13,6 +13,7 @@ collects them as the decision needs them (``collect``).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -62,12 +63,17 @@ class CheckRunner:
         *,
         max_workers: int = 6,
         readers: int = 0,
+        prestart: bool = False,
     ) -> None:
         self.dns = dns
         self.clock = clock
         # Lambda: room for a decision's checks plus stragglers of an earlier one that are winding
         # down. The milter sizes it for its concurrent sessions.
         self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ipv6gate-check")
+        if prestart:  # every thread now (a cold start), not in the first decisions: each task waits for all
+            everyone = threading.Barrier(max_workers, timeout=5.0)
+            for _ in range(max_workers):
+                self._pool.submit(_arrive, everyone)
         # The milter's DKIM checks read the body as the client sends it, which may take minutes: they
         # get readers of their own, never a pool thread that other sessions' PTR and SPF lookups
         # wait for. A reader is taken or refused at once (never queued: a queued reader would leave
@@ -165,6 +171,26 @@ class CheckRunner:
         """Stop checks whose results nobody will ask for (an aborted SMTP transaction)."""
         for r in running:
             r.session.cancel()
+
+
+def run_here(dns: DnsResolver, name: str, check: Check, deadline: Deadline) -> Running:
+    """``check`` run in the calling thread, returned finished (a crash kept for ``collect``, as on the pool).
+
+    For a check the caller would only wait for (no verdict can do without the SES door's PTR lookup):
+    its query goes out, and its answer is read, without a hand-off between threads.
+    """
+    session = dns.session(deadline)
+    future: cf.Future[CheckResult] = cf.Future()
+    try:
+        future.set_result(check(session))
+    except Exception as exc:  # collect() reports it as temperror, as a crash on the pool
+        future.set_exception(exc)
+    return Running(name, future, session, deadline)
+
+
+def _arrive(everyone: threading.Barrier) -> None:
+    with contextlib.suppress(threading.BrokenBarrierError):
+        everyone.wait()
 
 
 def until_cancelled(stream: ByteStream, session: DnsSession) -> _UntilCancelled:

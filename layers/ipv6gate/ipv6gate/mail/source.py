@@ -30,6 +30,10 @@ _ANCHOR = (
     r"\[(?:IPv6:)?(?P<ip>[0-9A-Fa-f:.]+)\]\)[ \t]+by[ \t]+(?P<by>[^ \t;]+)"
     r"[ \t]+with[ \t]+[^ \t]+[ \t]+id[ \t]+{id}(?![^ \t;])"
 )
+# The same with the ID as a group, compiled once: compiling the pattern for each message's ID cost
+# about 0.4 ms of every decision, before its first DNS query.
+_ANCHORED = re.compile(_ANCHOR.format(id=r"(?P<id>[^ \t;]+)"), re.IGNORECASE)
+_TOKEN_BREAKS = frozenset(" \t;")
 _HELO = re.compile(r"^from[ \t]+(?P<helo>[^ \t]+)", re.IGNORECASE)
 _FOLD = re.compile(r"\r?\n(?=[ \t])")  # RFC 5322 folding: a line break followed by white space
 _WSP = re.compile(r"[ \t]+")
@@ -71,8 +75,7 @@ def find_source(
     m: re.Match[str] | None = None
     helo = _HELO.match(text)
     if message_id and helo:
-        anchored = re.compile(_ANCHOR.format(id=re.escape(message_id)), re.IGNORECASE)
-        m = next(anchored.finditer(text, helo.end()), None)
+        m = _anchored(text, helo.end(), message_id)
     m = m or _RECEIVED.match(text)
     if not m or not helo:
         return Unknown("topmost Received header is not in SES's format")
@@ -84,6 +87,20 @@ def find_source(
     except ValueError:
         return Unknown("topmost Received header has no valid client address")
     return Source(ip=ip, helo=helo.group("helo"), receiver=by)
+
+
+def _anchored(text: str, start: int, message_id: str) -> re.Match[str] | None:
+    """The leftmost match of ``_ANCHOR`` for ``message_id`` at or after ``start``."""
+    if _TOKEN_BREAKS.intersection(message_id):  # never SES's; the pattern made for it keeps the meaning
+        return next(re.compile(_ANCHOR.format(id=re.escape(message_id)), re.IGNORECASE).finditer(text, start), None)
+    wanted = message_id.lower()
+    at = text.find("[", start)
+    while at >= 0:  # every match starts at a "[": try each, leftmost first, as the search would
+        m = _ANCHORED.match(text, at)
+        if m is not None and m.group("id").lower() == wanted:
+            return m
+        at = text.find("[", at + 1)
+    return None
 
 
 def client_address(text: str) -> IPAddress:

@@ -44,6 +44,17 @@ class TenantDirectory(Protocol):
         ...
 
 
+def answers_at_hand(directory: TenantDirectory, domains: Iterable[str]) -> bool:
+    """Whether ``directory.get_many(domains)`` answers from memory, without asking a remote store.
+
+    A directory over a remote store says so with an ``at_hand(domains)`` method (the DynamoDB table: never;
+    its cache: when every domain is cached); one without it (in memory, a file) always answers at once.
+    The SES door then sends its first DNS queries before the tenant lookup, not after it.
+    """
+    at_hand = getattr(directory, "at_hand", None)
+    return True if at_hand is None else bool(at_hand(domains))
+
+
 class MessageStore(Protocol):
     def open(self, message_id: str, max_bytes: int) -> BinaryIO:
         """The raw message as SES stored it, as a readable binary stream (only ``read(n)`` and ``close()``

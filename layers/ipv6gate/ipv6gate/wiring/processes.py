@@ -61,6 +61,7 @@ def build_gate(
         trace=trace,
         # Recorded decisions say what was done: no queue here, so a due bounce is "none" (README "Try it locally").
         dry_run=not act and not record,
+        prestart=True,
     )
 
 
@@ -76,9 +77,12 @@ def assemble_gate(
     complete_checks: bool = False,
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    prestart: bool = False,
 ) -> Gate:
-    """A gate from adapters already made (``build_gate``'s, or a test's local ones)."""
-    evaluator = Evaluator(settings, CheckRunner(dns, clock), tenants, bounces=bounces, dry_run=dry_run, clock=clock)
+    """A gate from adapters already made (``build_gate``'s, or a test's local ones). ``prestart``: the checks'
+    threads start now (the Lambda's cold start), not in its first decisions."""
+    runner = CheckRunner(dns, clock, prestart=prestart)
+    evaluator = Evaluator(settings, runner, tenants, bounces=bounces, dry_run=dry_run, clock=clock)
     return Gate(evaluator, messages, Recorder(trace, now), complete_checks=complete_checks)
 
 

@@ -60,7 +60,9 @@ def decision_problems(decision: Decision, mail: Mail, *, query_limit: int | None
     if got != wanted:
         add(f"verdicts for {got!r:.200}, recipients were {wanted!r:.200}")
     all_rejected = bool(decision.verdicts) and all(v.verdict is Verdict.REJECT for v in decision.verdicts)
-    if (decision.disposition is Disposition.STOP_RULE_SET) != all_rejected:
+    # A bounce that could not be queued lets the message through (the sender would never hear of it).
+    stops = all_rejected and "bounce_queue" not in decision.faults
+    if (decision.disposition is Disposition.STOP_RULE_SET) != stops:
         add(f"disposition {decision.disposition} but verdicts {[v.verdict.value for v in decision.verdicts]}")
     source = decision.source
     for v in decision.verdicts:
