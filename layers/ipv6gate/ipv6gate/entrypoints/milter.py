@@ -159,13 +159,11 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
 
     @_guarded
     def eom(self) -> int:
-        # RFC 8601 §5: a header that claims our authserv-id did not come from us. Removed before
-        # anything else can fail (an error below still accepts the message); last first, so the
-        # positions of the others stay put.
+        # RFC 8601 §5: a header claiming our authserv-id is not ours. Removed before anything else can
+        # fail (an error below still accepts the message); last first, so the others' positions stay put.
         for position in reversed(self._forged):
             self.chgheader(HEADER, position, "")
         if self._broken:  # a header or body callback failed (logged): the message goes on unjudged
-            self._broken = False
             self._finish(self._live().reset())
             return SMFIS_ACCEPT
         outcome = self._live().end_of_message(self.getsymval("i") or "")
@@ -195,7 +193,6 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         self._session = None
         return SMFIS_CONTINUE
 
-    # ------------------------------------------------------------------ helpers
     def _live(self) -> SmtpSession:
         if self._session is None:  # no connect event (a protocol the MTA did not follow)
             self._session = self.gate.connect(None)
@@ -207,8 +204,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         self.setreply(str(reply.code), reply.status, reply.text.replace("%", "%%"))
         return SMFIS_REJECT if reply.permanent else SMFIS_TEMPFAIL
 
-    def _finish(self, decision: Decision | None) -> None:
-        # Recorded, logged and counted after the reply, off the SMTP session's critical path.
+    def _finish(self, decision: Decision | None) -> None:  # recorded, logged, counted after the reply
         if decision is not None:
             self.resources.after_reply(_record, type(self), decision)
 

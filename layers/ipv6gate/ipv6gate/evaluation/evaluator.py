@@ -31,7 +31,7 @@ from ipv6gate.decision.rule import (
     settled,
 )
 from ipv6gate.decision.tenants import Tenant
-from ipv6gate.dns import Deadline, DnsSession
+from ipv6gate.dns import Deadline
 from ipv6gate.evaluation.record import Decision, bounce_request
 from ipv6gate.evaluation.runner import Check, CheckRunner, Running, run_here
 from ipv6gate.mail.domains import DomainError, recipient_domain
@@ -113,15 +113,9 @@ class Evaluator:
             deadline or self.deadline(),
         )
 
-    def start_dkim(
-        self, check: Check, deadline: Deadline | None = None, *, reader: bool = False, session: DnsSession | None = None
-    ) -> Running:
-        """DKIM, as soon as the signed message can be read (a stored copy, or the SMTP stream).
-
-        ``session``: the one its key lookups were asked ahead in (the SMTP door, at each DKIM-Signature).
-        """
-        deadline = session.deadline if session is not None else deadline or self.deadline()
-        return self.runner.start("dkim", check, deadline, reader=reader, session=session)
+    def start_dkim(self, check: Check, deadline: Deadline | None = None, *, reader: bool = False) -> Running:
+        """DKIM, as soon as the signed message can be read (a stored copy, or the SMTP stream)."""
+        return self.runner.start("dkim", check, deadline or self.deadline(), reader=reader)
 
     # ------------------------------------------------------------------ asking the policy
     def certain(self, source: Source | Unknown, recipients: list[Recipient], known: Mapping[str, CheckResult]) -> bool:

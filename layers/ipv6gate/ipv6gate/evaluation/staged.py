@@ -24,7 +24,7 @@ from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision.replies import Reply, separate_transaction, too_many_recipients
 from ipv6gate.decision.rule import Checks, Recipient, RecipientVerdict, Verdict
 from ipv6gate.decision.tenants import Mode
-from ipv6gate.dns import DnsSession
+from ipv6gate.evaluation.early_keys import EarlyKeys
 from ipv6gate.evaluation.evaluator import ALREADY_CERTAIN, Draft, Evaluator
 from ipv6gate.evaluation.message_feed import MessageFeed
 from ipv6gate.evaluation.record import Decision
@@ -60,10 +60,9 @@ class Transaction:
     """One MAIL FROM .. end of message: the draft decision, the checks it started, the message."""
 
     draft: Draft
+    keys: EarlyKeys  # DKIM keys asked at their headers, in the session the DKIM check then uses
     running: dict[str, Running] = field(default_factory=dict)
     feed: MessageFeed | None = None  # the message, once DATA begins
-    dkim_dns: DnsSession | None = None  # the DKIM check's DNS session, opened at the first key asked early
-    keys_asked: int = 0  # DKIM-Signature headers whose key was asked early
 
     @property
     def accepted(self) -> int:
@@ -138,7 +137,8 @@ class SmtpSession:
         """A new transaction (the decision of an unfinished one is returned); SPF starts now."""
         finished = self.reset()
         sender = address.strip().strip("<>")
-        tx = self._tx = Transaction(Draft(self.source, sender, self.evaluator.clock(), front_door="milter"))
+        draft = Draft(self.source, sender, self.evaluator.clock(), front_door="milter")
+        tx = self._tx = Transaction(draft, EarlyKeys(self.evaluator))
         if isinstance(self.source, Source) and _ipv6(self.source):
             tx.running["spf"] = self.evaluator.start_spf(self.source, sender)
         return finished
@@ -156,42 +156,19 @@ class SmtpSession:
         return tx.admit(recipient, verdict, lambda r: not ev.certain(self.source, [r], known))
 
     def header(self, name: bytes, value: bytes) -> None:
-        feed = self._feed()
+        tx, feed = self._transaction(), self._feed()
         feed.header(name, value)
-        if name.strip().lower() == b"dkim-signature" and feed.result is None:
-            self._ask_key_early(value)
+        tx.keys.ask(name, value, wanted=bool(tx.draft.pending) and feed.result is None)  # as DKIM starts below
 
     def end_of_headers(self) -> None:
         """DKIM starts here, when some recipient still needs it and the message is signed."""
         tx = self._transaction()
         check = self._feed().dkim_check(self.evaluator.settings.dkim_max_signatures) if tx.draft.pending else None
-        if check is not None:  # RunnerBusy when no reader is free
-            tx.running["dkim"] = self.evaluator.start_dkim(check, reader=True, session=tx.dkim_dns)
-        elif tx.dkim_dns is not None:  # not verified after all (a limit decided it): nothing waits for the keys
-            tx.dkim_dns.cancel()
+        if check is not None:
+            tx.running["dkim"] = tx.keys.start_check(check)  # RunnerBusy when no reader is free
 
     def body(self, chunk: bytes) -> None:
         self._feed().body(chunk)
-
-    def _ask_key_early(self, value: bytes) -> None:
-        """Start the key lookup of a signature DKIM will verify, so its answer is in when the body is.
-
-        Under the conditions that start DKIM at the end of the headers, for the signatures it will
-        verify (the first ``DKIM_MAX_SIGNATURES``). The check asks through the same session and takes
-        the answer only for a name it asks itself: a signature it then finds unusable changes nothing.
-        """
-        from ipv6gate.checks.dkim_records import key_name
-
-        tx = self._transaction()
-        if not tx.draft.pending or tx.keys_asked >= self.evaluator.settings.dkim_max_signatures:
-            return
-        tx.keys_asked += 1
-        name = key_name(value.decode("latin-1"))
-        if name is None:
-            return
-        if tx.dkim_dns is None:
-            tx.dkim_dns = self.evaluator.runner.dns.session(self.evaluator.deadline())
-        self.evaluator.runner.ask_txt_early(tx.dkim_dns, name)
 
     def end_of_message(self, message_id: str) -> Outcome:
         """One reply for every recipient still open; the transaction's decision."""
@@ -201,8 +178,7 @@ class SmtpSession:
         running = [r for r in [*tx.running.values(), self._ptr.running] if r is not None and r.name not in known]
         # The PTR lookup belongs to the connection: a later transaction may need it, so it is never cancelled here.
         results = self.evaluator.collect(running, tx.draft, known, keep=self._ptr.running)
-        if tx.dkim_dns is not None:  # keys of signatures the verdict no longer needs are not asked
-            tx.dkim_dns.cancel()
+        tx.keys.cancel()  # keys of signatures the verdict no longer needs are not asked
         decision = self._conclude(tx, tx.checks(results, ALREADY_CERTAIN), message_id)
         self._tx = None
         reply = next((v.reply for v in decision.verdicts[len(tx.draft.settled) :] if v.verdict is Verdict.REJECT), None)
@@ -216,8 +192,7 @@ class SmtpSession:
         if tx.feed is not None:
             tx.feed.abort()
         self.evaluator.runner.cancel(tx.running.values())
-        if tx.dkim_dns is not None:  # keys asked early for a check that never started
-            tx.dkim_dns.cancel()
+        tx.keys.cancel()
         if not tx.draft.settled:
             return None
         if tx.draft.pending:
@@ -248,9 +223,7 @@ class SmtpSession:
         d.message_id = message_id or f"smtp-{uuid.uuid4().hex[:20]}"  # no queue id: the MTA never queued it
         d.dkim_signed = tx.feed is not None and tx.feed.dkim_signed
         sessions = [r.session for r in [*tx.running.values(), self._ptr.running] if r is not None]
-        if tx.dkim_dns is not None and all(s is not tx.dkim_dns for s in sessions):
-            sessions.append(tx.dkim_dns)  # keys asked early for a check that never ran
-        queries = sum(s.queries for s in sessions)
+        queries = sum(s.queries for s in sessions) + tx.keys.queries_beyond(sessions)
         return self.evaluator.conclude(d, checks, queries=queries)
 
     def _feed(self) -> MessageFeed:
