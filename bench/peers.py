@@ -116,6 +116,19 @@ def _spread(values: list[float]) -> dict[str, float] | None:
     return {**summarize(values).to_dict(), "p99": round(percentile(values, 99), 3)}
 
 
+def _milter_notes(maillog: str, most: int = 5) -> dict[str, int]:
+    """What Postfix logged about its milters and their replies (the causes of a 4xx in a load run), counted."""
+    notes: Counter[str] = Counter()
+    for line in maillog.splitlines():
+        if "milter" in line and ("warning" in line or "milter-reject" in line):
+            text = line.split("]: ", 1)[-1]
+            text = text.split(": ", 1)[1] if text[:1].isalnum() and ": " in text[:16] else text  # queue id
+            if text.startswith("milter-reject: ") and "]: " in text:  # the stage and the reply, not the client
+                text = f"milter-reject at {text.split()[1]}: {text.split(']: ', 1)[1].split(';')[0]}"
+            notes[text[:160]] += 1
+    return dict(notes.most_common(most))
+
+
 def _tree_cpu(roots: list[int]) -> float:
     """CPU seconds (user + system, reaped children included) of ``roots`` and every live descendant."""
     stats: dict[int, tuple[int, float]] = {}
@@ -140,8 +153,8 @@ def _tree_cpu(roots: list[int]) -> float:
 @contextmanager
 def _configuration(
     name: str, dns: str, workdir: Path, conf: dict[str, str]
-) -> Iterator[tuple[int, Callable[[], list[int]]]]:
-    """The configuration running: (Postfix's port, the process ids whose CPU counts)."""
+) -> Iterator[tuple[Any, Callable[[], list[int]]]]:
+    """The configuration running: (its ``PostfixInstance``, the process ids whose CPU counts)."""
     from devstack.peer_milters import OpenDkim, PySpfMilter
     from devstack.postfix import MilterProcess, PostfixInstance
 
@@ -165,7 +178,7 @@ def _configuration(
                 found = [postfix.master_pid, *(m.pid for m in milters)]
                 return [p for p in found if p]
 
-            yield postfix.port, pids
+            yield postfix, pids
     finally:
         for m in milters:
             m.stop()
@@ -226,7 +239,8 @@ def run_inside(delay_ms: float, iterations: int, runs: list[tuple[int, int]], ou
         ):
             results["query_rtt_ms"] = round(_probe_rtt(proxy.port), 2)
             for name in CONFIGS:
-                with _configuration(name, proxy.servers_env, workdir, conf) as (port, pids):
+                with _configuration(name, proxy.servers_env, workdir, conf) as (postfix, pids):
+                    port = postfix.port
                     row: dict[str, Any] = {"latency": {}, "throughput": []}
                     for sc in SCENARIOS:
                         _session(port, sc, messages[sc.name])  # warm-up, not counted
@@ -241,6 +255,7 @@ def run_inside(delay_ms: float, iterations: int, runs: list[tuple[int, int]], ou
                         }
                     for concurrency, sessions in runs:
                         row["throughput"].append(_throughput(port, messages, concurrency, sessions, pids))
+                    row["postfix_milter_notes"] = _milter_notes(postfix.maillog())
                     results["configs"][name] = row
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 

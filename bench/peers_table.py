@@ -81,6 +81,12 @@ def peer_sections(results: dict[str, Any]) -> list[Section]:
                     "; ".join(f"{k} x{v}" for k, v in run["replies"].items()),
                 ]
             )
+    notes = [
+        f"{LABELS[name]}: Postfix logged {text!r} x{count}"
+        for name, row in configs.items()
+        for text, count in row.get("postfix_milter_notes", {}).items()
+        if "4.7.25" not in text
+    ]
     ratios = ", ".join(
         f"{r['concurrency']} clients: sessions/s {r['sessions_per_second']:.2f}, CPU/1000 {_f(r['cpu_per_1000'], 2)}"
         for r in peers["ratios"]
@@ -110,6 +116,6 @@ def peer_sections(results: dict[str, Any]) -> list[Section]:
                 "replies",
             ],
             load_rows,
-            [f"ratios (c)/(b): {ratios}"],
+            [f"ratios (c)/(b): {ratios}", *notes],
         ),
     ]
