@@ -53,11 +53,13 @@ REQUIRED = {"BOUNCE_SENDER": "mailer-daemon@bounces.example"}
 
 
 def deploy_blocks(readme: Path = REPO / "README.md") -> dict[str, str]:
-    """README "Deploy"'s ```sh blocks by what they do: deploy, outputs (watch), enforce, rollback, own_slot."""
+    """README "Deploy"'s ```sh blocks by what they do: deploy, outputs (watch), enforce, rollback, own_slot,
+    redeploy (a later stack with the kept tenants table); each block has the first role whose marker it holds."""
     text = readme.read_text(encoding="utf-8")
     start = text.index("\n## Deploy\n")
     section = text[start : text.index("\n## ", start + 1)]
     roles = {
+        "redeploy": "ExistingTenantsTable=",
         "deploy": "sam deploy",
         "outputs": "ipv6gate report",
         "enforce": "ipv6gate tenants enable",
@@ -70,6 +72,7 @@ def deploy_blocks(readme: Path = REPO / "README.md") -> dict[str, str]:
         for role, marker in roles.items():
             if marker in body:
                 found[role] = body
+                break
     missing = sorted(set(roles) - set(found))
     if missing:
         raise EngineError(f"README.md Deploy: no ```sh block for {', '.join(missing)}")
@@ -307,10 +310,11 @@ class Rehearsal(Service):
         values.update(extra or {})
         return values
 
-    def deploy(self, extra: Mapping[str, str] | None = None) -> str:
-        """README's deploy block (``sam build``; ``sam deploy``, its prompt answered ``y``); the stack's status."""
-        key = "deploy" if "deploy" not in self.timings else "deploy_update"
-        block = deploy_blocks()["deploy"]
+    def deploy(self, extra: Mapping[str, str] | None = None, *, role: str = "deploy", key: str = "") -> str:
+        """README's deploy block (``sam build``; ``sam deploy``, its prompt answered ``y``), or another of
+        its ``sam deploy`` blocks (``role``, e.g. ``redeploy``); the stack's status. ``key``: its timing's name."""
+        key = key or ("deploy" if "deploy" not in self.timings else "deploy_update")
+        block = deploy_blocks()[role]
         parameters = self.emulator_parameters(extra)
         self._timed(
             key,
@@ -374,8 +378,32 @@ class Rehearsal(Service):
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def rollback(self) -> str:
-        """README's roll-back block: empty the message bucket, ``sam delete --no-prompts``."""
+        """README's roll-back block: ``sam delete --no-prompts`` (the stack's drain empties the bucket)."""
         return str(self._timed("rollback", lambda: self.run_block(deploy_blocks()["rollback"], variables={})))
+
+    def bucket_exists(self, bucket: str) -> bool:
+        s3 = self.client("s3")
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except s3.exceptions.ClientError:
+            return False
+        return True
+
+    def rule_set_exists(self, name: str) -> bool:
+        ses = self.client("ses")
+        try:
+            ses.describe_receipt_rule_set(RuleSetName=name)
+        except ses.exceptions.ClientError:
+            return False
+        return True
+
+    def table_exists(self, name: str) -> bool:
+        dynamodb = self.client("dynamodb")
+        try:
+            dynamodb.describe_table(TableName=name)
+        except dynamodb.exceptions.ClientError:
+            return False
+        return True
 
     def stack_exists(self) -> bool:
         cloudformation = self.client("cloudformation")

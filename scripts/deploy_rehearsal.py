@@ -15,8 +15,17 @@ local``, Knot with the scenario set's zones, LocalStack on this host. Then, as a
 6. ``ipv6gate tenants enable/disable DOMAIN --stack ipv6gate`` changes the next invocation's verdict;
 7. a rejected message received now: its bounce request reaches the deployed queue and the deployed
    bouncer sends it (the SES stand-in records the SendBounce);
-8. README's roll back (``sam delete --no-prompts``): the stack is gone, the operator's rule set is
-   as it was and still active; LocalStack, Knot and dockerd stop, no container or mount is left.
+8. README's roll back (``sam delete --no-prompts`` alone: the stack's drain empties the bucket after
+   the gate's rule is gone): the stack and its bucket are gone, the operator's rule set is
+   as it was and still active, the tenants table is kept;
+9. README's next-deploy block (``ExistingTenantsTable=$TENANTS_TABLE``, the table the watch block
+   exported) with ``RuleSetMode=own ActivateRuleSet=true``: the stack takes the kept table back (no
+   tenant seeded again), its own set holds only the gate's rule and is the active one, the operator's
+   set is untouched;
+10. ``ActivateRuleSet=false`` on an update: the operator's set is active again;
+11. ``ActivateRuleSet=true`` again, then ``sam delete``: the operator's set is active again, the
+    stack's own set is gone, the tenants table it did not create is kept. LocalStack, Knot and
+    dockerd stop, no container or mount is left.
 
 The deploy and roll-back commands are README "Deploy"'s ```sh blocks, run as written (the emulator's
 DNS and the set's settings appended to the deploy line's overrides).
@@ -148,11 +157,77 @@ def rehearse(rehearsal: Rehearsal) -> dict[str, list[str]]:
     enforce(rehearsal, gate)
     bounce(rehearsal, gate, outputs)
 
-    print("\n8. README roll back: empty the bucket, sam delete --no-prompts")
+    roll_back(rehearsal, before, outputs)
+    other_modes(rehearsal, before, outputs)
+    return mismatches
+
+
+def roll_back(rehearsal: Rehearsal, before: list[str], outputs: dict[str, str]) -> None:
+    """README's roll-back block with the set's messages in the bucket: the stack's drain empties it."""
+    from devstack.rehearsal import STACK
+
+    print("\n8. README roll back: sam delete --no-prompts (the bucket holds the set's messages)")
     rehearsal.rollback()
     check(not rehearsal.stack_exists(), f"stack {STACK} still exists after sam delete")
+    check(not rehearsal.bucket_exists(outputs["MessageBucketName"]), "the message bucket outlived sam delete")
     check_rule_set(rehearsal, before, "after sam delete")
-    return mismatches
+    print(f"   stack and bucket {outputs['MessageBucketName']} gone; tenants table {outputs['TenantsTableName']} kept")
+
+
+def other_modes(rehearsal: Rehearsal, before: list[str], first: dict[str, str]) -> None:
+    """The non-default compositions, with README's next-deploy block (the kept tenants table):
+    RuleSetMode=own with ActivateRuleSet=true; activation turned off and on by updates; sam delete."""
+    from devstack.rehearsal import OPERATOR_RULE_SET, STACK
+
+    table = first["TenantsTableName"]
+    check(rehearsal.table_exists(table), f"the tenants table {table} did not outlive sam delete")
+    check(rehearsal.shell.get("TENANTS_TABLE") == table, "README's watch block did not export TENANTS_TABLE")
+    own = {"RuleSetMode": "own", "ActivateRuleSet": "true"}
+    print(f"\n9. README's next deploy (ExistingTenantsTable=$TENANTS_TABLE) with {own}")
+    status = rehearsal.deploy(own, role="redeploy", key="deploy_own")
+    check(status == "CREATE_COMPLETE", f"the own-mode deploy left the stack {STACK} in {status}")
+    check_nothing_faked(rehearsal)
+    outputs = rehearsal.outputs()
+    ours, rule = outputs["ReceiptRuleSetName"], outputs["ReceiptRuleName"]
+    check(outputs["TenantsTableName"] == table, f"the stack uses {outputs['TenantsTableName']}, not the kept {table}")
+    check(outputs["TenantsSeeded"] == "0", f"the kept table's tenants were seeded again: {outputs['TenantsSeeded']}")
+    variables = rehearsal.function_configuration(outputs["GateFunctionArn"])["Environment"]["Variables"]
+    check(variables.get("TENANTS_TABLE") == table, f"the gate reads {variables.get('TENANTS_TABLE')}, not {table}")
+    listed = rehearsal.tenants("list")
+    check(all(d in listed for d in rehearsal.covered_domains()), f"the kept tenants are not listed: {listed}")
+    print(f"   {status}: tenants table {table} taken back as it was (seeded 0); the gate reads it")
+    check_own_set(rehearsal, ours, [rule], before, active=True, when="after the own-mode deploy")
+
+    print("\n10. ActivateRuleSet=false on an update: the operator's set is active again")
+    status = rehearsal.deploy({**own, "ActivateRuleSet": "false"}, role="redeploy", key="deploy_deactivate")
+    check(status == "UPDATE_COMPLETE", f"the update left the stack in {status}")
+    check_own_set(rehearsal, ours, [rule], before, active=False, when="after ActivateRuleSet=false")
+
+    print("\n11. ActivateRuleSet=true again, then README's roll back: sam delete restores the operator's set")
+    status = rehearsal.deploy(own, role="redeploy", key="deploy_reactivate")
+    check(status == "UPDATE_COMPLETE", f"the update left the stack in {status}")
+    check_own_set(rehearsal, ours, [rule], before, active=True, when="after ActivateRuleSet=true")
+    rehearsal.timings["rollback_first"] = rehearsal.timings.get("rollback", 0.0)
+    rehearsal.rollback()
+    check(not rehearsal.stack_exists(), f"stack {STACK} still exists after sam delete")
+    check(not rehearsal.rule_set_exists(ours), f"the stack's own rule set {ours} outlived sam delete")
+    check_rule_set(rehearsal, before, "after sam delete")
+    check(rehearsal.table_exists(table), f"the tenants table {table} was deleted with a stack that did not create it")
+    print(f"   stack and its set {ours} gone; {OPERATOR_RULE_SET} active again; tenants table {table} kept")
+
+
+def check_own_set(
+    rehearsal: Rehearsal, ours: str, rules: list[str], before: list[str], *, active: bool, when: str
+) -> None:
+    from devstack.rehearsal import OPERATOR_RULE_SET
+
+    check(ours != OPERATOR_RULE_SET, f"{when}: RuleSetMode=own put the rule into {ours}")
+    order = rehearsal.rule_order(ours)
+    check(order == rules, f"{when}: {ours} has rules {order}, expected {rules}")
+    check(rehearsal.rule_order(OPERATOR_RULE_SET) == before, f"{when}: the operator's set changed")
+    want = ours if active else OPERATOR_RULE_SET
+    check(rehearsal.active_rule_set() == want, f"{when}: the active set is {rehearsal.active_rule_set()}, not {want}")
+    print(f"   {when}: {ours} holds {rules}; active: {want}; {OPERATOR_RULE_SET} still {before}")
 
 
 def check_nothing_faked(rehearsal: Rehearsal) -> None:

@@ -33,6 +33,16 @@ ALLOWED_MANAGED_POLICIES = {
     "AWSXRayDaemonWriteAccess",
 }
 
+# The tenants table: the stack's own, or the operator's existing one (ExistingTenantsTable).
+TENANTS_NAME = {"Fn::If": ["CreateTenantsTable", {"Ref": "TenantsTable"}, {"Ref": "ExistingTenantsTable"}]}
+TENANTS_ARN = {
+    "Fn::If": [
+        "CreateTenantsTable",
+        {"Fn::GetAtt": ["TenantsTable", "Arn"]},
+        {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${ExistingTenantsTable}"},
+    ]
+}
+
 # env var -> (parameter name, default) ; None = fixed literal / resource-derived
 GATE_ENV = {
     "TENANTS_TABLE": None,
@@ -235,7 +245,7 @@ def test_gate_policies_least_privilege(resources):
         "sqs:SendMessage",
         "dynamodb:BatchWriteItem",
     }
-    assert by_action["dynamodb:BatchGetItem"] == {"Fn::GetAtt": ["TenantsTable", "Arn"]}
+    assert by_action["dynamodb:BatchGetItem"] == TENANTS_ARN
     assert by_action["sqs:SendMessage"] == {"Fn::GetAtt": ["BounceQueue", "Arn"]}
     assert by_action["dynamodb:BatchWriteItem"] == {"Fn::GetAtt": ["TraceTable", "Arn"]}
     s3_arn = sub_string(by_action["s3:GetObject"])
@@ -397,6 +407,8 @@ def test_bucket_policy(resources):
 
 def test_tenants_table(resources):
     table = resources["TenantsTable"]
+    # The operator's data: kept on the stack's delete and on a replacement, never deleted by CloudFormation.
+    assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
     p = table["Properties"]
     assert p["BillingMode"] == "PAY_PER_REQUEST"
     assert p["KeySchema"] == [{"AttributeName": "domain", "KeyType": "HASH"}]
@@ -424,7 +436,7 @@ def test_gate_environment(tpl, resources):
     assert not unknown, f"unexpected env vars: {sorted(unknown)}"
     missing = set(GATE_ENV) - set(env)
     assert not missing, f"missing env vars: {sorted(missing)}"
-    assert env["TENANTS_TABLE"] == {"Ref": "TenantsTable"}
+    assert env["TENANTS_TABLE"] == TENANTS_NAME
     assert env["MESSAGE_BUCKET"] == {"Ref": "MessageBucket"}
     assert env["BOUNCE_QUEUE_URL"] == {"Ref": "BounceQueue"}  # Ref of a queue is its URL
     assert env["TRACE_TABLE"] == {"Ref": "TraceTable"}
@@ -504,10 +516,26 @@ def test_composition_defaults_are_the_path_that_loses_no_mail(tpl):
     assert "Default" not in params["Recipients"], "the operator names what the gate covers"
     # Where the mode is chosen, the own set says it delivers nothing.
     assert "delivers NOTHING" in params["RuleSetMode"]["Description"]
-    for good in ("", "ops-rules", "a.b_c-1"):
-        assert re.fullmatch(params["RuleSetName"]["AllowedPattern"], good), good
-    for bad in ("-x", "a b", "x" * 65):
-        assert not re.fullmatch(params["RuleSetName"]["AllowedPattern"], bad), bad
+
+
+# SES's names (CreateReceiptRuleSet, ReceiptRule.Name): ASCII letters, digits, _ and -; a letter or digit
+# first and last; under 64 characters. The custom resource checks the same (SES_NAME).
+SES_NAMES_GOOD = ("a", "ops-rules", "a_b-1", "Z9", "x" * 63)
+SES_NAMES_BAD = ("-x", "x-", "_x", "x_", "a b", "a.b", "ops.rules", "x" * 64, "é", "a/b", "a\nb")
+
+
+@pytest.mark.parametrize("parameter", ["RuleSetName", "RuleName"])
+def test_rule_set_and_rule_names_are_as_strict_as_ses(tpl, parameter):
+    from ipv6gate.aws.custom_resources import SES_NAME
+
+    pattern = tpl["Parameters"][parameter]["AllowedPattern"]
+    assert tpl["Parameters"][parameter]["ConstraintDescription"].startswith(("empty, or 1-63", "1-63"))
+    assert bool(re.fullmatch(pattern, "")) is (parameter == "RuleSetName"), "only the set may be empty"
+    for good in SES_NAMES_GOOD:
+        assert re.fullmatch(pattern, good) and SES_NAME.fullmatch(good), good
+    for bad in SES_NAMES_BAD:
+        assert not re.fullmatch(pattern, bad), bad
+        assert not SES_NAME.fullmatch(bad), bad
 
 
 def test_existing_mode_creates_no_rule_set_and_puts_the_rule_first(tpl):
@@ -550,7 +578,7 @@ def test_tenants_are_seeded_before_the_rule_exists_and_outlive_the_stack(tpl, re
     assert seed["Type"] == "Custom::TenantSeed"
     assert "Condition" not in seed, "the rule depends on it in every mode"
     props = seed["Properties"]
-    assert props["TableName"] == {"Ref": "TenantsTable"}
+    assert props["TableName"] == TENANTS_NAME
     assert props["Recipients"] == {"Ref": "Recipients"}
     assert props["Seed"] == {"Ref": "SeedTenants"}
     _, rule = only(resources, "AWS::SES::ReceiptRule")
@@ -564,6 +592,7 @@ def test_every_custom_resource_is_served_by_the_setup_function(resources):
         "Custom::ReceiptRuleSetTarget",
         "Custom::TenantSeed",
         "Custom::ActiveReceiptRuleSet",
+        "Custom::MessageBucketDrain",
     }
     for name, cr in custom.items():
         assert cr["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["StackSetupFunction", "Arn"]}, name
@@ -581,7 +610,10 @@ def test_setup_function_permissions_least_privilege(resources):
         "ses:DescribeActiveReceiptRuleSet": "*",
         "ses:DescribeReceiptRuleSet": "*",
         "ses:ListIdentities": "*",
-        "dynamodb:PutItem": {"Fn::GetAtt": ["TenantsTable", "Arn"]},
+        "dynamodb:PutItem": TENANTS_ARN,
+        # The drain: the stack's message bucket, by name, and nothing else.
+        "s3:ListBucket": {"Fn::GetAtt": ["MessageBucket", "Arn"]},
+        "s3:DeleteObject": {"Fn::Sub": "${MessageBucket.Arn}/*"},
     }
     # Changing which set is active is granted only to a stack that activates, by a policy of its own
     # on the function's role.
@@ -590,6 +622,75 @@ def test_setup_function_permissions_least_privilege(resources):
     assert policy["Properties"]["RoleName"] == {"Ref": "StackSetupFunctionRole"}
     [granted] = as_list(policy["Properties"]["PolicyDocument"]["Statement"])
     assert as_list(granted["Action"]) == ["ses:SetActiveReceiptRuleSet"] and granted["Resource"] == "*"
+
+
+def _references(value) -> set[str]:
+    """Logical ids a resource's properties name (Ref, GetAtt, ${X} and ${X.Attr} in Sub)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0] if isinstance(inner, list) else inner.split(".")[0])
+            elif key == "Fn::Sub":
+                text = inner if isinstance(inner, str) else inner[0]
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)}
+                found |= _references(inner[1:] if isinstance(inner, list) else [])
+            else:
+                found |= _references(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _references(inner)
+    return found
+
+
+def _depends_on(resources: dict, name: str, other: str) -> bool:
+    """Whether CloudFormation creates ``other`` before ``name`` and deletes it after (directly or not)."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        res = resources.get(current)
+        if res is None or current in seen:
+            continue
+        seen.add(current)
+        direct = set(as_list(res.get("DependsOn", []))) | _references(res.get("Properties", {}))
+        if other in direct:
+            return True
+        todo.extend(direct)
+    return False
+
+
+def test_an_existing_tenants_table_is_used_instead_of_a_new_one(tpl, resources):
+    """ExistingTenantsTable=<name>: no table is created; the gate, the seed, the permissions and the
+    output all name that table; empty (the default): the stack's own, retained one."""
+    param = tpl["Parameters"]["ExistingTenantsTable"]
+    assert param["Default"] == "" and param["Type"] == "String"
+    for good in ("", "ipv6gate-TenantsTable-1A2B3C", "abc", "a.b_c-d"):
+        assert re.fullmatch(param["AllowedPattern"], good), good
+    for bad in ("ab", "a b", "x" * 256, "arn:aws:dynamodb:eu-west-1:1:table/t"):
+        assert not re.fullmatch(param["AllowedPattern"], bad), bad
+    assert "TenantsTable" in _created(tpl)
+    assert "TenantsTable" not in _created(tpl, ExistingTenantsTable="kept-tenants")
+    # Nothing else names the table directly: with no TenantsTable resource every reference is the If.
+    text = TEMPLATE.read_text(encoding="utf-8")
+    assert text.count("TenantsTable.Arn") == text.count("!If [CreateTenantsTable, !GetAtt TenantsTable.Arn,") == 2
+    assert text.count("!Ref TenantsTable") == text.count("!If [CreateTenantsTable, !Ref TenantsTable,") == 3
+
+
+def test_stack_delete_removes_the_rule_then_empties_then_deletes_the_bucket(resources):
+    """``sam delete`` alone rolls back: the gate's rule goes first (SES stops writing), then the drain
+    empties the bucket, then CloudFormation deletes the bucket; no window in which mail refills it."""
+    drain = resources["MessageBucketDrain"]
+    assert drain["Type"] == "Custom::MessageBucketDrain" and "Condition" not in drain
+    assert drain["Properties"]["BucketName"] == {"Ref": "MessageBucket"}
+    assert "MessageBucketDrain" in as_list(resources["ReceiptRule"]["DependsOn"])
+    assert _depends_on(resources, "ReceiptRule", "MessageBucketDrain")
+    assert _depends_on(resources, "MessageBucketDrain", "MessageBucket")
+    # The function that drains is deleted after the drain, and so is its permission to delete objects.
+    assert _depends_on(resources, "MessageBucketDrain", "StackSetupFunction")
+    assert not _depends_on(resources, "MessageBucket", "MessageBucketDrain")
 
 
 def test_activation_outlives_nothing_it_needs(resources):
@@ -604,7 +705,7 @@ def test_activation_outlives_nothing_it_needs(resources):
 
 def test_outputs(tpl):
     outputs = tpl["Outputs"]
-    assert outputs["TenantsTableName"]["Value"] == {"Ref": "TenantsTable"}
+    assert outputs["TenantsTableName"]["Value"] == TENANTS_NAME
     assert outputs["MessageBucketName"]["Value"] == {"Ref": "MessageBucket"}
     assert outputs["GateFunctionArn"]["Value"] == {"Fn::GetAtt": ["GateFunction", "Arn"]}
     assert outputs["ReceiptRuleSetName"]["Value"] == {"Fn::GetAtt": ["RuleSetTarget", "RuleSetName"]}

@@ -105,3 +105,38 @@ def test_decision_and_emf_lines_are_never_interleaved(monkeypatch: pytest.Monkey
     parsed = [json.loads(line) for line in out.getvalue().splitlines()]  # a broken line raises here
     assert sum(1 for p in parsed if p.get("message") == "decision") == 200
     assert sum(1 for p in parsed if "_aws" in p) == 200
+
+
+def test_a_decision_the_recorder_could_not_take_is_logged_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorder queue full: the decision (with its replies) is still one log line, and DecisionsNotRecorded
+    is counted; nothing else is needed to know what the session was told."""
+    from aws_lambda_powertools import Logger, Metrics
+
+    from ipv6gate.checks.results import CheckResult, Result
+    from ipv6gate.decision import replies
+    from ipv6gate.decision.rule import Checks, Disposition, RecipientVerdict, Verdict
+    from ipv6gate.entrypoints.milter_cli import publish_lock, unrecorded
+    from ipv6gate.entrypoints.telemetry import log_json
+    from ipv6gate.evaluation.record import Decision
+    from ipv6gate.mail.source import Source
+    from ipv6gate.metric_names import DECISIONS_NOT_RECORDED
+
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    logger = Logger(service="unrecorded-test", stream=out, json_serializer=log_json)
+    report = unrecorded(logger, Metrics(namespace="Test", service="unrecorded-test"), publish_lock(logger))
+    checks = Checks(*(CheckResult(m, Result.FAIL, "") for m in ("iprev", "spf", "dkim")))
+    verdict = RecipientVerdict("a@t.test", Verdict.REJECT, replies.ipv6_not_accepted("t.test"), "not a tenant")
+    source = Source(ipaddress.IPv6Address("2001:db8::25"), "mail.example", "mx")
+    report(Decision("q1", source, Disposition.STOP_RULE_SET, [verdict], checks))
+    line, emf = (json.loads(x) for x in out.getvalue().splitlines())
+    assert line["level"] == "WARNING" and "recorder queue is full" in line["message"]
+    assert line["message_id"] == "q1"
+    assert line["decision"]["recipients"][0]["reply"].startswith("550 5.2.1")
+    assert emf[DECISIONS_NOT_RECORDED] == [1.0] or emf[DECISIONS_NOT_RECORDED] == 1.0
+
+
+def test_a_retired_variable_fails_the_start_instead_of_being_ignored():
+    with pytest.raises(SettingsError, match=r"^MILTER_STEP_THREADS: no longer read; .*MILTER_MAX_SESSIONS"):
+        MilterSettings.from_env({"MILTER_STEP_THREADS": "128"})
+    assert MilterSettings.from_env({"MILTER_STEP_THREADS": " "}).max_sessions > 0

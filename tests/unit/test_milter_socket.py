@@ -164,3 +164,57 @@ def test_a_region_without_an_endpoint_stops_the_start(
     err = capsys.readouterr().err
     assert "AWS_REGION xx-nowhere-1: the DynamoDB endpoint dynamodb.xx-nowhere-1.amazonaws.com does not resolve" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("setgid", [True, False])
+def test_a_user_outside_postfixs_group_gives_its_socket_that_group_only_in_a_setgid_directory(setgid: bool) -> None:
+    """The unit's least-privilege way: the milter's user is not in group postfix; the socket directory
+    (``install -d -g postfix -m 2750``) is set-group-ID, so the socket is created with group postfix and
+    ``--socket-group postfix`` holds. Without the bit the same user is refused with one line."""
+    import grp
+    import os
+    import shutil
+    import tempfile
+
+    from ipv6gate.entrypoints.milter_socket import UnixSocket, own
+
+    assert os.geteuid() == 0, "run as root (as make test does): the test switches to user nobody"
+    postfix, nobody = grp.getgrnam("postfix").gr_gid, 65534
+    top = Path(tempfile.mkdtemp(prefix="ipv6gate-sgid-"))
+    try:
+        top.chmod(0o755)
+        directory = top / "ipv6gate"
+        directory.mkdir()
+        os.chown(directory, nobody, postfix)
+        directory.chmod(0o2750 if setgid else 0o750)
+        path = directory / "milter.sock"
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # the milter's user: its own group, no supplementary group
+            code = 1
+            try:
+                os.close(read)
+                os.setgroups([])
+                os.setgid(nobody)
+                os.setuid(nobody)
+                with umask_for(0o660), socket.socket(socket.AF_UNIX) as server:
+                    server.bind(str(path))
+                    own(UnixSocket(path, 0o660, postfix))
+                code = 0
+            except SocketError as exc:
+                os.write(write, str(exc).encode())
+            finally:
+                os._exit(code)
+        os.close(write)
+        _, status = os.waitpid(child, 0)
+        said = os.read(read, 4096).decode()
+        os.close(read)
+        if setgid:
+            assert os.waitstatus_to_exitcode(status) == 0, said
+            info = path.stat()
+            assert info.st_gid == postfix and stat.S_IMODE(info.st_mode) == 0o660
+        else:
+            assert os.waitstatus_to_exitcode(status) == 1
+            assert said == f"unix:{path}: cannot set group/mode: Operation not permitted"
+    finally:
+        shutil.rmtree(top)

@@ -16,17 +16,20 @@ from devstack.rehearsal import append_overrides, deploy_blocks, setting_paramete
 
 def test_readme_deploy_has_every_block_the_rehearsal_runs() -> None:
     blocks = deploy_blocks()
-    assert set(blocks) == {"deploy", "outputs", "enforce", "rollback", "own_slot"}
+    assert set(blocks) == {"deploy", "outputs", "enforce", "rollback", "own_slot", "redeploy"}
     deploy = blocks["deploy"].splitlines()
     assert deploy[0] == "sam build" and deploy[1].startswith("sam deploy --parameter-overrides ")
     assert "sam delete" in blocks["rollback"] and "ipv6gate tenants list" in blocks["outputs"]
     assert '"$DOMAIN"' in blocks["enforce"]
+    # The kept table's block is not the first deploy's, though both are `sam deploy`.
+    assert "ExistingTenantsTable=$TENANTS_TABLE" in blocks["redeploy"]
+    assert "ExistingTenantsTable" not in blocks["deploy"]
 
 
 def test_a_readme_without_a_block_is_one_line(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Deploy\n\n```sh\nsam build\nsam deploy\n```\n\n## Next\n", encoding="utf-8")
-    with pytest.raises(EngineError, match=r"no ```sh block for enforce, outputs, own_slot, rollback"):
+    with pytest.raises(EngineError, match=r"no ```sh block for enforce, outputs, own_slot, redeploy, rollback"):
         deploy_blocks(readme)
 
 

@@ -22,6 +22,7 @@ from moto import mock_aws
 from ipv6gate.aws.custom_resources import NOT_CREATED, StackSetup, StackSetupError, send_response
 from ipv6gate.aws.dynamodb import TenantAdmin, tenant_from_item
 from ipv6gate.aws.receipt_rules import SesReceiptRules
+from ipv6gate.aws.s3 import S3BucketEmptier
 from ipv6gate.decision.tenants import Mode, rule_coverage
 
 REGION = "eu-west-1"
@@ -66,7 +67,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
 @pytest.fixture
 def setup(aws: tuple[Any, Any]) -> StackSetup:
     ses, ddb = aws
-    return StackSetup(rules=SesReceiptRules(ses), tenants=lambda t: TenantAdmin(ddb, t), now=lambda: NOW, log=_Log())
+    return StackSetup(
+        rules=SesReceiptRules(ses),
+        tenants=lambda t: TenantAdmin(ddb, t),
+        now=lambda: NOW,
+        log=_Log(),
+        buckets=S3BucketEmptier(boto3.client("s3", region_name=REGION)),
+    )
 
 
 def event(kind: str, request: str = "Create", physical: str | None = None, old: dict | None = None, **props: Any):
@@ -468,3 +475,73 @@ def test_stack_lifecycle_in_the_operators_active_set_leaves_it_as_it_was(aws, se
     setup.handle(seed("Delete", ["a.example", "b.example"]))
     setup.handle(event("ReceiptRuleSetTarget", "Delete", physical, RuleSetName=""))
     assert rules() == ["ipv6gate-gate", "deliver", "archive"] and active(ses) == "ops"
+
+
+# --------------------------------------------------------------------------- the message bucket's drain
+def _bucket(name: str, keys: int) -> Any:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    for i in range(keys):
+        s3.put_object(Bucket=name, Key=f"inbound/m{i}", Body=b"x")
+    s3.put_object(Bucket=name, Key="inbound/AMAZON_SES_SETUP_NOTIFICATION", Body=b"x")
+    return s3
+
+
+def _keys(s3: Any, bucket: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_drain_keeps_the_bucket_on_create_and_update_and_empties_it_on_delete(aws, setup):
+    s3 = _bucket("msgs", 1200)  # more than one DeleteObjects call (1000 keys each)
+    created = setup.handle(event("MessageBucketDrain", BucketName="msgs"))
+    assert created["Status"] == "SUCCESS"
+    updated = setup.handle(event("MessageBucketDrain", "Update", created["PhysicalResourceId"], BucketName="msgs"))
+    assert updated["PhysicalResourceId"] == created["PhysicalResourceId"]
+    assert len(_keys(s3, "msgs")) == 1000  # a listing page: nothing was deleted
+    deleted = setup.handle(event("MessageBucketDrain", "Delete", created["PhysicalResourceId"], BucketName="msgs"))
+    assert deleted["Status"] == "SUCCESS" and _keys(s3, "msgs") == []
+    s3.delete_bucket(Bucket="msgs")  # what CloudFormation does next: possible only now
+
+
+def test_drain_of_a_new_bucket_is_a_new_id_so_the_old_one_is_emptied(aws, setup):
+    _bucket("old", 1)
+    old = setup.handle(event("MessageBucketDrain", BucketName="old"))["PhysicalResourceId"]
+    new = setup.handle(event("MessageBucketDrain", "Update", old, old={"BucketName": "old"}, BucketName="new"))
+    assert new["PhysicalResourceId"] != old
+
+
+def test_drain_delete_after_a_failed_create_or_of_a_gone_bucket_changes_nothing(aws, setup):
+    s3 = _bucket("kept", 2)
+    failed = setup.handle(event("MessageBucketDrain", BucketName=""))
+    assert failed["Status"] == "FAILED" and "BucketName" in failed["Reason"]
+    rollback = setup.handle(event("MessageBucketDrain", "Delete", failed["PhysicalResourceId"], BucketName="kept"))
+    assert rollback["Status"] == "SUCCESS" and len(_keys(s3, "kept")) == 3
+    gone = setup.handle(event("MessageBucketDrain", "Delete", "drain:gone", BucketName="gone"))
+    assert gone["Status"] == "SUCCESS"
+
+
+def test_drain_failure_is_one_line_naming_the_bucket(aws, setup, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    _bucket("locked", 1)
+
+    def denied(*args: Any, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteObjects")
+
+    monkeypatch.setattr(setup.buckets._client, "delete_objects", denied)
+    failed = setup.handle(event("MessageBucketDrain", "Delete", "drain:locked", BucketName="locked"))
+    assert failed["Status"] == "FAILED" and failed["Reason"] == "s3://locked: AccessDenied"
+    assert failed["PhysicalResourceId"] == "drain:locked"
+
+
+@pytest.mark.parametrize("name", ["ops.rules", "-ops", "ops-", "x" * 64, "a b"])
+def test_a_name_ses_would_refuse_is_one_line_and_changes_nothing(aws, setup, name):
+    ses, _ = aws
+    ses.create_receipt_rule_set(RuleSetName="ops")
+    ses.set_active_receipt_rule_set(RuleSetName="ops")
+    target = setup.handle(event("ReceiptRuleSetTarget", RuleSetName=name))
+    assert target["Status"] == "FAILED" and "is not an SES rule set name" in target["Reason"]
+    assert "\n" not in target["Reason"]
+    activated = setup.handle(activation(name=name))
+    assert activated["Status"] == "FAILED" and "is not an SES rule set name" in activated["Reason"]
+    assert active(ses) == "ops"

@@ -8,7 +8,9 @@
   function is invoked with CloudFormation's request and answers on a pre-signed S3 URL.
 - ``dashboard``: a CloudFormation provider for ``AWS::CloudWatch::Dashboard`` (over PutDashboard).
 - ``engine_fixes``: LocalStack's change-set engine leaves a list parameter's previous value untyped on
-  an update (``Fn::Join`` over ``Recipients`` fails); typed at start, as CloudFormation does.
+  an update (``Fn::Join`` over ``Recipients`` fails); typed at start, as CloudFormation does. And it
+  resolves references before the SAM transform (a ``Ref`` to SAM's generated role fails); that pass
+  is skipped for a template without ``Fn::Transform``.
 - ``lambda_hooks``: the runtime image is used as it is (no ``docker pull`` of a local image) and the
   function's layers are copied to ``/opt`` (the community build does not mount layers).
 

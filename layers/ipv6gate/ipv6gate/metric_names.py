@@ -36,6 +36,9 @@ BOUNCE_SEND_ERRORS = "BounceSendErrors"
 MALFORMED_BOUNCE_REQUESTS = "MalformedBounceRequests"
 BOUNCE_DUPLICATES_SKIPPED = "BounceDuplicatesSkipped"
 
+# --- the milter (entrypoints/milter_cli.py) --------------------------------------------------------
+DECISIONS_NOT_RECORDED = "DecisionsNotRecorded"  # the recorder queue was full: logged, not traced or counted
+
 # --- both, from Powertools (log_metrics(capture_cold_start_metric=True)) ------------------------------
 COLD_START = "ColdStart"
 
@@ -96,3 +99,4 @@ BOUNCER = frozenset(
         COLD_START,
     }
 )
+MILTER = frozenset({DECISIONS_NOT_RECORDED})  # besides the gate's, which the milter emits as well

@@ -319,16 +319,16 @@ class MilterSettings:
         "MILTER_CHECK_THREADS", 64, integer(3, 1024), "threads running PTR and SPF checks for all sessions"
     )
     max_sessions: int = setting(
-        "MILTER_MAX_SESSIONS", 500, integer(1, 100_000), "SMTP sessions in flight; a new one past it gets 421 4.3.2"
+        "MILTER_MAX_SESSIONS",
+        500,
+        integer(1, 100_000),
+        "SMTP sessions in flight; a new one past it gets 421 4.3.2 (also the step threads and the recorder queue)",
     )
     dkim_readers: int = setting(
         "MILTER_DKIM_READERS",
         64,
         integer(1, 4096),
         "DKIM checks reading a message body at once; a message past it gets 451 4.3.2",
-    )
-    step_threads: int = setting(
-        "MILTER_STEP_THREADS", 128, integer(4, 4096), "threads running RCPT steps (tenant lookup, PTR wait)"
     )
     drain_seconds: float = setting(
         "MILTER_DRAIN_SECONDS",
@@ -341,4 +341,13 @@ class MilterSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], hostname: str = "localhost") -> MilterSettings:
         """Build settings from environment variables; raise ``SettingsError`` on the first bad one."""
+        for name, why in RETIRED_MILTER_ENV.items():
+            if env.get(name, "").strip():  # an operator's tuning that nothing reads any more: say so
+                raise SettingsError(f"{name}: no longer read; {why}")
         return from_env(cls, env, checks=Settings.from_env(env), authserv_id=hostname.lower())
+
+
+# Variables earlier releases read: set, they fail the start with one line instead of being ignored.
+RETIRED_MILTER_ENV = {
+    "MILTER_STEP_THREADS": "step threads now follow MILTER_MAX_SESSIONS (one per admitted session); unset it",
+}

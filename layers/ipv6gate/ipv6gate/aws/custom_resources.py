@@ -1,6 +1,6 @@
 """The stack's CloudFormation custom resources (``functions/stack_setup``): what CloudFormation cannot do by itself.
 
-Three ``Custom::`` types, one function (README "Deploy"):
+Four ``Custom::`` types, one function (README "Deploy"):
 
 - ``Custom::ReceiptRuleSetTarget`` names the rule set the gate's rule goes into: the one given, or
   (empty name) the set active when the stack is created, kept on later updates. It checks the set
@@ -9,6 +9,9 @@ Three ``Custom::`` types, one function (README "Deploy"):
   it has one (conditional put), so a first deploy rejects nothing. Never overwrites, never deletes.
 - ``Custom::ActiveReceiptRuleSet`` activates the rule set and remembers, in its physical id, what
   was active before; on delete it restores that only while its own set is still the active one.
+- ``Custom::MessageBucketDrain`` empties the message bucket on delete. The gate's rule depends on it,
+  so CloudFormation deletes the rule first (SES stops writing), then empties the bucket, then deletes
+  it: ``sam delete`` alone rolls back, with no window in which mail refills the bucket.
 
 Each request gets exactly one response (CloudFormation's protocol: a PUT of a JSON document to the
 pre-signed ``ResponseURL``); a failure is ``FAILED`` with a one-line reason, shown as the stack event.
@@ -17,6 +20,7 @@ pre-signed ``ResponseURL``); a failure is ``FAILED`` with a one-line reason, sho
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +35,10 @@ NOT_CREATED = "not-created"
 _TARGET = "rule-set:"
 _ACTIVATION_UNCHANGED = "active-rule-set:unchanged"
 _ACTIVATION_PREVIOUS = "active-rule-set:previous="
+# SES's names of rule sets and rules (template.yaml's AllowedPattern is the same).
+SES_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
+_DRAIN = "drain:"
+_DRAIN_PASSES = 3
 
 
 class StackSetupError(Exception):
@@ -44,6 +52,10 @@ class RuleSets(Protocol):
     def rule_set_exists(self, name: str) -> bool: ...
     def activate(self, name: str | None) -> None: ...
     def domain_identities(self) -> list[str]: ...
+
+
+class Buckets(Protocol):
+    def empty(self, bucket: str) -> int: ...
 
 
 class TenantSeeder(Protocol):
@@ -68,6 +80,7 @@ class StackSetup:
     tenants: Callable[[str], TenantSeeder]  # table name -> seeder
     now: Callable[[], str]
     log: Log
+    buckets: Buckets
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The response document for one request; never raises."""
@@ -107,6 +120,8 @@ class StackSetup:
             return seed_tenants(self, request, props)
         if kind == "Custom::ActiveReceiptRuleSet":
             return self._activation(request, props, old_id)
+        if kind == "Custom::MessageBucketDrain":
+            return drain_bucket(self, request, props, old_id)
         raise StackSetupError(f"unknown custom resource type {kind[:60]!r}")
 
     # ------------------------------------------------------------------ rule-set target
@@ -114,6 +129,11 @@ class StackSetup:
         if request == "Delete":
             return Outcome(old_id)  # names a set; owns nothing
         wanted = str(props.get("RuleSetName", "")).strip()
+        if wanted and not SES_NAME.fullmatch(wanted):
+            raise StackSetupError(
+                f"RuleSetName {wanted[:70]!r} is not an SES rule set name: 1-63 ASCII letters, digits, _ and -, "
+                "starting and ending with a letter or digit"
+            )
         if not wanted and request == "Update" and old_id.startswith(_TARGET) and not old_props.get("RuleSetName"):
             # "the active set" was resolved once, at create: a later update never moves the rule.
             wanted = old_id.removeprefix(_TARGET)
@@ -140,6 +160,8 @@ class StackSetup:
             return self._deactivate(ours, old_id)
         if not ours:
             raise StackSetupError("ActiveReceiptRuleSet: RuleSetName missing")
+        if not SES_NAME.fullmatch(ours):
+            raise StackSetupError(f"ActiveReceiptRuleSet: RuleSetName {ours[:70]!r} is not an SES rule set name")
         active = self.rules.active_rule_set()
         if request == "Update" and old_id.startswith(_ACTIVATION_PREVIOUS):
             # Keep the id (a new one would make CloudFormation delete the old, restoring too early)
@@ -167,6 +189,29 @@ class StackSetup:
         self.rules.activate(previous)
         self.log.info("active rule set restored", extra={"active": previous})
         return Outcome(old_id)
+
+
+def drain_bucket(setup: StackSetup, request: str, props: Mapping[str, Any], old_id: str) -> Outcome:
+    """``Custom::MessageBucketDrain``: on delete (after the gate's rule is gone), empty the message bucket."""
+    bucket = str(props.get("BucketName", "")).strip()
+    if request != "Delete":
+        if not bucket:
+            raise StackSetupError("MessageBucketDrain: BucketName missing")
+        # The id names the bucket: a new bucket is a new id, and the old id's Delete empties the old one.
+        return Outcome(_DRAIN + bucket)
+    if not old_id.startswith(_DRAIN):
+        return Outcome(old_id)  # its create failed: it names no bucket
+    bucket = old_id.removeprefix(_DRAIN)
+    # The gate's rule is gone by now (it depends on this resource); a second pass takes a message
+    # SES was still writing when the rule went.
+    deleted = 0
+    for _ in range(_DRAIN_PASSES):
+        emptied = setup.buckets.empty(bucket)
+        deleted += emptied
+        if not emptied:
+            break
+    setup.log.info("message bucket emptied for the stack's delete", extra={"bucket": bucket, "deleted": deleted})
+    return Outcome(old_id)
 
 
 def seed_tenants(setup: StackSetup, request: str, props: Mapping[str, Any]) -> Outcome:
@@ -213,9 +258,9 @@ def seed_tenants(setup: StackSetup, request: str, props: Mapping[str, Any]) -> O
 
 def _adapter_errors() -> tuple[type[Exception], ...]:
     from ipv6gate.aws.receipt_rules import ReceiptRulesError
-    from ipv6gate.ports import TenantLookupError
+    from ipv6gate.ports import MessageStoreError, TenantLookupError
 
-    return (ReceiptRulesError, TenantLookupError)
+    return (ReceiptRulesError, TenantLookupError, MessageStoreError)
 
 
 def send_response(url: str, document: Mapping[str, Any], *, timeout: float = 10.0, tries: int = 3) -> None:

@@ -42,3 +42,38 @@ class S3MessageStore:
 def _said(exc: Exception) -> str:
     """botocore's own sentence ("Could not connect to the endpoint URL: ..."), never its class name."""
     return " ".join(str(exc).split()) or "AWS SDK error"
+
+
+class S3BucketEmptier:
+    """Deletes every object of an unversioned bucket (the stack's message bucket), so its delete can succeed."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def empty(self, bucket: str) -> int:
+        """Objects deleted; a bucket that no longer exists counts as empty."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        deleted = 0
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if not keys:
+                    continue
+                # One page is at most 1000 keys, DeleteObjects' own limit.
+                answer = self._client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                errors = answer.get("Errors") or []
+                if errors:
+                    first = errors[0]
+                    raise MessageStoreError(
+                        f"s3://{bucket}/{first.get('Key')}: {first.get('Code')} ({len(errors)} objects not deleted)"
+                    )
+                deleted += len(keys)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
+            if code == "NoSuchBucket":
+                return deleted
+            raise MessageStoreError(f"s3://{bucket}: {code}") from None
+        except BotoCoreError as exc:
+            raise MessageStoreError(f"s3://{bucket}: {_said(exc)}") from None
+        return deleted

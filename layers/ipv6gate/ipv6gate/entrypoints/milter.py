@@ -228,18 +228,21 @@ def serve(
     drain_seconds: float = 30.0,
     timeout: int = 600,
     max_sessions: int = 500,
-    step_threads: int = 128,
     stop: threading.Event | None = None,
     on_busy: Callable[[str, Reply], None] = lambda _setting, _reply: None,
+    on_unrecorded: Callable[[Decision], None] = lambda _decision: None,
 ) -> int:
     """Run until SIGTERM/SIGINT, then wait up to ``drain_seconds`` for open sessions; how many were cut off.
 
     ``socket_spec`` is libmilter's: inet:PORT@HOST, inet6:PORT@HOST, unix:PATH (``unix`` then names
     its mode and group). ``listening`` is called once the socket is bound, owned and listening.
     ``stop``, when given, stops it as SIGTERM does (a caller that is not the main thread). ``on_busy``
-    hears of each temporary refusal at a ceiling (the setting's name and the reply).
+    hears of each temporary refusal at a ceiling (the setting's name and the reply); ``on_unrecorded``
+    of each decision the full recorder queue did not take (its reply was given all the same).
     """
-    resources = Resources(max_sessions=max_sessions, step_threads=step_threads, on_busy=on_busy)
+    resources = Resources(
+        max_sessions=max_sessions, on_busy=on_busy, on_unrecorded=lambda args: on_unrecorded(args[-1])
+    )
     GateMilter.resources = resources
     GateMilter.gate = gate
     GateMilter.authserv_id = authserv_id

@@ -208,7 +208,7 @@ def decision_publisher(logger: Logger, metrics: Metrics) -> Callable[[Decision],
     """
     from ipv6gate.entrypoints.telemetry import count_decision
 
-    stdout = logger.registered_handler.lock or threading.RLock()
+    stdout = publish_lock(logger)
 
     def publish(decision: Decision) -> None:
         level = logger.warning if decision.notes else logger.info
@@ -218,6 +218,28 @@ def decision_publisher(logger: Logger, metrics: Metrics) -> Callable[[Decision],
             metrics.flush_metrics()
 
     return publish
+
+
+def publish_lock(logger: Logger) -> Any:
+    """The log handler's own lock, which every log call takes: lines written under it never interleave."""
+    return logger.registered_handler.lock or threading.RLock()
+
+
+def unrecorded(logger: Logger, metrics: Metrics, stdout: Any) -> Callable[[Decision], None]:
+    """A decision the full recorder queue did not take: its log line now (the decision, and why it has no
+    trace record) and ``DecisionsNotRecorded``; the SMTP reply was already given."""
+    from ipv6gate.metric_names import DECISIONS_NOT_RECORDED
+
+    def report(decision: Decision) -> None:
+        with stdout:
+            logger.warning(
+                "decision not recorded: the recorder queue is full (MILTER_MAX_SESSIONS); no trace item, no counts",
+                extra={"message_id": decision.message_id, "decision": decision.to_dict()},
+            )
+            metrics.add_metric(name=DECISIONS_NOT_RECORDED, unit="Count", value=1)
+            metrics.flush_metrics()
+
+    return report
 
 
 def _serve(setup: _Setup, problems: list[str]) -> int:
@@ -235,7 +257,8 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
         )
     # The template's namespace by default, so the stack's dashboard and alarms can show the milter too.
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "IPv6Gate"
-    publish = decision_publisher(logger, Metrics(namespace=namespace, service=service))
+    metrics = Metrics(namespace=namespace, service=service)
+    publish = decision_publisher(logger, metrics)
 
     def on_error(stage: str, exc: BaseException) -> None:
         logger.error("milter callback failed; message accepted", extra={"stage": stage}, exc_info=exc)
@@ -262,7 +285,7 @@ def _serve(setup: _Setup, problems: list[str]) -> int:
             listening=listening,
             drain_seconds=settings.drain_seconds,
             max_sessions=settings.max_sessions,
-            step_threads=settings.step_threads,
+            on_unrecorded=unrecorded(logger, metrics, publish_lock(logger)),
             on_busy=lambda setting, reply: logger.warning(
                 "refused at a ceiling", extra={"setting": setting, "reply": str(reply)}
             ),

@@ -5,11 +5,17 @@ server more than once (the tests do) and nothing is shared through module global
 the milter adds to libmilter's own (one per SMTP connection, libmilter's) comes from a pool of a
 size a setting names:
 
-- ``steps`` (``MILTER_STEP_THREADS``): RCPT, the one session step that calls AWS (the tenant
-  lookup), runs here while libmilter's thread waits for it: libmilter's threads are not Python's,
-  and awscrt crashed the process on them. The other steps call no AWS and run on libmilter's
-  thread (no thread hop);
-- ``recorder`` (4): the trace write, log line and metrics after a reply;
+- ``steps``: RCPT, the one session step that calls AWS (the tenant lookup), runs here while
+  libmilter's thread waits for it: libmilter's threads are not Python's, and awscrt crashed the
+  process on them (the other steps call no AWS and run on libmilter's thread, no hop). Sized from
+  ``MILTER_MAX_SESSIONS``, one
+  per admitted session: a session has at most one step in flight, so no step ever waits in a queue
+  behind another session's (each may wait up to the decision budget, and a queue of them would
+  outlast Postfix's milter timeouts). Threads start only when needed;
+- ``recorder`` (4): the trace write, log line and metrics after a reply. Its queue holds at most
+  ``MILTER_MAX_SESSIONS`` decisions; past that a decision is not queued: ``on_unrecorded`` hears of
+  it at once (the CLI logs the decision itself and counts ``DecisionsNotRecorded``), and the
+  SMTP reply, already decided, is neither changed nor delayed;
 - the check runner's pool (``MILTER_CHECK_THREADS``) and its DKIM readers (``MILTER_DKIM_READERS``),
   owned by the gate's ``CheckRunner``.
 
@@ -64,19 +70,41 @@ class Resources:
     """A server's sessions and pools; ``close`` ends them (the recorder's queued work first)."""
 
     def __init__(
-        self, *, max_sessions: int, step_threads: int, on_busy: Callable[[str, Any], None] = lambda *_: None
+        self,
+        *,
+        max_sessions: int,
+        on_busy: Callable[[str, Any], None] = lambda *_: None,
+        on_unrecorded: Callable[[tuple[Any, ...]], None] = lambda _args: None,
     ) -> None:
         self.sessions = Sessions(max_sessions)
         self.busy = on_busy  # told of each temporary refusal at a ceiling: the setting's name, the reply
-        self._steps = cf.ThreadPoolExecutor(max_workers=step_threads, thread_name_prefix="ipv6gate-smtp")
+        self.unrecorded = on_unrecorded  # told of each work the full recorder queue did not take: its args
+        self._steps = cf.ThreadPoolExecutor(max_workers=max_sessions, thread_name_prefix="ipv6gate-smtp")
         self._recorder = cf.ThreadPoolExecutor(max_workers=RECORDER_THREADS, thread_name_prefix="ipv6gate-record")
+        self._recorder_room = threading.BoundedSemaphore(max_sessions)  # queued or running records
 
     def hop[T](self, step: Callable[..., T], *args: Any) -> T:
         """Run ``step`` on a step thread and wait for it (the caller is libmilter's thread)."""
         return self._steps.submit(step, *args).result()
 
-    def after_reply(self, work: Callable[..., Any], *args: Any) -> None:
-        self._recorder.submit(work, *args)
+    def after_reply(self, work: Callable[..., Any], *args: Any) -> bool:
+        """Queue ``work(*args)`` for a recorder thread; never waits. False (and ``on_unrecorded``) when full."""
+        if not self._recorder_room.acquire(blocking=False):
+            self.unrecorded(args)
+            return False
+        try:
+            self._recorder.submit(self._record, work, args)
+        except RuntimeError:  # shut down already: a session that outlived the server's stop
+            self._recorder_room.release()
+            self.unrecorded(args)
+            return False
+        return True
+
+    def _record(self, work: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            work(*args)
+        finally:
+            self._recorder_room.release()
 
     def close(self) -> None:
         self._recorder.shutdown(wait=True)  # the last decisions reach the trace and the log

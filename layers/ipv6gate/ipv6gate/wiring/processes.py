@@ -157,13 +157,15 @@ def build_bouncer(settings: BouncerSettings, logger: Logger, metrics: Metrics) -
 
 
 def build_stack_setup(log: Log) -> StackSetup:
-    """The stack's custom resources: SES receipt rules and the tenants table's seeding, with their clients."""
+    """The stack's custom resources (rule sets, tenant seed, bucket drain), with their SES, DynamoDB, S3 clients."""
     from ipv6gate.aws.custom_resources import StackSetup
     from ipv6gate.aws.dynamodb import TenantAdmin
     from ipv6gate.aws.receipt_rules import SesReceiptRules
+    from ipv6gate.aws.s3 import S3BucketEmptier
 
     ses, dynamodb = aws_client("ses"), aws_client("dynamodb")
     return StackSetup(
+        buckets=S3BucketEmptier(aws_client("s3")),
         rules=SesReceiptRules(ses),
         tenants=lambda table: TenantAdmin(dynamodb, table),
         now=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
