@@ -153,8 +153,8 @@ def _tree_cpu(roots: list[int]) -> float:
 @contextmanager
 def _configuration(
     name: str, dns: str, workdir: Path, conf: dict[str, str]
-) -> Iterator[tuple[Any, Callable[[], list[int]]]]:
-    """The configuration running: (its ``PostfixInstance``, the process ids whose CPU counts)."""
+) -> Iterator[tuple[Any, Callable[[], list[int]], Callable[[], dict[str, int]]]]:
+    """The configuration running: its ``PostfixInstance``, the process ids whose CPU counts, the peers that died."""
     from devstack.peer_milters import OpenDkim, PySpfMilter
     from devstack.postfix import MilterProcess, PostfixInstance
 
@@ -178,7 +178,10 @@ def _configuration(
                 found = [postfix.master_pid, *(m.pid for m in milters)]
                 return [p for p in found if p]
 
-            yield postfix, pids
+            def died() -> dict[str, int]:  # a peer that died under load: its configuration looks faster
+                return {m.name: m.exit_code for m in milters if getattr(m, "exit_code", None) is not None}
+
+            yield postfix, pids, died
     finally:
         for m in milters:
             m.stop()
@@ -239,7 +242,7 @@ def run_inside(delay_ms: float, iterations: int, runs: list[tuple[int, int]], ou
         ):
             results["query_rtt_ms"] = round(_probe_rtt(proxy.port), 2)
             for name in CONFIGS:
-                with _configuration(name, proxy.servers_env, workdir, conf) as (postfix, pids):
+                with _configuration(name, proxy.servers_env, workdir, conf) as (postfix, pids, died):
                     port = postfix.port
                     row: dict[str, Any] = {"latency": {}, "throughput": []}
                     for sc in SCENARIOS:
@@ -256,6 +259,7 @@ def run_inside(delay_ms: float, iterations: int, runs: list[tuple[int, int]], ou
                     for concurrency, sessions in runs:
                         row["throughput"].append(_throughput(port, messages, concurrency, sessions, pids))
                     row["postfix_milter_notes"] = _milter_notes(postfix.maillog())
+                    row["peers_died"] = died()
                     results["configs"][name] = row
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 

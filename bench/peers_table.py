@@ -87,6 +87,11 @@ def peer_sections(results: dict[str, Any]) -> list[Section]:
         for text, count in row.get("postfix_milter_notes", {}).items()
         if "4.7.25" not in text
     ]
+    notes += [
+        f"{LABELS[name]}: {peer} EXITED during the run (status {code}): its numbers are not a working chain's"
+        for name, row in configs.items()
+        for peer, code in row.get("peers_died", {}).items()
+    ]
     ratios = ", ".join(
         f"{r['concurrency']} clients: sessions/s {r['sessions_per_second']:.2f}, CPU/1000 {_f(r['cpu_per_1000'], 2)}"
         for r in peers["ratios"]

@@ -49,6 +49,11 @@ class PeerMilter(Service):
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
+    @property
+    def exit_code(self) -> int | None:
+        """None while it runs; its exit status once it has ended by itself (before ``stop``)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def per_run_lines(self) -> str:
         raise NotImplementedError
 
