@@ -138,7 +138,8 @@ fuzz: venv
 	$(PY) -m fuzz.soak --events 100000
 
 # Benchmarks (bench/README.md): decision latency against the DNS critical path (Knot behind a delaying
-# proxy), the plain libraries and authheaders, cold start, warm CPU, DKIM on large messages, cost.
+# proxy), the plain libraries and authheaders, cold start, warm CPU, DKIM on large messages, cost, and
+# the milter beside Postfix alone and the peer chain (opendkim, pyspf-milter; as root, in a namespace).
 # Writes bench/results/latest.json and latest.md. Extra options: make bench BENCH_ARGS="--iterations 50".
 bench: venv knot smtp-deps
 	@$(PY) -c "import authheaders" 2>/dev/null || $(PY) -m pip install --quiet -r bench/requirements.txt
