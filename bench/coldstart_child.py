@@ -58,7 +58,8 @@ def main(argv: list[str]) -> int:
     variant, request_path, result_path = argv
     request = json.loads(Path(request_path).read_text(encoding="utf-8"))
     here = str(Path(__file__).resolve().parent)
-    # sys.path as in the Lambda runtime: the function's code, then the layer; not this folder.
+    # sys.path as in the Lambda runtime: the function's code, the layer, the runtime's boto3; then the
+    # standard library (run with -S: no site-packages); not this folder.
     sys.path[:] = [*request["sys_path"], *(p for p in sys.path if p not in ("", here, request["repo"]))]
     failed = _eager(request["eager"]) if variant == "eager" else []
     eager_done = time.perf_counter()
@@ -80,6 +81,7 @@ def main(argv: list[str]) -> int:
         "ipv6_s": marks[1] - marks[0],
         "total_s": marks[1] - STARTED,
         "modules": len(sys.modules),
+        "ipv6gate_file": str(sys.modules["ipv6gate"].__file__),  # the built layer's, not the repo's
         "results": results,
         "eager_failures": failed,
     }

@@ -4,7 +4,8 @@
 
 1. starts a private dockerd (``docker_engine.DockerEngine``), registers arm64 emulation if needed;
 2. builds the offline Lambda base image unless cached (``lambda_image.ensure_base_image``);
-3. ``sam build``s ``template.yaml`` as it is deployed (arm64, the layer from PyPI wheels);
+3. ``sam build``s ``template.yaml`` as it is deployed (arm64, the layer from PyPI wheels, byte code for
+   python3.13: the layer's and the functions' Makefiles);
 4. starts moto server and Knot on the docker bridge's gateway, where the function containers reach
    this host (Knot also on loopback; the scenario set's ``zones/`` plus the zones the bouncer's cases
    need, ``BOUNCER_ZONES``), creates the template's tables, bucket and queues there, and seeds the
@@ -51,7 +52,7 @@ from devstack.start_lambda import StartLambda, tail
 REPO = sam_template.REPO
 GATE, BOUNCER = "GateFunction", "BouncerFunction"
 SAM_CLI = [sys.executable, "-m", "samcli"]  # the venv's SAM CLI, unchanged
-DEFAULT_BUILD_DIR = STATE_DIR / "build"  # not .aws-sam/build: the byte code added below stays local
+DEFAULT_BUILD_DIR = STATE_DIR / "build"  # not .aws-sam/build: the scaled timeouts below stay local
 # Parameters without a default in template.yaml (sam local invoke needs a value for each).
 PARAMETERS = {"BounceSender": "mailer-daemon@bounces.example", "Recipients": "example.com"}
 # With SAM_CLI_RIE_DEV=1 the emulator logs its phases; its REPORT line folds an on-demand init into
@@ -178,7 +179,6 @@ class LocalLambda(Service):
             self.timings["base_image_build"] = lambda_image.ensure_base_image(self.engine, self.arch, self.log)
             if self.build:
                 self._timed("sam_build", self.sam_build)
-            self._timed("byte_compile", self.byte_compile)
             self.timeout_scale = self.scale_timeouts()
             self.stack.bind = self.engine.bridge_ip()
             self._timed("stack", self.stack.start)
@@ -270,23 +270,13 @@ class LocalLambda(Service):
         if proc.returncode != 0:
             raise EngineError(f"sam build failed: {tail(proc.stdout + proc.stderr)}")
 
-    def byte_compile(self) -> None:
-        """Write the byte code CPython would write on first import into the build (checked-hash pycs).
-
-        Lambda mounts the function and its layers read-only, so without byte code every cold start
-        compiles every module it imports: under arm64 emulation that alone took ~28 s of the gate's
-        init (~9 s with byte code), beyond the function's 25 s timeout. The source is unchanged; a
-        checked-hash pyc is used only while it matches its source.
-        """
-        cmd = [sys.executable, "-W", "ignore", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode"]
-        proc = subprocess.run(
-            [*cmd, "checked-hash", str(self.build_dir)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise EngineError(f"compileall {self.build_dir} failed: {tail(proc.stdout + proc.stderr)}")
+    def without_bytecode(self) -> Path:
+        """A copy of the build without its byte code (what the layer was before ``sam build`` shipped it)."""
+        assert self._tmp is not None
+        copy = Path(self._tmp.name) / "build-without-bytecode"
+        if not copy.exists():
+            shutil.copytree(self.build_dir, copy, ignore=shutil.ignore_patterns("__pycache__"))
+        return copy
 
     def scale_timeouts(self) -> int:
         """Under emulation, multiply the functions' ``Timeout`` in the *local* built template.
@@ -327,14 +317,14 @@ class LocalLambda(Service):
 
     # -- invoking ---------------------------------------------------------------------------------------------
 
-    def _common_options(self, functions: Sequence[str]) -> list[str]:
+    def _common_options(self, functions: Sequence[str], build_dir: Path | None = None) -> list[str]:
         if self._tmp is None:
             raise EngineError("LocalLambda is not started")
         env_path = Path(self._tmp.name) / f"{'-'.join(functions)}-env.json"
         env_path.write_text(json.dumps({f: self.environment(f) for f in functions}), encoding="utf-8")
         return [
             "--template",
-            str(self.build_dir / "template.yaml"),
+            str((build_dir or self.build_dir) / "template.yaml"),
             "--env-vars",
             str(env_path),
             "--region",
@@ -377,13 +367,16 @@ class LocalLambda(Service):
             raise EngineError(f"sam local invoke {function} ({name}) gave no response: {tail(proc.stderr, 2)}")
         return result
 
-    def warm_reports(self, function: str, event: Mapping[str, Any], count: int = 4) -> list[Report]:
+    def warm_reports(
+        self, function: str, event: Mapping[str, Any], count: int = 4, *, build_dir: Path | None = None
+    ) -> list[Report]:
         """``count`` invokes of a container of its own (``sam local start-lambda --warm-containers LAZY``):
-        the first REPORT has the Init Duration, the others are warm invokes."""
+        the first REPORT has the Init Duration, the others are warm invokes. ``build_dir``: another build
+        than the one started (e.g. ``without_bytecode()``)."""
         assert self._tmp is not None
         server = StartLambda(
             SAM_CLI,
-            self._common_options([function]),
+            self._common_options([function], build_dir),
             cwd=REPO,
             env=self._sam_env(),
             log_path=Path(self._tmp.name) / "measure.log",

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--measure",
         metavar="EVENT",
-        help="also: Init Duration and warm Durations of the gate on EVENT in one warm container (start-lambda)",
+        help="also: Init Duration, first and warm Durations of the gate on EVENT in one warm container "
+        "(start-lambda), with the build's byte code and without",
     )
     parser.add_argument(
         "--prebuilt", type=Path, help="use this sam build output (e.g. another commit's) instead of building"
@@ -113,18 +114,21 @@ def _print_reports(results: list[local_lambda.LocalInvoke], *, cold: bool) -> No
 
 
 def _measure(local: local_lambda.LocalLambda, name: str) -> None:
+    """The gate on ``name`` in a fresh container, 6 calls: the build as it is, then the same without byte code."""
     from devstack import local_lambda
 
-    reports = local.warm_reports(local_lambda.GATE, local.scenarios.event(name), count=6)
-    cold, warm = reports[0], [r.duration_ms for r in reports[1:]]
     layer = local.build_dir / "IPv6GateLayer"
     size = sum(p.stat().st_size for p in layer.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    print(
-        f"\nmeasure {name} in one warm container: Init Duration {cold.init_ms} ms, first Duration "
-        f"{cold.duration_ms} ms, warm Duration median {statistics.median(warm):.1f} ms ({warm}), "
-        f"max memory {max(r.max_memory_used_mb or 0 for r in reports)} MB; layer {size / 1e6:.1f} MB unzipped"
-        " (without the local byte code)"
-    )
+    pycs = sum(p.stat().st_size for p in layer.rglob("*.pyc"))
+    print(f"\nmeasure {name}, one container each (layer {size / 1e6:.1f} MB unzipped, byte code {pycs / 1e6:.1f} MB)")
+    for label, build_dir in (("with byte code", None), ("without byte code", local.without_bytecode())):
+        reports = local.warm_reports(local_lambda.GATE, local.scenarios.event(name), count=6, build_dir=build_dir)
+        cold, warm = reports[0], [r.duration_ms for r in reports[1:]]
+        print(
+            f"  {label:<18} Init Duration {cold.init_ms} ms, first Duration {cold.duration_ms} ms, "
+            f"warm Duration median {statistics.median(warm):.1f} ms ({warm}), "
+            f"max memory {max(r.max_memory_used_mb or 0 for r in reports)} MB"
+        )
 
 
 def _bouncer(local: local_lambda.LocalLambda) -> dict[str, list[str]]:

@@ -6,6 +6,7 @@ requirements from PyPI and needs a Python 3.13 interpreter on PATH.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -126,3 +127,81 @@ def test_sam_build_function(build_dir):
     assert "CodeUri: GateFunction" in built
     assert "CodeUri: BouncerFunction" in built
     assert "CodeUri: StackSetupFunction" in built
+
+
+def _stale_or_missing_pycs(root: Path) -> list[str]:
+    """Every .py under root without an unchecked-hash .pyc of this Python (3.13, the runtime's) matching it."""
+    problems: list[str] = []
+    for source in sorted(root.rglob("*.py")):
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        if not pyc.is_file():
+            problems.append(f"{source.relative_to(root)}: no {pyc.name}")
+            continue
+        header = pyc.read_bytes()[:16]
+        flags = int.from_bytes(header[4:8], "little")
+        if header[:4] != importlib.util.MAGIC_NUMBER:
+            problems.append(f"{source.relative_to(root)}: magic {header[:4].hex()}")
+        elif flags != 0b01:  # hash-based, source not checked at import
+            problems.append(f"{source.relative_to(root)}: flags {flags:#b}, not unchecked-hash")
+        elif header[8:16] != importlib.util.source_hash(source.read_bytes()):
+            problems.append(f"{source.relative_to(root)}: hash does not match the source")
+    return problems
+
+
+def test_sam_build_ships_bytecode_for_the_runtime(build_dir):
+    """Lambda mounts /opt and /var/task read-only: the build brings a .pyc for every module, for python3.13."""
+    assert sys.version_info[:2] == (3, 13), "the runtime is python3.13: its magic number is this Python's"
+    layer = build_dir / "IPv6GateLayer" / "python"
+    sources = {p.relative_to(layer).parts[0] for p in layer.rglob("*.py")}
+    assert {"ipv6gate", "dns", "dkim", "nacl", "aws_lambda_powertools", "spf.py"} <= sources
+    assert _stale_or_missing_pycs(layer) == []
+    for function in ("GateFunction", "BouncerFunction", "StackSetupFunction"):
+        assert _stale_or_missing_pycs(build_dir / function) == [], function
+        assert not (build_dir / function / "Makefile").exists(), f"{function}: the Makefile was shipped"
+    # Native parts are the runtime's (aarch64), not this machine's.
+    natives = [p.name for p in layer.rglob("*.so")]
+    assert natives and all("aarch64" in n or n.endswith(".abi3.so") for n in natives), natives
+    assert all("x86_64" not in n for n in natives), natives
+
+
+def test_a_stale_pyc_is_found(tmp_path):
+    """The check above fails on a .pyc that no longer matches its source (and on a missing one)."""
+    import py_compile
+
+    source = tmp_path / "mod.py"
+    source.write_text("x = 1\n", encoding="utf-8")
+    pyc_name = Path(importlib.util.cache_from_source(str(source))).name
+    assert _stale_or_missing_pycs(tmp_path) == [f"mod.py: no {pyc_name}"]
+    py_compile.compile(str(source), invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    assert _stale_or_missing_pycs(tmp_path) == []
+    source.write_text("x = 2\n", encoding="utf-8")
+    assert _stale_or_missing_pycs(tmp_path) == ["mod.py: hash does not match the source"]
+    py_compile.compile(str(source), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    assert _stale_or_missing_pycs(tmp_path) == ["mod.py: flags 0b0, not unchecked-hash"]
+
+
+@pytest.mark.parametrize("folder,target", [("layers/ipv6gate", "IPv6GateLayer"), ("functions/gate", "GateFunction")])
+def test_build_with_another_python_is_one_line_and_builds_nothing(tmp_path: Path, folder: str, target: str) -> None:
+    """The .pyc files only serve the Python that wrote them: a build by another version stops first."""
+    fake = tmp_path / "bin" / "python3"  # a Python that says it is 3.12
+    fake.parent.mkdir()
+    pretend = "import sys; sys.version_info = (3, 12, 9, 'final', 0); sys.version = '3.12.9'; exec(sys.argv[1])"
+    fake.write_text(f'#!/bin/sh\nexec {sys.executable} -c "{pretend}" "$2"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    res = subprocess.run(
+        ["make", "--no-print-directory", "-f", "Makefile", f"build-{target}", f"PYTHON={fake}"],
+        cwd=REPO / folder,
+        env={**os.environ, "ARTIFACTS_DIR": str(artifacts)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode != 0
+    what = "layer" if target.endswith("Layer") else "function"
+    assert res.stderr.splitlines()[0] == (  # it names the interpreter's own executable
+        f"sam build: {sys.executable} is Python 3.12.9, the {what} is for python3.13: put a Python 3.13 first on PATH"
+    )
+    assert list(artifacts.iterdir()) == []

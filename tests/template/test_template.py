@@ -342,14 +342,28 @@ def test_function_handlers_resolve(tpl, resources):
 
 def test_layer(resources):
     name, layer = only(resources, "AWS::Serverless::LayerVersion")
-    assert layer.get("Metadata", {}).get("BuildMethod") == "python3.13"
+    assert layer.get("Metadata", {}).get("BuildMethod") == "makefile"
     root = REPO / layer["Properties"]["ContentUri"]
+    assert f"build-{name}:" in (root / "Makefile").read_text(encoding="utf-8"), "sam build runs make build-<id>"
     assert (root / "requirements.txt").is_file(), f"{root}/requirements.txt missing"
     assert (root / "ipv6gate" / "__init__.py").is_file(), "package must sit at the ContentUri root"
     assert not (root / "python").exists(), "SAM builds python/ itself; do not create it"
     assert {"Ref": name} in gate(resources)["Properties"]["Layers"]
     assert "python3.13" in layer["Properties"]["CompatibleRuntimes"]
     assert "arm64" in layer["Properties"]["CompatibleArchitectures"]
+
+
+def test_functions_build_with_their_makefile(resources):
+    """Each function is built by the same Makefile (the handler plus byte code), whose rule takes its name."""
+    makefiles = set()
+    for name, fn in of_type(resources, "AWS::Serverless::Function").items():
+        if "InlineCode" in fn["Properties"]:
+            continue
+        assert fn.get("Metadata", {}).get("BuildMethod") == "makefile", name
+        makefile = (REPO / fn["Properties"]["CodeUri"] / "Makefile").read_text(encoding="utf-8")
+        assert "build-%:" in makefile, name
+        makefiles.add(makefile)
+    assert len(makefiles) == 1, "the functions' Makefiles differ: keep them one file"
 
 
 def test_layer_requirements_match_the_package():

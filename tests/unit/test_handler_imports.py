@@ -54,3 +54,25 @@ def test_gate_builds_no_aws_client_at_import():
     modules = _modules_after_import("gate")
     assert "botocore.client" not in modules
     assert "boto3" not in modules
+
+
+CLIENT_PROBE = """
+import json, sys
+from ipv6gate.wiring import Clients, ses_bounce_client
+clients = Clients("eu-west-1")
+made = [type(clients.get(s)).__name__ for s in ("dynamodb", "s3", "sqs")] + [type(ses_bounce_client()).__name__]
+print(json.dumps({"made": made, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_aws_clients_come_without_boto3():
+    """botocore makes the clients: ``import boto3`` would add s3transfer (a third of the imports of a cold decision)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "eu-west-1"}
+    out = subprocess.run(
+        [sys.executable, "-c", CLIENT_PROBE], capture_output=True, text=True, env=env, cwd=REPO, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = json.loads(out.stdout)
+    assert found["made"] == ["DynamoDB", "S3", "SQS", "SES"]
+    assert not {m for m in found["modules"] if m.split(".")[0] in ("boto3", "s3transfer")}

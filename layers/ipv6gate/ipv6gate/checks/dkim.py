@@ -23,13 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import dkim
-import dkim.crypto
-import nacl.exceptions
-import nacl.signing
-from dkim.canonicalization import CanonicalizationPolicy
+from ipv6gate.checks.lazy_module import defer_import
 
-from ipv6gate.checks.dkim_body import (
+# PyNaCl (ed25519) is loaded when a key says k=ed25519: dkimpy imports it at its own import, so its
+# signing module (cffi, libsodium) is put in place as a stand-in first (checks/lazy_module.py).
+defer_import("nacl.signing")
+
+import dkim  # noqa: E402 (after the lazy module above)
+import dkim.crypto  # noqa: E402
+from dkim.canonicalization import CanonicalizationPolicy  # noqa: E402
+
+from ipv6gate.checks.dkim_body import (  # noqa: E402
     CHUNK_SIZE,
     MAX_HEADER_BYTES,
     BodyKey,
@@ -39,7 +43,7 @@ from ipv6gate.checks.dkim_body import (
     hash_body,
     read_header_block,
 )
-from ipv6gate.checks.dkim_records import (
+from ipv6gate.checks.dkim_records import (  # noqa: E402
     MAX_RSA_BITS,
     MAX_RSA_EXPONENT_BITS,
     MIN_RSA_BITS,
@@ -50,8 +54,8 @@ from ipv6gate.checks.dkim_records import (
     parse_key_record,
     parse_signature,
 )
-from ipv6gate.checks.results import CheckResult, Result
-from ipv6gate.dns import DnsNameError, DnsSession, DnsTempError
+from ipv6gate.checks.results import CheckResult, Result  # noqa: E402
+from ipv6gate.dns import DnsNameError, DnsSession, DnsTempError  # noqa: E402
 
 METHOD = "dkim"
 
@@ -188,6 +192,8 @@ def _signature_verifies(sig: Signature, key: KeyRecord, field: Header, headers: 
     for name, value in dkim.select_headers(candidates, signed) + [(n, v.rstrip()) for n, v in own]:
         hasher.update(name + b":" + value)
     if key.key_type == "ed25519":
+        import nacl.exceptions  # loaded with the key (_public_key)
+
         try:
             public_key.verify(hasher.digest(), sig.signature)
         except (nacl.exceptions.BadSignatureError, ValueError):  # ValueError: b= is not 64 octets
@@ -232,6 +238,8 @@ def _public_key(key: KeyRecord) -> Any:
     if key.key_type == "ed25519":
         if len(key.public_key) != 32:
             raise Unusable(Result.PERMERROR, "key syntax: an ed25519 key is 32 octets")
+        import nacl.signing  # the lazy module: this first use loads PyNaCl
+
         return nacl.signing.VerifyKey(key.public_key)
     try:
         parsed = dkim.crypto.parse_public_key(key.public_key)

@@ -36,20 +36,29 @@ def build_dns(settings: Settings) -> DnsResolver:
     return DnsResolver(backend, query_timeout=settings.dns_query_timeout_seconds, query_limit=settings.dns_query_limit)
 
 
-def aws_client(service: str, region: str | None = None) -> Any:
-    """A boto3 client; boto3 itself honours AWS_ENDPOINT_URL (moto server, LocalStack).
+def aws_session() -> Any:
+    """A botocore session, read from the environment now; it honours AWS_ENDPOINT_URL (moto, LocalStack).
 
-    ``region`` None: boto3's own choice (AWS_DEFAULT_REGION, the profile; Lambda sets both).
+    botocore rather than boto3: ``import boto3`` also imports s3transfer (and with it awscrt when
+    installed), a third of a cold IPv6 decision's imports, for nothing the adapters use.
     """
-    import boto3
+    from botocore.session import get_session
+
+    return get_session()
+
+
+def aws_client(service: str, region: str | None = None, session: Any = None) -> Any:
+    """A client of ``session`` (a new one by default).
+
+    ``region`` None: the SDK's own choice (AWS_DEFAULT_REGION, the profile; Lambda sets both).
+    """
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
 
     # Short timeouts and few retries: the gate runs inside SES's 30 s limit.
     config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
-    make: Any = boto3.client  # the stubs' overloads want a literal service name
     try:
-        return make(service, config=config, region_name=region)
+        return (session or aws_session()).create_client(service, config=config, region_name=region)
     except (ValueError, BotoCoreError) as exc:  # AWS_ENDPOINT_URL or the region name is unusable
         raise SettingsError(f"AWS {service} client: {' '.join(str(exc).split())}") from None
 
@@ -57,19 +66,18 @@ def aws_client(service: str, region: str | None = None) -> Any:
 def aws_region(env: Mapping[str, str]) -> str | None:
     """The region AWS calls go to: AWS_REGION, AWS_DEFAULT_REGION, else the AWS profile's; ``None`` if none.
 
-    boto3 reads only the last two, and without any it fails at the first client with a traceback's
+    The SDK reads only the last two, and without any it fails at the first client with a traceback's
     ``NoRegionError``: the CLI asks this first and says what to set.
     """
     region = env.get("AWS_REGION", "").strip() or env.get("AWS_DEFAULT_REGION", "").strip()
     if region:
         return region
-    import boto3
-
-    return boto3.session.Session().region_name or None
+    found: str | None = aws_session().get_config_variable("region")
+    return found or None
 
 
 class Clients:
-    """boto3 clients made on first use, one per service, shared by the adapters of one gate.
+    """AWS (botocore) clients made on first use, one per service, shared by the adapters of one gate.
 
     Creating a client costs a cold start ~0.1 s; an IPv4 decision needs none and an IPv6 one
     usually only DynamoDB's (tenants and trace share it). Thread-safe: the checks run in threads.
@@ -78,12 +86,14 @@ class Clients:
     def __init__(self, region: str | None = None) -> None:
         self._region = region
         self._made: dict[str, Any] = {}
+        self._session: Any = None  # one botocore session: the clients share its loaded models
         self._lock = threading.Lock()
 
     def get(self, service: str) -> Any:
         with self._lock:
             if service not in self._made:
-                self._made[service] = aws_client(service, self._region)
+                self._session = self._session or aws_session()
+                self._made[service] = aws_client(service, self._region, self._session)
             return self._made[service]
 
     def lazy(self, service: str) -> Any:
@@ -176,8 +186,7 @@ def caller_identity(region: str | None) -> str:
 
 def ses_bounce_client() -> Any:
     """The SES v1 client for SendBounce: SDK retries off, since ``BounceSender`` paces and backs off."""
-    import boto3
     from botocore.config import Config
 
     config = Config(connect_timeout=3, read_timeout=10, retries={"total_max_attempts": 1, "mode": "standard"})
-    return boto3.client("ses", config=config)
+    return aws_session().create_client("ses", config=config)
