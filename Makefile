@@ -138,7 +138,8 @@ fuzz: venv
 	$(PY) -m fuzz.soak --events 100000
 
 # Benchmarks (bench/README.md): decision latency against the DNS critical path (Knot behind a delaying
-# proxy), the plain libraries and authheaders, cold start, warm CPU, DKIM on large messages, cost.
+# proxy), the plain libraries and authheaders, cold start, warm CPU, DKIM on large messages, cost, and
+# the milter beside Postfix alone and the peer chain (opendkim, pyspf-milter; as root, in a namespace).
 # Writes bench/results/latest.json and latest.md. Extra options: make bench BENCH_ARGS="--iterations 50".
 bench: venv knot smtp-deps
 	@$(PY) -c "import authheaders" 2>/dev/null || $(PY) -m pip install --quiet -r bench/requirements.txt
@@ -147,8 +148,9 @@ bench: venv knot smtp-deps
 # The SMTP-time front door's parts: Postfix (a private instance per test or demo, never the system
 # service: debconf is told "No configuration"), swaks (to try it by hand), libmilter-dev to build
 # pymilter, systemd-analyze (verifies packaging/'s unit in a test), OpenDKIM's miltertest (an
-# independent milter client for tests/hostile/'s Lua scripts), then the package's `milter`
-# extra (pymilter, authres) in the venv.
+# independent milter client for tests/hostile/'s Lua scripts), opendkim and pyspf-milter (the peer
+# chain `make bench` runs beside the milter, bench/README.md "Peers"; never started as services),
+# then the package's `milter` extra (pymilter, authres) in the venv.
 SMTP_STAMP := $(VENV)/.installed-milter
 smtp-deps: venv
 	@pkgs=""; \
@@ -157,6 +159,8 @@ smtp-deps: venv
 	  [ -e /usr/include/libmilter/mfapi.h ] || pkgs="$$pkgs libmilter-dev"; \
 	  command -v systemd-analyze >/dev/null 2>&1 || pkgs="$$pkgs systemd"; \
 	  command -v miltertest >/dev/null 2>&1 || pkgs="$$pkgs miltertest"; \
+	  [ -x /usr/sbin/opendkim ] || pkgs="$$pkgs opendkim"; \
+	  [ -x /usr/bin/pyspf-milter ] || pkgs="$$pkgs pyspf-milter"; \
 	  if [ -n "$$pkgs" ]; then \
 	    echo "installing$$pkgs with apt-get"; \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -5,11 +5,12 @@ Two numbers (bench/README.md, "SMTP time"):
 - **Reply latency.** Per scenario, sessions one at a time through Postfix with XCLIENT, every DNS query
   delayed by ``--delay-ms`` (the ``DelayingDnsProxy`` of the latency part; ``DNS_CACHE_SIZE=0``). Timed:
   from the end of DATA (``<CRLF>.<CRLF>`` sent) to the reply. The PTR starts at connect and SPF at MAIL
-  FROM, so both have answered by then; DKIM's key query starts when the headers are in, which for a
-  small message is the end of DATA. "Beyond the critical path" is that time minus the DNS the verdict
-  still needs after the end of DATA (one query for dkim-accept, none for the others). Run over the
-  milter's unix socket and over TCP: with TCP, libmilter's header-change packets meet Nagle's
-  algorithm and Postfix's delayed ACK (about 40 ms per accepted message).
+  FROM, so both have answered by then; DKIM's key query starts when its DKIM-Signature header
+  arrives, which Postfix sends the milter only after the end of DATA. "Beyond the critical path" is
+  that time minus the DNS the verdict still needs after the end of DATA (one query for
+  dkim-accept, none for the others). Run over the milter's unix socket and over TCP: with TCP,
+  libmilter's header-change packets meet Nagle's algorithm and Postfix's delayed ACK (about 40 ms
+  per accepted message).
 - **Throughput.** ``--milter-sessions`` sessions by 50 concurrent clients, Knot without delay: whole
   sessions (XCLIENT, MAIL, RCPT, DATA, reply) per second, all three processes on this machine.
 """
@@ -44,7 +45,7 @@ class SmtpScenario:
 SCENARIOS = (
     # SPF: good.test's TXT lists the client (1 query, from MAIL FROM); PTR (1, from connect).
     SmtpScenario("spf-accept", world.GOOD_IP, "alice@good.test", False, "250", 0),
-    # SPF fails (1); DKIM: the key (1) is asked once the headers are in, at the end of DATA here.
+    # SPF fails (1); DKIM: the key (1) is asked at its header, which Postfix sends after the end of DATA.
     SmtpScenario("dkim-accept", world.OTHER_IP, "alice@good.test", True, "250", 1),
     # Nothing passes: 4.7.26 once SPF has failed and the message is unsigned.
     SmtpScenario("not-authenticated", world.OTHER_IP, "alice@good.test", False, "450", 0),

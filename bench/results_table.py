@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench.peers_table import peer_sections, peer_targets
+
 LATENCY_FACTOR = 1.05
 LEAD_MS = 1.0  # the call to the first DNS query
 DECIDED_MS = 0.5  # the deciding answer to the return
@@ -120,7 +122,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "status": _status(peak, BIG_DKIM_MB),
         }
     )
-    return out
+    return out + peer_targets(results)
 
 
 def _edge_targets(latency: dict[str, Any]) -> list[dict[str, Any]]:
@@ -443,6 +445,8 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
                 ],
             )
         )
+
+    sections += peer_sections(results)
 
     cost = results.get("cost", {})
     if cost.get("per_scenario"):

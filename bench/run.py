@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-PHASES = ("latency", "baseline", "coldstart", "cpu", "dkim", "milter")
+PHASES = ("latency", "baseline", "coldstart", "cpu", "dkim", "milter", "peers")
 _T0 = time.perf_counter()
 
 
@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cpu-reps", type=_bounded(10, 5000, int), default=400, help="warm IPv4 decisions timed")
     parser.add_argument(
         "--milter-sessions", type=_bounded(50, 20000, int), default=500, help="sessions in the milter throughput run"
+    )
+    parser.add_argument(
+        "--peer-sessions",
+        type=_bounded(6, 20000, int),
+        default=600,
+        help="sessions per load run of the peers section, at 50 and at 200 concurrent clients (600)",
     )
     parser.add_argument("--sizes", default="50K,1M,30M", help="DKIM message sizes (50K,1M,30M)")
     parser.add_argument("--skip", action="append", choices=PHASES, default=[], help="leave a part out (repeatable)")
@@ -214,6 +220,17 @@ def measure(args: argparse.Namespace, byte_sizes: list[int], results: dict[str, 
             results["cold_start"] = {"skipped": "--skip coldstart"}
         servers.close()
         log("servers stopped")
+
+        if "peers" not in args.skip:  # its own Knot and proxy, in a namespace of its own (bench/peers.py)
+            from bench.peers import measure_peers
+
+            n = int(args.peer_sessions)
+            results["peers"] = phases.run(
+                "peers (Postfix alone / peer chain / ipv6gate milter)",
+                lambda: measure_peers(
+                    workdir, delay_ms=float(args.delay_ms), iterations=int(args.iterations), runs=[(50, n), (200, n)]
+                ),
+            )
 
         if "dkim" not in args.skip:
             from bench.dkim_size import measure_dkim_sizes

@@ -131,6 +131,7 @@ class DelayingDnsProxy(Service):
         *,
         delay: float = 0.05,
         host: str = "127.0.0.1",
+        port: int = 0,
         lifetime: float = 120.0,
         upstream_timeout: float = 2.0,
         max_inflight: int = 256,
@@ -141,6 +142,7 @@ class DelayingDnsProxy(Service):
         upstream_family = _loopback(upstream_host, "upstream").version
         self._upstream_family = socket.AF_INET6 if upstream_family == 6 else socket.AF_INET
         self.host = host
+        self._wanted_port = port  # 0: any free one (a fixed 53 for resolvers that cannot be given a port)
         self.port = 0
         self.upstream = (upstream_host, upstream_port)
         self.delay = delay
@@ -285,12 +287,17 @@ class DelayingDnsProxy(Service):
             worker.join(timeout=max(0.5, self.upstream_timeout))
 
     def _bind(self) -> None:
-        """A UDP and a TCP socket on the same free port (the kernel picks; retry if TCP has it taken)."""
-        for _attempt in range(20):
+        """A UDP and a TCP socket on the same port: the one asked for, or a free one (retry if TCP has it taken)."""
+        for _attempt in range(1 if self._wanted_port else 20):
             udp = socket.socket(self._family, socket.SOCK_DGRAM)
-            udp.bind((self.host, 0))
+            try:
+                udp.bind((self.host, self._wanted_port))
+            except OSError as exc:
+                udp.close()
+                raise RuntimeError(f"cannot listen on {self.host}:{self._wanted_port}: {exc.strerror}") from None
             port = int(udp.getsockname()[1])
             tcp = socket.socket(self._family, socket.SOCK_STREAM)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 tcp.bind((self.host, port))
             except OSError:

@@ -173,6 +173,14 @@ class PostfixInstance(Service):
         assert self.directory is not None
         return self.directory / "queue"
 
+    @property
+    def master_pid(self) -> int | None:
+        """The master daemon's process id (its children are the instance's other processes)."""
+        try:
+            return int((self.queue_directory / "pid" / "master.pid").read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            return None
+
     def postconf(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``postconf -c DIR ARGS``: what this instance's Postfix reads from its main.cf."""
         assert self.directory is not None
@@ -257,6 +265,10 @@ class MilterProcess(Service):
             self.stop()
             raise RuntimeError(f"ipv6gate milter did not start: {output[-800:]}") from None
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def _wait_for_listening(self, timeout: float = 30.0) -> None:
         """Until the milter logs "milter listening": only after the socket is bound and given its group."""

@@ -153,6 +153,22 @@ def parse_signature(raw: str, *, now: float) -> Signature:
     )
 
 
+def key_name(raw: str) -> str | None:
+    """Where the key of this DKIM-Signature value is, as ``checks.dkim`` will look it up; None if it names none.
+
+    For asking the key ahead of the verification (the milter, as the header arrives): only the
+    tags it needs are read, so a signature that fails another rule may still be looked up.
+    """
+    try:
+        tags = parse_tag_list(raw, "signature")
+    except ValueError:
+        return None
+    domain, selector = tags.get("d", "").lower().removesuffix("."), tags.get("s", "")
+    if not (_is_domain(domain) and _is_domain(selector)):
+        return None
+    return f"{selector}._domainkey.{domain}"
+
+
 def _is_domain(name: str) -> bool:
     """RFC 6376 §3.5 domain-name / selector: dot-separated labels, no white space, at most 253 octets.
 

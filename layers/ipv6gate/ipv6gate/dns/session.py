@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import ipaddress
 import threading
 import time
@@ -56,10 +57,18 @@ class DnsSession:
         self.queries = 0
         self.temp_errors = 0
         self._cancelled = False
+        self._early: dict[dns.name.Name, cf.Future[list[bytes]]] = {}  # TXT lookups asked ahead (``ask_txt_early``)
 
     def cancel(self) -> None:
-        """The decision is made: any check still running gets a temporary error at its next query."""
-        self._cancelled = True
+        """The decision is made: any check still running gets a temporary error at its next query.
+
+        Lookups asked early and not yet started are called off; one in flight ends with its query.
+        """
+        with self._lock:
+            self._cancelled = True
+            early, self._early = list(self._early.values()), {}
+        for future in early:
+            future.cancel()
 
     @property
     def cancelled(self) -> bool:
@@ -93,8 +102,38 @@ class DnsSession:
         return self.query(dns.reversename.from_address(str(address)), "PTR")
 
     def txt(self, name: str | bytes | dns.name.Name) -> list[bytes]:
-        """Each TXT record's strings joined, as RFC 7208 and RFC 6376 both read them."""
-        answer = self.query(name, "TXT")
+        """Each TXT record's strings joined, as RFC 7208 and RFC 6376 both read them.
+
+        A lookup of the same name asked early in this session is taken instead of a new query (its
+        answer or its error, once); one that has not started yet is called off and asked now.
+        """
+        qname = to_name(name)
+        with self._lock:
+            early = self._early.pop(qname, None)
+        if early is not None and not early.cancel():
+            return early.result()
+        return self._txt_now(qname)
+
+    def ask_txt_early(self, name: str, submit: Callable[..., cf.Future[list[bytes]]]) -> None:
+        """Start the TXT lookup of ``name`` now (through ``submit``, a pool's), for a later ``txt(name)``.
+
+        Counted, capped and cancelled like any query of this session; a name asked already, a bad
+        name or a pool that no longer takes work asks nothing (the later ``txt`` then asks itself).
+        """
+        try:
+            qname = to_name(name)
+        except DnsNameError:
+            return
+        with self._lock:
+            if self._cancelled or qname in self._early:
+                return
+            try:
+                self._early[qname] = submit(self._txt_now, qname)
+            except RuntimeError:  # the pool is shut down (the server is stopping)
+                return
+
+    def _txt_now(self, qname: dns.name.Name) -> list[bytes]:
+        answer = self.query(qname, "TXT")
         return [b"".join(rd.strings) for rd in answer.records]  # type: ignore[attr-defined]
 
 

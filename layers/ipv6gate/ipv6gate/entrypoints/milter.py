@@ -38,6 +38,8 @@ SMFIS_CONTINUE: int = Milter.CONTINUE
 SMFIS_ACCEPT: int = Milter.ACCEPT
 SMFIS_REJECT: int = Milter.REJECT
 SMFIS_TEMPFAIL: int = Milter.TEMPFAIL
+# pymilter's decorator: the MTA is told not to wait for that callback's reply (it must return CONTINUE).
+_noreply: Callable[[Callable[..., Any]], Callable[..., Any]] = Milter.noreply
 
 
 class ListenError(Exception):
@@ -47,8 +49,11 @@ class ListenError(Exception):
 #: What the milter does with each finished decision once it is recorded: log it, count it.
 Publish = Callable[[Decision], None]
 
-# libmilter calls back on threads Python did not create: every step that may wait runs on the
-# server's own step threads (``milter_resources``), the bookkeeping after a reply on its recorder.
+# libmilter calls back on threads Python did not create, and awscrt crashed the process on them: the
+# one step that calls AWS, RCPT (its tenant lookup), runs on the server's own step threads
+# (``milter_resources``), the bookkeeping after a reply (trace write, log, metrics) on its recorder.
+# Every other step (connect, MAIL FROM, the message, abort, close) calls no AWS and runs on
+# libmilter's thread: no thread hop on its way, none between the last DNS answer and the reply.
 
 BUSY = Reply(421, "4.3.2", "Service not available, too many SMTP sessions in progress; try again later")
 READERS_BUSY = Reply(451, "4.3.2", "Service busy, too many messages being checked; try again later")
@@ -62,6 +67,23 @@ def _guarded(callback: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             self.failed(callback.__name__, exc)
             return SMFIS_ACCEPT  # stop filtering this message; the MTA delivers it
+
+    return wrapper
+
+
+def _unanswered(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """A header or body callback Postfix is told not to wait for (pymilter's ``noreply``: a round trip
+    less per header and body chunk). It cannot answer, so a failure is kept and the end of the
+    message accepts, as an error in any callback does."""
+
+    @functools.wraps(callback)
+    def wrapper(self: GateMilter, *args: Any) -> int:
+        try:
+            callback(self, *args)
+        except Exception as exc:
+            self._broken = True
+            self.failed(callback.__name__, exc)
+        return SMFIS_CONTINUE
 
     return wrapper
 
@@ -80,6 +102,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         self._session: SmtpSession | None = None
         self._results_headers = 0  # Authentication-Results headers seen so far in this message
         self._forged: list[int] = []  # their 1-based positions among themselves, when they claim our id
+        self._broken = False  # a header or body callback of this message failed: the end of it accepts
 
     def failed(self, stage: str, exc: BaseException) -> None:
         type(self).on_error(stage, exc)
@@ -91,7 +114,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
             self.resources.busy("MILTER_MAX_SESSIONS", BUSY)
             return self._answer(BUSY)
         address = hostaddr[0] if family in (socket.AF_INET, socket.AF_INET6) and hostaddr else None
-        self._session = self.resources.hop(self.gate.connect, address, self.getsymval("j") or "")
+        self._session = self.gate.connect(address, self.getsymval("j") or "")
         return SMFIS_CONTINUE
 
     @_guarded
@@ -101,24 +124,23 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
 
     @_guarded
     def envfrom(self, sender: str, *params: str) -> int:
-        self._results_headers, self._forged = 0, []
-        self._finish(self.resources.hop(self._live().mail_from, sender))
+        self._results_headers, self._forged, self._broken = 0, [], False
+        self._finish(self._live().mail_from(sender))
         return SMFIS_CONTINUE
 
     @_guarded
     def envrcpt(self, recipient: str, *params: str) -> int:
         return self._answer(self.resources.hop(self._live().rcpt, recipient))
 
-    @_guarded
-    def header(self, name: str, value: bytes) -> int:
+    def header(self, name: str, value: bytes) -> None:
         if name.lower() == HEADER.lower():
             self._results_headers += 1
             if claims_to_be(value.decode("utf-8", "replace"), self.authserv_id):
                 self._forged.append(self._results_headers)
         self._live().header(name.encode("ascii", "replace"), value)
-        return SMFIS_CONTINUE
 
     header.error_strategy = "bytes"  # type: ignore[attr-defined]  # pymilter: hand the value over undecoded
+    header = _noreply(_unanswered(header))  # wraps() keeps error_strategy
 
     @_guarded
     def eoh(self) -> int:
@@ -126,23 +148,25 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
             self._live().end_of_headers()
         except RunnerBusy:  # every DKIM reader is taken (MILTER_DKIM_READERS): the client retries later
             self.resources.busy("MILTER_DKIM_READERS", READERS_BUSY)
-            self._finish(self.resources.hop(self._live().reset))
+            self._finish(self._live().reset())
             return self._answer(READERS_BUSY)
         return SMFIS_CONTINUE
 
-    @_guarded
-    def body(self, chunk: bytes) -> int:
+    @_noreply
+    @_unanswered
+    def body(self, chunk: bytes) -> None:
         self._live().body(chunk)
-        return SMFIS_CONTINUE
 
     @_guarded
     def eom(self) -> int:
-        # RFC 8601 §5: a header that claims our authserv-id did not come from us. Removed before
-        # anything else can fail (an error below still accepts the message); last first, so the
-        # positions of the others stay put.
+        # RFC 8601 §5: a header claiming our authserv-id is not ours. Removed before anything else can
+        # fail (an error below still accepts the message); last first, so the others' positions stay put.
         for position in reversed(self._forged):
             self.chgheader(HEADER, position, "")
-        outcome = self.resources.hop(self._live().end_of_message, self.getsymval("i") or "")
+        if self._broken:  # a header or body callback failed (logged): the message goes on unjudged
+            self._finish(self._live().reset())
+            return SMFIS_ACCEPT
+        outcome = self._live().end_of_message(self.getsymval("i") or "")
         checks = outcome.decision.checks
         if outcome.reply is None and checks.ran():
             # At the top (RFC 8601 §5); with leading space negotiated, the space after the colon is ours.
@@ -153,7 +177,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def abort(self) -> int:
         try:
             if self._session is not None:
-                self._finish(self.resources.hop(self._session.reset))
+                self._finish(self._session.reset())
         except Exception as exc:
             self.failed("abort", exc)
         return SMFIS_CONTINUE
@@ -161,7 +185,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
     def close(self) -> int:
         try:
             if self._session is not None:
-                self._finish(self.resources.hop(self._session.close))
+                self._finish(self._session.close())
         except Exception as exc:
             self.failed("close", exc)
         finally:
@@ -169,7 +193,6 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         self._session = None
         return SMFIS_CONTINUE
 
-    # ------------------------------------------------------------------ helpers
     def _live(self) -> SmtpSession:
         if self._session is None:  # no connect event (a protocol the MTA did not follow)
             self._session = self.gate.connect(None)
@@ -181,8 +204,7 @@ class GateMilter(Milter.Base):  # type: ignore[misc]
         self.setreply(str(reply.code), reply.status, reply.text.replace("%", "%%"))
         return SMFIS_REJECT if reply.permanent else SMFIS_TEMPFAIL
 
-    def _finish(self, decision: Decision | None) -> None:
-        # Recorded, logged and counted after the reply, off the SMTP session's critical path.
+    def _finish(self, decision: Decision | None) -> None:  # recorded, logged, counted after the reply
         if decision is not None:
             self.resources.after_reply(_record, type(self), decision)
 

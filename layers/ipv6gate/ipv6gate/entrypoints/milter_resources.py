@@ -5,12 +5,12 @@ server more than once (the tests do) and nothing is shared through module global
 the milter adds to libmilter's own (one per SMTP connection, libmilter's) comes from a pool of a
 size a setting names:
 
-- ``steps``: each session step that may wait (connect, MAIL FROM, RCPT, end of message, abort,
-  close) runs here while libmilter's thread waits for it: libmilter's threads are not Python's, and
-  C extensions that take the GIL on them crash the process. Sized from ``MILTER_MAX_SESSIONS``, one
-  per admitted session: a session has at most one step in flight, so no step ever waits in a queue
-  behind another session's (each may wait up to the decision budget, and a queue of them would
-  outlast Postfix's milter timeouts). Threads start only when needed;
+- ``steps``: RCPT, the one session step that calls AWS (the tenant lookup), runs here while
+  libmilter's thread waits for it: libmilter's threads are not Python's, and awscrt crashed the
+  process on them (the other steps call no AWS and run on libmilter's thread, no hop). Sized from
+  ``MILTER_MAX_SESSIONS``, one per admitted session: a session has at most one step in flight, so
+  no step ever waits in a queue behind another session's (each may wait up to the decision budget,
+  and a queue of them would outlast Postfix's milter timeouts). Threads start only when needed;
 - ``recorder`` (4): the trace write, log line and metrics after a reply. Its queue holds at most
   ``MILTER_MAX_SESSIONS`` decisions; past that a decision is not queued: ``on_unrecorded`` hears of
   it at once (the CLI logs the decision itself and counts ``DecisionsNotRecorded``), and the

@@ -83,10 +83,15 @@ class CheckRunner:
         )
         self._free_readers = threading.BoundedSemaphore(readers) if readers else None
 
-    def start(self, name: str, check: Check, deadline: Deadline, *, reader: bool = False) -> Running:
-        """Start ``check`` on the pool, or with ``reader`` on a free DKIM reader (``RunnerBusy`` when none is)."""
+    def start(
+        self, name: str, check: Check, deadline: Deadline, *, reader: bool = False, session: DnsSession | None = None
+    ) -> Running:
+        """Start ``check`` on the pool, or with ``reader`` on a free DKIM reader (``RunnerBusy`` when none is).
+
+        ``session``: a DNS session opened earlier for this check (lookups asked ahead in it), else a new one.
+        """
         if not reader:
-            session = self.dns.session(deadline)
+            session = session or self.dns.session(deadline)
             return Running(name, self._pool.submit(check, session), session, deadline)
         if self._readers is None or self._free_readers is None:
             raise RuntimeError("this runner has no readers")
@@ -100,12 +105,16 @@ class CheckRunner:
             finally:
                 free.release()  # before the result is seen: a session that waited for it may start another
 
-        session = self.dns.session(deadline)
+        session = session or self.dns.session(deadline)
         try:
             return Running(name, self._readers.submit(read, session), session, deadline)
         except BaseException:
             free.release()
             raise
+
+    def ask_txt_early(self, session: DnsSession, name: str) -> None:
+        """A TXT lookup in ``session`` started now on the pool, for a check that will ask it later."""
+        session.ask_txt_early(name, self._pool.submit)
 
     def shutdown(self) -> None:
         """End the threads (a stopped server): checks still running are no longer waited for."""

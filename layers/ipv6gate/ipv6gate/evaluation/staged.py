@@ -3,7 +3,9 @@
 Nothing here decides. Each stage asks ``decision.rule`` with the results that have arrived:
 ``settled`` at each RCPT (a 550 5.2.1 or 450 4.7.25 is given to that recipient at once), ``decide``
 at the end of the message. Checks start as soon as their input is known: the PTR lookup at
-connect, SPF at MAIL FROM, DKIM once the headers are in, hashing the body as it streams.
+connect, SPF at MAIL FROM, each DKIM key as soon as its DKIM-Signature header has arrived (in the
+DNS session the DKIM check then verifies with), DKIM once the headers are in, hashing the body as
+it streams.
 
 At the end of the message one reply answers every recipient still open, so a transaction holds
 either only recipients whose verdict still waits on SPF/DKIM under an enforcing tenant, or only
@@ -22,6 +24,7 @@ from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision.replies import Reply, separate_transaction, too_many_recipients
 from ipv6gate.decision.rule import Checks, Recipient, RecipientVerdict, Verdict
 from ipv6gate.decision.tenants import Mode
+from ipv6gate.evaluation.early_keys import EarlyKeys
 from ipv6gate.evaluation.evaluator import ALREADY_CERTAIN, Draft, Evaluator
 from ipv6gate.evaluation.message_feed import MessageFeed
 from ipv6gate.evaluation.record import Decision
@@ -57,6 +60,7 @@ class Transaction:
     """One MAIL FROM .. end of message: the draft decision, the checks it started, the message."""
 
     draft: Draft
+    keys: EarlyKeys  # DKIM keys asked at their headers, in the session the DKIM check then uses
     running: dict[str, Running] = field(default_factory=dict)
     feed: MessageFeed | None = None  # the message, once DATA begins
 
@@ -133,7 +137,8 @@ class SmtpSession:
         """A new transaction (the decision of an unfinished one is returned); SPF starts now."""
         finished = self.reset()
         sender = address.strip().strip("<>")
-        tx = self._tx = Transaction(Draft(self.source, sender, self.evaluator.clock(), front_door="milter"))
+        draft = Draft(self.source, sender, self.evaluator.clock(), front_door="milter")
+        tx = self._tx = Transaction(draft, EarlyKeys(self.evaluator))
         if isinstance(self.source, Source) and _ipv6(self.source):
             tx.running["spf"] = self.evaluator.start_spf(self.source, sender)
         return finished
@@ -151,14 +156,16 @@ class SmtpSession:
         return tx.admit(recipient, verdict, lambda r: not ev.certain(self.source, [r], known))
 
     def header(self, name: bytes, value: bytes) -> None:
-        self._feed().header(name, value)
+        tx, feed = self._transaction(), self._feed()
+        feed.header(name, value)
+        tx.keys.ask(name, value, wanted=bool(tx.draft.pending) and feed.result is None)  # as DKIM starts below
 
     def end_of_headers(self) -> None:
         """DKIM starts here, when some recipient still needs it and the message is signed."""
         tx = self._transaction()
         check = self._feed().dkim_check(self.evaluator.settings.dkim_max_signatures) if tx.draft.pending else None
         if check is not None:
-            tx.running["dkim"] = self.evaluator.start_dkim(check, reader=True)  # RunnerBusy when none is free
+            tx.running["dkim"] = tx.keys.start_check(check)  # RunnerBusy when no reader is free
 
     def body(self, chunk: bytes) -> None:
         self._feed().body(chunk)
@@ -171,6 +178,7 @@ class SmtpSession:
         running = [r for r in [*tx.running.values(), self._ptr.running] if r is not None and r.name not in known]
         # The PTR lookup belongs to the connection: a later transaction may need it, so it is never cancelled here.
         results = self.evaluator.collect(running, tx.draft, known, keep=self._ptr.running)
+        tx.keys.cancel()  # keys of signatures the verdict no longer needs are not asked
         decision = self._conclude(tx, tx.checks(results, ALREADY_CERTAIN), message_id)
         self._tx = None
         reply = next((v.reply for v in decision.verdicts[len(tx.draft.settled) :] if v.verdict is Verdict.REJECT), None)
@@ -184,6 +192,7 @@ class SmtpSession:
         if tx.feed is not None:
             tx.feed.abort()
         self.evaluator.runner.cancel(tx.running.values())
+        tx.keys.cancel()
         if not tx.draft.settled:
             return None
         if tx.draft.pending:
@@ -213,7 +222,8 @@ class SmtpSession:
         d.source = self.source  # as the record shows it: with the HELO, whenever it came
         d.message_id = message_id or f"smtp-{uuid.uuid4().hex[:20]}"  # no queue id: the MTA never queued it
         d.dkim_signed = tx.feed is not None and tx.feed.dkim_signed
-        queries = sum(r.session.queries for r in [*tx.running.values(), self._ptr.running] if r is not None)
+        sessions = [r.session for r in [*tx.running.values(), self._ptr.running] if r is not None]
+        queries = sum(s.queries for s in sessions) + tx.keys.queries_beyond(sessions)
         return self.evaluator.conclude(d, checks, queries=queries)
 
     def _feed(self) -> MessageFeed:
