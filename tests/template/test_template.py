@@ -164,7 +164,7 @@ def iam_statements(resources: dict):
             for pol in props.get("Policies", []):
                 for st in statements_of(pol["PolicyDocument"]["Statement"]):
                     yield f"{name}.{pol.get('PolicyName')}", st
-        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        elif res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::RolePolicy", "AWS::IAM::ManagedPolicy"):
             for st in statements_of(props["PolicyDocument"]["Statement"]):
                 yield name, st
 

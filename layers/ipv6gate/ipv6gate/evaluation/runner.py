@@ -52,6 +52,17 @@ class RunnerBusy(Exception):
     """Every DKIM reader is taken: the message cannot be checked now (the milter answers 451 4.3.2)."""
 
 
+def _check_pool(max_workers: int, prestart: bool) -> cf.ThreadPoolExecutor:
+    """The checks' pool. Lambda: room for a decision's checks plus stragglers of an earlier one that
+    are winding down; the milter sizes it for its concurrent sessions."""
+    pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ipv6gate-check")
+    if prestart:  # every thread now (a cold start), not in the first decisions: each task waits for all
+        everyone = threading.Barrier(max_workers, timeout=5.0)
+        for _ in range(max_workers):
+            pool.submit(_arrive, everyone)
+    return pool
+
+
 class CheckRunner:
     """Long-lived (one per cold start or process): the thread pool the checks of every decision share,
     and for the milter a bounded set of DKIM readers."""
@@ -67,13 +78,7 @@ class CheckRunner:
     ) -> None:
         self.dns = dns
         self.clock = clock
-        # Lambda: room for a decision's checks plus stragglers of an earlier one that are winding
-        # down. The milter sizes it for its concurrent sessions.
-        self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ipv6gate-check")
-        if prestart:  # every thread now (a cold start), not in the first decisions: each task waits for all
-            everyone = threading.Barrier(max_workers, timeout=5.0)
-            for _ in range(max_workers):
-                self._pool.submit(_arrive, everyone)
+        self._pool = _check_pool(max_workers, prestart)
         # The milter's DKIM checks read the body as the client sends it, which may take minutes: they
         # get readers of their own, never a pool thread that other sessions' PTR and SPF lookups
         # wait for. A reader is taken or refused at once (never queued: a queued reader would leave
