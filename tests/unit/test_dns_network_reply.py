@@ -63,11 +63,11 @@ def test_cname_to_nothing_is_nodata() -> None:
 def test_negative_ttl_is_the_smaller_of_soa_ttl_and_minimum(minimum: int, expected: int) -> None:
     nodata, ttl = _read(reply("NOERROR", authority=SOA.format(minimum=minimum)), NAME, dns.rdatatype.A)
     assert nodata.status is Status.NODATA and ttl == expected
-    assert _negative_ttl(reply("NXDOMAIN", authority=SOA.format(minimum=minimum))) == expected
+    assert _negative_ttl(reply("NXDOMAIN", authority=SOA.format(minimum=minimum)), NAME) == expected
 
 
 def test_negative_answer_without_soa_is_not_kept() -> None:  # RFC 2308 §5
-    assert _negative_ttl(reply("NXDOMAIN")) == 0
+    assert _negative_ttl(reply("NXDOMAIN"), NAME) == 0
     assert _read(reply("NOERROR"), NAME, dns.rdatatype.A)[1] == 0
 
 
@@ -109,3 +109,10 @@ def test_cache_drops_the_least_recently_used(clock: Clock) -> None:
     cache.put(b"c", answer("c"), 60)
     assert cache.get(b"b") is None
     assert cache.get(b"a") == answer("a") and cache.get(b"c") == answer("c")
+
+
+def test_another_zones_soa_does_not_keep_a_name_out_and_no_soa_keeps_it_past_three_hours() -> None:
+    foreign = "attacker.example. 999999 IN SOA ns.attacker.example. h.attacker.example. 1 1 1 1 999999"
+    assert _negative_ttl(reply("NXDOMAIN", authority=foreign), NAME) == 0
+    huge = "z.test. 999999 IN SOA ns.z.test. hostmaster.z.test. 1 3600 600 86400 999999"
+    assert _negative_ttl(reply("NXDOMAIN", authority=huge), NAME) == 3 * 3600

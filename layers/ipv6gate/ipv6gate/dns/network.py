@@ -30,6 +30,7 @@ from ipv6gate.dns import wire
 from ipv6gate.dns.cache import AnswerCache
 from ipv6gate.dns.model import Answer, DnsServer, DnsTempError, Status
 
+_MAX_NEGATIVE_TTL = 3 * 3600.0
 _ATTEMPT_TIMEOUT = 2.0  # the longest wait on one server before the next is asked (dnspython's default)
 _FIRST_BACKOFF, _MAX_BACKOFF = 0.1, 2.0  # pause before asking the servers again (dnspython's)
 # What makes a server useless for this question (dnspython's resolver drops it too); a timeout does not.
@@ -41,7 +42,8 @@ class NetworkBackend:
 
     The cache (``cache_size`` answers, LRU) lives as long as the backend, i.e. across the warm
     invocations of one Lambda container. Each answer is kept for its TTL, negative ones for
-    min(SOA TTL, SOA MINIMUM) (RFC 2308), and a negative answer without an SOA is not kept.
+    min(SOA TTL, SOA MINIMUM, 3 h) (RFC 2308), and a negative answer without its zone's SOA is not
+    kept; a CNAME chain that ends in no data is kept for the chain's shortest TTL.
     """
 
     def __init__(self, servers: tuple[DnsServer, ...] = (), *, cache_size: int = 4096) -> None:
@@ -76,15 +78,17 @@ class NetworkBackend:
                 time.sleep(backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF) if backoff else _FIRST_BACKOFF
             this_round = tuple(usable)
-            for left, server in zip(range(len(this_round), 0, -1), this_round, strict=True):
+            for server in this_round:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise _timed_out(name, rdtype, timeout)
-                try:  # the time left is shared by the servers still to ask in this round
-                    response = _exchange(query, packet, server, min(_ATTEMPT_TIMEOUT, remaining / left))
+                # Each server gets up to the attempt's time, as dnspython gave it: a share of the query's
+                # time (remaining / servers left) threw away slow but working servers' answers.
+                try:
+                    response = _exchange(query, packet, server, min(_ATTEMPT_TIMEOUT, remaining))
                     rcode = response.rcode()
                     if rcode == dns.rcode.NXDOMAIN:
-                        return Answer(name, rdtype, Status.NXDOMAIN), _negative_ttl(response)
+                        return Answer(name, rdtype, Status.NXDOMAIN), _negative_ttl(response, name)
                     if rcode == dns.rcode.NOERROR:
                         return _read(response, name, rdtype)
                 except dns.exception.Timeout:
@@ -171,13 +175,15 @@ def _read(
         if chain.answer is not None:
             return Answer(name, rdtype, Status.OK, tuple(chain.answer)), chain.minimum_ttl
         return Answer(name, rdtype, Status.NODATA), chain.minimum_ttl
-    return Answer(name, rdtype, Status.NODATA), _negative_ttl(response)
+    return Answer(name, rdtype, Status.NODATA), _negative_ttl(response, name)
 
 
-def _negative_ttl(response: dns.message.Message) -> float:
-    """RFC 2308 §5: min(SOA TTL, SOA MINIMUM) of the SOA in the authority section; 0 without one."""
+def _negative_ttl(response: dns.message.Message, name: dns.name.Name) -> float:
+    """RFC 2308 §5: min(SOA TTL, SOA MINIMUM) of the SOA in the authority section, capped at three
+    hours (§5's suggestion); 0 without one. The SOA must be of a zone above ``name``, as dnspython
+    required: a server cannot have another zone's SOA keep a name out of the cache for days."""
     for rrset in response.authority:
-        if rrset.rdtype == dns.rdatatype.SOA and rrset:
+        if rrset.rdtype == dns.rdatatype.SOA and rrset and name.is_subdomain(rrset.name):
             soa = cast(dns.rdtypes.ANY.SOA.SOA, rrset[0])
-            return min(rrset.ttl, soa.minimum)
+            return min(rrset.ttl, soa.minimum, _MAX_NEGATIVE_TTL)
     return 0.0

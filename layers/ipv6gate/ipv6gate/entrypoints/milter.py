@@ -78,6 +78,8 @@ def _unanswered(callback: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(callback)
     def wrapper(self: GateMilter, *args: Any) -> int:
+        if self._broken:  # the message is let through unjudged anyway: one failure logged, not one per chunk
+            return SMFIS_CONTINUE
         try:
             callback(self, *args)
         except Exception as exc:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.dns import Deadline, DnsResolver, DnsSession
@@ -52,6 +52,30 @@ class RunnerBusy(Exception):
     """Every DKIM reader is taken: the message cannot be checked now (the milter answers 451 4.3.2)."""
 
 
+class BoundedSubmit:
+    """A pool's ``submit`` while fewer than ``limit`` of the tasks it started are unfinished; past that
+    it raises ``RuntimeError`` (what a pool that takes no more work raises) and starts nothing.
+
+    For DKIM keys asked early (the milter): a sender chooses their names, and they run on the pool
+    every session's PTR and SPF lookups need, so they get a quarter of it; without a slot the DKIM
+    check asks its key itself, on its own reader."""
+
+    def __init__(self, pool: cf.ThreadPoolExecutor, limit: int) -> None:
+        self._pool = pool
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> cf.Future[Any]:
+        if not self._slots.acquire(blocking=False):
+            raise RuntimeError("early lookups at their limit")
+        try:
+            future = self._pool.submit(fn, *args)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _done: self._slots.release())  # also when cancelled
+        return future
+
+
 def _check_pool(max_workers: int, prestart: bool) -> cf.ThreadPoolExecutor:
     """The checks' pool. Lambda: room for a decision's checks plus stragglers of an earlier one that
     are winding down; the milter sizes it for its concurrent sessions."""
@@ -79,6 +103,7 @@ class CheckRunner:
         self.dns = dns
         self.clock = clock
         self._pool = _check_pool(max_workers, prestart)
+        self._early = BoundedSubmit(self._pool, max(1, max_workers // 4))  # early keys: a quarter, at most
         # The milter's DKIM checks read the body as the client sends it, which may take minutes: they
         # get readers of their own, never a pool thread that other sessions' PTR and SPF lookups
         # wait for. A reader is taken or refused at once (never queued: a queued reader would leave
@@ -119,7 +144,7 @@ class CheckRunner:
 
     def ask_txt_early(self, session: DnsSession, name: str) -> None:
         """A TXT lookup in ``session`` started now on the pool, for a check that will ask it later."""
-        session.ask_txt_early(name, self._pool.submit)
+        session.ask_txt_early(name, self._early.submit)  # none free: the DKIM check asks it itself
 
     def shutdown(self) -> None:
         """End the threads (a stopped server): checks still running are no longer waited for."""
