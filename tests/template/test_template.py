@@ -533,9 +533,11 @@ def test_composition_defaults_are_the_path_that_loses_no_mail(tpl):
 
 
 # SES's names (CreateReceiptRuleSet, ReceiptRule.Name): ASCII letters, digits, _ and -; a letter or digit
-# first and last; under 64 characters. The custom resource checks the same (SES_NAME).
+# first and last; under 64 characters. The custom resource checks the same for sets (SES_NAME). A rule's
+# name may also hold "." (ReceiptRule.Name): a stack deployed with RuleName=ipv6gate.gate must update.
 SES_NAMES_GOOD = ("a", "ops-rules", "a_b-1", "Z9", "x" * 63)
-SES_NAMES_BAD = ("-x", "x-", "_x", "x_", "a b", "a.b", "ops.rules", "x" * 64, "é", "a/b", "a\nb")
+SES_NAMES_BAD = ("-x", "x-", "_x", "x_", "a b", "x" * 64, "é", "a/b", "a\nb", ".x", "x.")
+DOTTED = ("a.b", "ipv6gate.gate")
 
 
 @pytest.mark.parametrize("parameter", ["RuleSetName", "RuleName"])
@@ -550,6 +552,9 @@ def test_rule_set_and_rule_names_are_as_strict_as_ses(tpl, parameter):
     for bad in SES_NAMES_BAD:
         assert not re.fullmatch(pattern, bad), bad
         assert not SES_NAME.fullmatch(bad), bad
+    for dotted in DOTTED:  # a rule's name may hold periods, a set's may not
+        assert bool(re.fullmatch(pattern, dotted)) is (parameter == "RuleName"), dotted
+        assert not SES_NAME.fullmatch(dotted), dotted
 
 
 def test_existing_mode_creates_no_rule_set_and_puts_the_rule_first(tpl):
