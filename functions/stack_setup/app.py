@@ -1,5 +1,6 @@
 """CloudFormation custom resources of the stack (``Custom::ReceiptRuleSetTarget``, ``Custom::TenantSeed``,
-``Custom::ActiveReceiptRuleSet``): resolve the gate rule's rule set, seed monitor-mode tenants, activate.
+``Custom::ActiveReceiptRuleSet``, ``Custom::MessageBucketDrain``): resolve the gate rule's rule set, seed
+monitor-mode tenants, activate, and empty the message bucket on delete.
 
 Composition root: ``wiring.build_stack_setup`` builds the SES and DynamoDB clients once per cold start;
 the handler answers CloudFormation exactly once per request (``ipv6gate.aws.custom_resources``).
@@ -23,4 +24,5 @@ setup = build_stack_setup(logger)
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
     logger.append_keys(resource=event.get("LogicalResourceId"), request_type=event.get("RequestType"))
-    send_response(str(event["ResponseURL"]), setup.handle(event))
+    answer = setup.handle(event, seconds_left=lambda: context.get_remaining_time_in_millis() / 1000)
+    send_response(str(event["ResponseURL"]), answer)

@@ -534,6 +534,18 @@ def test_drain_failure_is_one_line_naming_the_bucket(aws, setup, monkeypatch):
     assert failed["PhysicalResourceId"] == "drain:locked"
 
 
+def test_a_drain_out_of_time_answers_failed_while_it_can_and_the_next_delete_goes_on(aws, setup):
+    s3 = _bucket("big", 2500)  # three listing pages
+    left = iter([100.0, 100.0, 10.0])  # the third page would start with less than the answer needs
+
+    failed = setup.handle(event("MessageBucketDrain", "Delete", "drain:big", BucketName="big"), lambda: next(left))
+    assert failed["Status"] == "FAILED" and failed["PhysicalResourceId"] == "drain:big"
+    assert failed["Reason"].startswith("s3://big: 2000 messages deleted, more left when the function's time ran out")
+    assert "\n" not in failed["Reason"] and len(_keys(s3, "big")) == 501
+    again = setup.handle(event("MessageBucketDrain", "Delete", "drain:big", BucketName="big"), lambda: 100.0)
+    assert again["Status"] == "SUCCESS" and _keys(s3, "big") == []
+
+
 @pytest.mark.parametrize("name", ["ops.rules", "-ops", "ops-", "x" * 64, "a b"])
 def test_a_name_ses_would_refuse_is_one_line_and_changes_nothing(aws, setup, name):
     ses, _ = aws

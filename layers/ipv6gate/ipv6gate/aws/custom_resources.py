@@ -20,12 +20,14 @@ pre-signed ``ResponseURL``); a failure is ``FAILED`` with a one-line reason, sho
 from __future__ import annotations
 
 import json
+import math
 import re
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ipv6gate.aws.s3 import BucketNotEmptied
 from ipv6gate.decision.tenants import Mode, rule_coverage, tenant_domain
 
 # CloudFormation refuses response documents over 4 KiB; the reason is the only long field.
@@ -39,6 +41,7 @@ _ACTIVATION_PREVIOUS = "active-rule-set:previous="
 SES_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 _DRAIN = "drain:"
 _DRAIN_PASSES = 3
+_DRAIN_ANSWER_SECONDS = 15.0  # what the drain leaves of the function's time to answer CloudFormation
 
 
 class StackSetupError(Exception):
@@ -55,7 +58,7 @@ class RuleSets(Protocol):
 
 
 class Buckets(Protocol):
-    def empty(self, bucket: str) -> int: ...
+    def empty(self, bucket: str, out_of_time: Callable[[], bool] = ...) -> int: ...
 
 
 class TenantSeeder(Protocol):
@@ -82,12 +85,13 @@ class StackSetup:
     log: Log
     buckets: Buckets
 
-    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """The response document for one request; never raises."""
+    def handle(self, event: Mapping[str, Any], seconds_left: Callable[[], float] | None = None) -> dict[str, Any]:
+        """The response document for one request; never raises. ``seconds_left``: the invocation's
+        (Lambda's context), so that a long task still answers CloudFormation before the function ends."""
         request = str(event.get("RequestType"))
         old_id = str(event.get("PhysicalResourceId") or NOT_CREATED)
         try:
-            outcome = self._dispatch(event, request)
+            outcome = self._dispatch(event, request, seconds_left or (lambda: math.inf))
             status, reason = "SUCCESS", ""
         except Exception as exc:  # every failure must still answer CloudFormation
             known: tuple[type[Exception], ...] = (StackSetupError, ValueError, *_adapter_errors())
@@ -107,7 +111,7 @@ class StackSetup:
             "Data": outcome.data,
         }
 
-    def _dispatch(self, event: Mapping[str, Any], request: str) -> Outcome:
+    def _dispatch(self, event: Mapping[str, Any], request: str, seconds_left: Callable[[], float]) -> Outcome:
         if request not in ("Create", "Update", "Delete"):
             raise StackSetupError(f"unknown RequestType {request[:40]!r}")
         kind = str(event.get("ResourceType"))
@@ -121,7 +125,7 @@ class StackSetup:
         if kind == "Custom::ActiveReceiptRuleSet":
             return self._activation(request, props, old_id)
         if kind == "Custom::MessageBucketDrain":
-            return drain_bucket(self, request, props, old_id)
+            return drain_bucket(self, request, props, old_id, seconds_left)
         raise StackSetupError(f"unknown custom resource type {kind[:60]!r}")
 
     # ------------------------------------------------------------------ rule-set target
@@ -191,7 +195,9 @@ class StackSetup:
         return Outcome(old_id)
 
 
-def drain_bucket(setup: StackSetup, request: str, props: Mapping[str, Any], old_id: str) -> Outcome:
+def drain_bucket(
+    setup: StackSetup, request: str, props: Mapping[str, Any], old_id: str, seconds_left: Callable[[], float]
+) -> Outcome:
     """``Custom::MessageBucketDrain``: on delete (after the gate's rule is gone), empty the message bucket."""
     bucket = str(props.get("BucketName", "")).strip()
     if request != "Delete":
@@ -205,8 +211,18 @@ def drain_bucket(setup: StackSetup, request: str, props: Mapping[str, Any], old_
     # The gate's rule is gone by now (it depends on this resource); a second pass takes a message
     # SES was still writing when the rule went.
     deleted = 0
+
+    def out_of_time() -> bool:  # leave time to answer: a function killed mid-drain leaves the stack waiting an hour
+        return seconds_left() < _DRAIN_ANSWER_SECONDS
+
     for _ in range(_DRAIN_PASSES):
-        emptied = setup.buckets.empty(bucket)
+        try:
+            emptied = setup.buckets.empty(bucket, out_of_time)
+        except BucketNotEmptied as exc:
+            raise StackSetupError(
+                f"s3://{bucket}: {deleted + exc.deleted} messages deleted, more left when the function's time ran "
+                "out; delete the stack again to go on (nothing is lost: SES no longer writes there)"
+            ) from None
         deleted += emptied
         if not emptied:
             break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ipv6gate.ports import MessageStoreError
@@ -44,19 +45,30 @@ def _said(exc: Exception) -> str:
     return " ".join(str(exc).split()) or "AWS SDK error"
 
 
+class BucketNotEmptied(MessageStoreError):
+    """Time ran out with objects left in the bucket."""
+
+    def __init__(self, bucket: str, deleted: int) -> None:
+        super().__init__(f"s3://{bucket}: {deleted} objects deleted, more left when time ran out")
+        self.deleted = deleted
+
+
 class S3BucketEmptier:
     """Deletes every object of an unversioned bucket (the stack's message bucket), so its delete can succeed."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def empty(self, bucket: str) -> int:
-        """Objects deleted; a bucket that no longer exists counts as empty."""
+    def empty(self, bucket: str, out_of_time: Callable[[], bool] = lambda: False) -> int:
+        """Objects deleted; a bucket that no longer exists counts as empty. ``BucketNotEmptied`` when
+        ``out_of_time()`` says so before a page is deleted (the caller must answer while it can)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         deleted = 0
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                if out_of_time():
+                    raise BucketNotEmptied(bucket, deleted)
                 keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
                 if not keys:
                     continue
