@@ -167,7 +167,7 @@ class Settings:
         "DNS_QUERY_TIMEOUT_SECONDS", 2.0, number(0.05, 10.0), "one query's limit"
     )
     decision_budget_seconds: float = setting(
-        "DECISION_BUDGET_SECONDS", 10.0, number(0.1, 25.0), "all DNS of a decision"
+        "DECISION_BUDGET_SECONDS", 10.0, number(0.1, 25.0), "a decision's DNS, counted from the call"
     )
     dns_query_limit: int = setting("DNS_QUERY_LIMIT", 120, integer(5, 500), "DNS queries per check of a decision")
     dns_cache_size: int = setting("DNS_CACHE_SIZE", 4096, integer(0, 1_000_000), "answers kept per warm container")
