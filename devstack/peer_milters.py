@@ -10,14 +10,13 @@ here. Both read the system resolver: run them inside ``devstack.private_net.isol
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import IO, Self
 
-from devstack.service import Service
+from devstack.service import Service, end_process
 
 OPENDKIM = shutil.which("opendkim") or "/usr/sbin/opendkim"
 PYSPF_MILTER = shutil.which("pyspf-milter") or "/usr/bin/pyspf-milter"
@@ -90,13 +89,7 @@ class PeerMilter(Service):
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        end_process(proc)
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None

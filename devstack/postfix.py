@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import smtplib
 import socket
 import subprocess
@@ -29,7 +28,7 @@ from typing import IO, Any, Self
 
 from devstack.json_lines import json_records
 from devstack.page import main_cf
-from devstack.service import Service
+from devstack.service import Service, end_process
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
@@ -292,13 +291,7 @@ class MilterProcess(Service):
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        end_process(proc)
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -13,6 +15,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def end_process(proc: subprocess.Popen[Any] | None, grace: float = 10.0) -> None:
+    """SIGTERM, and SIGKILL after ``grace`` seconds, for a process that still runs; None does nothing."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=grace)
 
 
 class Service:
