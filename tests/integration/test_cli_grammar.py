@@ -227,8 +227,14 @@ def test_an_s3_outage_that_let_mail_through_exits_3(
     decision = json.loads(out)
     assert decision["checks"]["dkim"]["result"] == "temperror"
     assert [r["verdict"] for r in decision["recipients"]] == ["accept"]
+    assert decision["faults"] == ["message_store"]  # the printed record says it too, not only stderr
     assert code == Exit.AWS
-    assert_one_line("evaluate", err, "message_store failed: raw message unavailable")
+    assert_one_line("evaluate", err, "message_store failed: accepted without its raw message")
+    # No message store at all (no MESSAGE_BUCKET, no --message): the same, not an all-clear.
+    monkeypatch.delenv("MESSAGE_BUCKET")
+    code, out, err = run(capsys, ["evaluate", str(event), "--tenants", files["TENANTS"]])
+    assert json.loads(out)["faults"] == ["message_store"] and code == Exit.AWS
+    assert_one_line("evaluate", err, "raw message unavailable: no message store configured")
     # The same message with its raw message given decides cleanly: the status was the outage's.
     (Path(files["EVENT"]).parent / "m-s3.eml").write_bytes(raw)
     code, out, err = run(

@@ -22,7 +22,7 @@ BOUNCES_QUEUED = "BouncesQueued"
 BOUNCES_SUPPRESSED = "BouncesSuppressed"  # the gate (policy said no) and the bouncer (sender unproven)
 
 # The decision's machine-readable faults (evaluation/record.py), each counted as <Fault>Failures.
-FAULTS = ("tenant_lookup", "bounce_queue", "trace_write")
+FAULTS = ("tenant_lookup", "bounce_queue", "trace_write", "message_store")
 REPLY_STATUSES = STATUSES  # each enforced reply by its enhanced code
 
 # --- the bouncer (aws/ses_bounces.py, functions/bouncer/app.py) -----------------------------------

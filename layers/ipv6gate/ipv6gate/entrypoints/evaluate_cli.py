@@ -14,11 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ipv6gate.checks.results import Result
-from ipv6gate.decision.rule import Verdict
 from ipv6gate.entrypoints.exits import NO_REGION, Exit, fail, reason, warn
 from ipv6gate.evaluation.record import Decision
-from ipv6gate.evaluation.stored_message import UNAVAILABLE
 from ipv6gate.mail.event import EventError, Mail, parse_event
 from ipv6gate.mail.source import stored_message_id
 from ipv6gate.ports import TenantDirectory
@@ -63,20 +60,13 @@ def run_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _failed_open(decision: Decision) -> list[str]:
-    """What failed for this decision: the recorded faults, and the raw message that S3 could not give
-    (its DKIM is then ``temperror``, and TEMPERROR_ACTION may have let the mail through unjudged)."""
-    failed = list(decision.faults)
-    dkim = decision.checks.dkim
-    accepted = any(v.verdict is Verdict.ACCEPT for v in decision.verdicts)
-    if dkim.result is Result.TEMPERROR and dkim.reason.startswith(UNAVAILABLE) and accepted:
-        failed.append("message_store")
-    return failed
+    """What failed for this decision: its recorded faults (``message_store`` among them when the raw
+    message could not be read and the mail was let through)."""
+    return list(decision.faults)
 
 
 def _why(decision: Decision) -> str:
-    dkim = decision.checks.dkim
-    extra = [dkim.reason] if dkim.reason.startswith(UNAVAILABLE) else []
-    return "; ".join([*decision.notes, *extra]) or "see the decision"
+    return "; ".join(decision.notes) or "see the decision"
 
 
 class _InputError(Exception):

@@ -19,12 +19,13 @@ from functools import partial
 
 from ipv6gate.bounce.backscatter import BounceAction, BounceDecision, decide_bounce
 from ipv6gate.checks.iprev import check_iprev
-from ipv6gate.checks.results import CheckResult
+from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.decision.rule import (
     Checks,
     Disposition,
     Recipient,
     RecipientVerdict,
+    Verdict,
     certain,
     decide,
     disposition,
@@ -34,6 +35,7 @@ from ipv6gate.decision.tenants import Tenant
 from ipv6gate.dns import Deadline
 from ipv6gate.evaluation.record import Decision, bounce_request
 from ipv6gate.evaluation.runner import Check, CheckRunner, Running, run_here
+from ipv6gate.evaluation.stored_message import UNAVAILABLE
 from ipv6gate.mail.domains import DomainError, recipient_domain
 from ipv6gate.mail.source import Source, Unknown
 from ipv6gate.ports import BounceQueue, BounceQueueError, TenantDirectory, TenantLookupError, answers_at_hand
@@ -150,7 +152,7 @@ class Evaluator:
     def conclude(self, draft: Draft, checks: Checks, *, queries: int) -> Decision:
         """The one ``Decision``: every recipient's verdict, the disposition, and (for SES) the bounce, queued."""
         verdicts = [*draft.settled, *decide(draft.source, draft.pending, checks, self.settings.temperror_action)]
-        notes, faults = list(draft.notes), list(dict.fromkeys(draft.faults))
+        notes, faults = _notes_and_faults(draft, checks, verdicts)
         answer: Disposition | None = None
         bounce: BounceDecision | None = None
         lost = False
@@ -259,6 +261,19 @@ def _carry_out(
         faults.append("bounce_queue")
         return bounce, True
     return bounce, False
+
+
+def _notes_and_faults(draft: Draft, checks: Checks, verdicts: list[RecipientVerdict]) -> tuple[list[str], list[str]]:
+    """The draft's notes and faults, and ``message_store`` when the raw message could not be read (no
+    store, S3 failing) and a recipient was accepted: the DKIM temperror may have let the mail through
+    unjudged, which must show as a fault, not only as a check's reason."""
+    notes, faults = list(draft.notes), list(dict.fromkeys(draft.faults))
+    dkim = checks.dkim
+    unread = dkim.result is Result.TEMPERROR and dkim.reason.startswith(UNAVAILABLE)
+    if unread and any(v.verdict is Verdict.ACCEPT for v in verdicts):
+        faults.append("message_store")
+        notes.append(f"accepted without its raw message (DKIM temperror): {dkim.reason}")
+    return notes, faults
 
 
 def _ipv6(source: Source | Unknown) -> bool:

@@ -17,7 +17,7 @@ from ipv6gate.checks.results import CheckResult, Result
 from ipv6gate.dns import DnsSession
 from ipv6gate.ports import MessageStore, MessageStoreError
 
-# How a DKIM result begins when the raw message could not be read (the CLI counts it as a fault).
+# How a DKIM result begins when the raw message could not be read (the core records fault message_store).
 UNAVAILABLE = "raw message unavailable"
 
 
@@ -35,7 +35,7 @@ def check_stored_dkim(
     from ipv6gate.checks.dkim import check_dkim_stream
 
     if messages is None:
-        return CheckResult("dkim", Result.TEMPERROR, "raw message needed but no message store configured")
+        return CheckResult("dkim", Result.TEMPERROR, f"{UNAVAILABLE}: no message store configured")
     try:
         stream = messages.open(message_id, max_bytes)
     except MessageStoreError as exc:
